@@ -1,0 +1,46 @@
+//! # nrpm — nonlinear robust pattern matching
+//!
+//! Robustness reprogramming (Hou, Torkamani, Krim, Liu, ICLR 2025, arXiv 2410.04577): replace
+//! the linear pattern match `z = Σ_d a_d·x_d` of a trained layer by a robust, median-like
+//! estimate computed with K IRLS steps, mixed with the linear one by λ:
+//!
+//! ```text
+//! t_d = a_d·x_d,  z⁰ = Σ_d t_d,  zᵏ⁺¹ = D·Σ_d w(|t_d − zᵏ/D|)·t_d / Σ_d w(|t_d − zᵏ/D|)
+//! y   = λ·z⁰ + (1 − λ)·zᴷ + bias                    (L1: w(r) = 1/(r + ε))
+//! ```
+//!
+//! Module map:
+//! - [`error`]: [`Error`], the one error enum, and [`Result`];
+//! - [`real`]: [`Real`], the f32/f64 scalar trait;
+//! - [`nrpm`](mod@nrpm): the operator — config, norms, reference (oracle), fused (production),
+//!   exact LAD limit, conv2d through unfold;
+//! - [`robust`]: influence curves, breakdown points, the IRLS objective `L_ε`;
+//! - [`cli`]: the `nrpm` command.
+//!
+//! ```
+//! # fn main() -> nrpm::Result<()> {
+//! use ndarray::array;
+//! let x = array![[0.2_f32, 0.4, 0.1, 9.0]];           // one corrupted input, D = 4
+//! let w = array![[1.0_f32, 1.0, 1.0, 1.0]];
+//! let cfg = nrpm::NrpmConfig::new(nrpm::Norm::L1, 3, 1e-3, 0.0)?;
+//! let (y, iterates) = nrpm::forward(x.view(), w.view(), None, &cfg)?;
+//! assert!(y[[0, 0]] < 2.0); // LPM gives 9.7
+//! let grads = nrpm::backward(x.view(), w.view(), &iterates, array![[1.0_f32]].view(), &cfg)?;
+//! assert_eq!(grads.x.dim(), (1, 4));
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod cli;
+pub mod error;
+pub mod nrpm;
+pub mod real;
+pub mod tensor_file;
+
+pub use crate::error::{Error, Result};
+pub use crate::nrpm::conv::Conv2dGeometry;
+pub use crate::nrpm::{
+    backward, backward_with, forward, forward_with, Exec, Grads, Iterates, Norm, NrpmConfig,
+};
+pub use crate::real::Real;

@@ -1,0 +1,320 @@
+//! NRPM conv2d (NCHW) through unfold: every output pixel is one NRPM output over the
+//! `D = C·kh·kw` terms of its receptive field.
+//!
+//! ```text
+//! x [B, C, H, W] --unfold--> patches [B·L, D]     L = Ho·Wo, d = (c·kh + i)·kw + j (PyTorch order)
+//! weight [O, C, kh, kw] ---> [O, D]
+//! patches, weight --linear NRPM--> [B·L, O] --> y [B, O, Ho, Wo]
+//! Ho = ⌊(H + 2·pad_h − dil_h·(kh − 1) − 1) / stride_h⌋ + 1   (same for W)
+//! ```
+//!
+//! The backward runs the linear backward and folds the patch gradient back (`fold`, the adjoint
+//! of `unfold`: overlapping patches add). The patch matrix is `B·L·D`, never `B·L·D·O`. The
+//! authors' `RobustConv2d` adds no bias; pass `bias = None` to match them.
+
+use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, Axis};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::nrpm::{backward_with, forward_with, Exec, Iterates, NrpmConfig};
+use crate::real::Real;
+
+/// Stride, zero padding and dilation of a convolution, `[height, width]` each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conv2dGeometry {
+    /// Step between receptive fields, ≥ 1.
+    pub stride: [usize; 2],
+    /// Zeros added on each side.
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps, ≥ 1.
+    pub dilation: [usize; 2],
+}
+
+impl Default for Conv2dGeometry {
+    fn default() -> Self {
+        Self {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
+    }
+}
+
+impl Conv2dGeometry {
+    /// Square stride and padding, dilation 1.
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Self {
+            stride: [stride, stride],
+            padding: [padding, padding],
+            dilation: [1, 1],
+        }
+    }
+
+    /// The output size `(Ho, Wo)` for an `h × w` input and a `kh × kw` kernel.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for zero stride/dilation or a kernel larger than the padded input.
+    pub fn output_size(&self, h: usize, w: usize, kh: usize, kw: usize) -> Result<(usize, usize)> {
+        if self.stride.contains(&0) || self.dilation.contains(&0) {
+            return Err(Error::config("stride/dilation", 0, "must be at least 1"));
+        }
+        let one = |size: usize, k: usize, axis: usize| -> Result<usize> {
+            let span = self.dilation[axis] * (k.max(1) - 1) + 1;
+            let padded = size + 2 * self.padding[axis];
+            if k == 0 || padded < span {
+                return Err(Error::Config {
+                    name: "kernel",
+                    value: format!("{k} (dilated span {span})"),
+                    rule: "must fit in the padded input",
+                });
+            }
+            Ok((padded - span) / self.stride[axis] + 1)
+        };
+        Ok((one(h, kh, 0)?, one(w, kw, 1)?))
+    }
+
+    /// Input coordinate of tap `i` at output position `p` along `axis`, or `None` in padding.
+    #[inline]
+    fn source(&self, axis: usize, p: usize, i: usize, size: usize) -> Option<usize> {
+        let pos = (p * self.stride[axis] + i * self.dilation[axis]) as isize
+            - self.padding[axis] as isize;
+        (pos >= 0 && (pos as usize) < size).then_some(pos as usize)
+    }
+}
+
+/// `x [B, C, H, W]` → patches `[B·Ho·Wo, C·kh·kw]`, PyTorch `F.unfold` order (transposed).
+///
+/// # Errors
+/// As [`Conv2dGeometry::output_size`].
+pub fn unfold<T: Real>(
+    x: ArrayView4<T>,
+    kh: usize,
+    kw: usize,
+    geom: &Conv2dGeometry,
+) -> Result<Array2<T>> {
+    let (b, c, h, w) = x.dim();
+    let (ho, wo) = geom.output_size(h, w, kh, kw)?;
+    let d = c * kh * kw;
+    let mut cols = Array2::zeros((b * ho * wo, d));
+    cols.axis_chunks_iter_mut(Axis(0), (ho * wo).max(1))
+        .into_par_iter()
+        .zip(x.axis_iter(Axis(0)))
+        .for_each(|(mut rows, img)| {
+            for (l, mut row) in rows.outer_iter_mut().enumerate() {
+                let (py, px) = (l / wo, l % wo);
+                for ci in 0..c {
+                    for i in 0..kh {
+                        let Some(sy) = geom.source(0, py, i, h) else {
+                            continue;
+                        };
+                        for j in 0..kw {
+                            if let Some(sx) = geom.source(1, px, j, w) {
+                                row[(ci * kh + i) * kw + j] = img[[ci, sy, sx]];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    Ok(cols)
+}
+
+/// The adjoint of [`unfold`]: patch values `[B·Ho·Wo, C·kh·kw]` added back into an image
+/// `[B, C, H, W]` (`shape`).
+///
+/// # Errors
+/// [`Error::Shape`] if `cols` does not match `shape`, the kernel and the geometry.
+pub fn fold<T: Real>(
+    cols: ArrayView2<T>,
+    shape: [usize; 4],
+    kh: usize,
+    kw: usize,
+    geom: &Conv2dGeometry,
+) -> Result<Array4<T>> {
+    let [b, c, h, w] = shape;
+    let (ho, wo) = geom.output_size(h, w, kh, kw)?;
+    let want = [b * ho * wo, c * kh * kw];
+    if cols.shape() != want {
+        return Err(Error::shape("nrpm::conv::fold", &want, cols.shape()));
+    }
+    let mut x = Array4::zeros((b, c, h, w));
+    x.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(cols.axis_chunks_iter(Axis(0), (ho * wo).max(1)))
+        .for_each(|(mut img, rows)| {
+            for (l, row) in rows.outer_iter().enumerate() {
+                let (py, px) = (l / wo, l % wo);
+                for ci in 0..c {
+                    for i in 0..kh {
+                        let Some(sy) = geom.source(0, py, i, h) else {
+                            continue;
+                        };
+                        for j in 0..kw {
+                            if let Some(sx) = geom.source(1, px, j, w) {
+                                img[[ci, sy, sx]] += row[(ci * kh + i) * kw + j];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    Ok(x)
+}
+
+/// Gradients of an NRPM conv2d.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvGrads<T> {
+    /// `[B, C, H, W]`.
+    pub x: Array4<T>,
+    /// `[O, C, kh, kw]`.
+    pub weight: Array4<T>,
+    /// `[O]`.
+    pub bias: Array1<T>,
+    /// Scalar ∂/∂λ.
+    pub lambda: T,
+}
+
+fn check_channels<T>(x: &ArrayView4<T>, weight: &ArrayView4<T>) -> Result<()> {
+    let (c, cw) = (x.dim().1, weight.dim().1);
+    if c != cw {
+        let (o, _, kh, kw) = weight.dim();
+        return Err(Error::shape(
+            "nrpm::conv (weight [O, C, kh, kw] against x [B, C, H, W])",
+            &[o, c, kh, kw],
+            weight.shape(),
+        ));
+    }
+    Ok(())
+}
+
+fn flat_weight<T: Real>(weight: &ArrayView4<T>) -> Array2<T> {
+    let (o, c, kh, kw) = weight.dim();
+    weight
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((o, c * kh * kw))
+        .expect("contiguous")
+}
+
+/// NRPM conv2d forward: `x [B, C, H, W]`, `weight [O, C, kh, kw]`, `bias [O]` →
+/// `y [B, O, Ho, Wo]`, plus the iterates (`[B·L, O, N, K + 1]`) for [`backward`].
+///
+/// # Errors
+/// [`Error::Shape`] if the channels differ; otherwise as [`crate::nrpm::forward`] and
+/// [`Conv2dGeometry::output_size`].
+pub fn forward<T: Real>(
+    exec: Exec,
+    x: ArrayView4<T>,
+    weight: ArrayView4<T>,
+    bias: Option<ArrayView1<T>>,
+    geom: &Conv2dGeometry,
+    cfg: &NrpmConfig,
+) -> Result<(Array4<T>, Iterates<T>)> {
+    check_channels(&x, &weight)?;
+    let (b, _, h, w) = x.dim();
+    let (o, _, kh, kw) = weight.dim();
+    let (ho, wo) = geom.output_size(h, w, kh, kw)?;
+    let cols = unfold(x, kh, kw, geom)?;
+    let (y, iterates) = forward_with(exec, cols.view(), flat_weight(&weight).view(), bias, cfg)?;
+    Ok((rows_to_nchw(y, b, o, ho, wo), iterates))
+}
+
+/// NRPM conv2d backward for the forward pass that produced `iterates`.
+///
+/// # Errors
+/// [`Error::Shape`] if `grad_output` is not `[B, O, Ho, Wo]`; otherwise as
+/// [`crate::nrpm::backward`].
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Real>(
+    exec: Exec,
+    x: ArrayView4<T>,
+    weight: ArrayView4<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView4<T>,
+    geom: &Conv2dGeometry,
+    cfg: &NrpmConfig,
+) -> Result<ConvGrads<T>> {
+    check_channels(&x, &weight)?;
+    let (b, c, h, w) = x.dim();
+    let (o, _, kh, kw) = weight.dim();
+    let (ho, wo) = geom.output_size(h, w, kh, kw)?;
+    if grad_output.dim() != (b, o, ho, wo) {
+        return Err(Error::shape(
+            "nrpm::conv::backward (grad_output)",
+            &[b, o, ho, wo],
+            grad_output.shape(),
+        ));
+    }
+    let cols = unfold(x, kh, kw, geom)?;
+    let gy_rows = grad_output
+        .permuted_axes([0, 2, 3, 1])
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((b * ho * wo, o))
+        .expect("contiguous");
+    let g = backward_with(
+        exec,
+        cols.view(),
+        flat_weight(&weight).view(),
+        iterates,
+        gy_rows.view(),
+        cfg,
+    )?;
+    Ok(ConvGrads {
+        x: fold(g.x.view(), [b, c, h, w], kh, kw, geom)?,
+        weight: g
+            .weight
+            .into_shape_with_order((o, c, kh, kw))
+            .expect("contiguous"),
+        bias: g.bias,
+        lambda: g.lambda,
+    })
+}
+
+/// `[B·Ho·Wo, O]` rows → `[B, O, Ho, Wo]`.
+fn rows_to_nchw<T: Real>(y: Array2<T>, b: usize, o: usize, ho: usize, wo: usize) -> Array4<T> {
+    y.into_shape_with_order((b, ho, wo, o))
+        .expect("contiguous")
+        .permuted_axes([0, 3, 1, 2])
+        .as_standard_layout()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_size_follows_pytorch() {
+        let g = Conv2dGeometry::new(1, 0);
+        assert_eq!(g.output_size(28, 28, 5, 5).unwrap(), (24, 24));
+        let g = Conv2dGeometry {
+            stride: [2, 1],
+            padding: [1, 2],
+            dilation: [2, 1],
+        };
+        // H: (7 + 2 − 2·2 − 1)/2 + 1 = 3 ; W: (6 + 4 − 2 − 1)/1 + 1 = 8
+        assert_eq!(g.output_size(7, 6, 3, 3).unwrap(), (3, 8));
+        assert!(Conv2dGeometry::new(1, 0).output_size(2, 2, 3, 3).is_err());
+        assert!(Conv2dGeometry::new(0, 0).output_size(5, 5, 3, 3).is_err());
+    }
+
+    #[test]
+    fn fold_is_the_adjoint_of_unfold() {
+        // <unfold(x), c> = <x, fold(c)> for all x, c.
+        let geom = Conv2dGeometry {
+            stride: [2, 1],
+            padding: [1, 1],
+            dilation: [1, 2],
+        };
+        let x = Array4::from_shape_fn((2, 3, 5, 6), |(a, b, c, d)| {
+            ((a * 7 + b * 5 + c * 3 + d) % 11) as f64 - 5.0
+        });
+        let cols = unfold(x.view(), 3, 2, &geom).unwrap();
+        let c = Array2::from_shape_fn(cols.raw_dim(), |(i, j)| ((i * 3 + j) % 7) as f64 - 3.0);
+        let lhs = (&cols * &c).sum();
+        let rhs = (&x * &fold(c.view(), [2, 3, 5, 6], 3, 2, &geom).unwrap()).sum();
+        assert_eq!(lhs, rhs);
+    }
+}

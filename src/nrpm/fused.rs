@@ -1,0 +1,284 @@
+//! The fused NRPM operator: the production CPU path. It never materialises the `[B, O, D]`
+//! terms: each output (b, o) streams its D terms `x[b, :]·W[o, :]` from the two rows, in
+//! contiguous memory, through SIMD loops (`simd.rs`, `kernels.rs`); rayon spreads the outputs
+//! over cores.
+//!
+//! Forward: `z⁰ = x·Wᵀ` by one GEMM per group, then K passes over the terms per output, each
+//! accumulating `(Σ w_d, Σ w_d·t_d)`.
+//!
+//! Backward (maths in `reference.rs`), per output and group, from the saved iterates alone:
+//! 1. one sweep over d and every step k computes `w_dᵏ`, `g_dᵏ = w'(r_dᵏ)·sign(u_dᵏ)` into a
+//!    per-thread `[K, Dg]` scratch, with `Sᵏ = Σ_d w_dᵏ` and `Qᵏ = Σ_d (t_d − zᵏ⁺¹/Dg)·g_dᵏ`;
+//! 2. the scalar recursion `z̄ᴷ = (1 − λ)·ȳ`, `cᵏ = z̄ᵏ⁺¹·Dg/Sᵏ`, `z̄ᵏ = −cᵏ·Qᵏ/Dg`;
+//! 3. a second sweep scatters `t̄_d = Σ_k cᵏ·(w_dᵏ + (t_d − zᵏ⁺¹/Dg)·g_dᵏ)` into
+//!    `x̄[b, :] += t̄ ⊙ W[o, :]` and `W̄[o, :] += t̄ ⊙ x[b, :]`.
+//!
+//! The `z̄⁰ = λ·ȳ + z̄⁰_IRLS` part of every term adjoint is the same for all d, so it is added
+//! by two GEMMs (`x̄ += Z̄⁰·W`, `W̄ += Z̄⁰ᵀ·x`). Work is split into chunks fixed by the shape
+//! (not by the thread count) and partial sums are reduced in a fixed order, so the result is
+//! the same bits on 1 or 64 threads.
+
+use ndarray::{s, Array2, Array3, Array4, ArrayView1, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::nrpm::norm::WeightFn;
+use crate::nrpm::{
+    bias_and_lambda_grads, check_backward, check_forward, mix_output, Dims, Grads, Iterates,
+    NrpmConfig,
+};
+use crate::real::Real;
+
+/// Outputs per parallel task in the forward pass.
+const OUTPUTS_PER_TASK: usize = 64;
+/// Upper bound on parallel tasks in the backward pass (each holds a partial gradient).
+const MAX_BACKWARD_TASKS: usize = 8;
+
+/// The LPM sums `z⁰_g = x_g·W_gᵀ` of every group, `[N, B, O]`.
+fn lpm_sums<T: Real>(x: &ArrayView2<T>, w: &ArrayView2<T>, dims: &Dims) -> Array3<T> {
+    let mut z0 = Array3::zeros((dims.n, dims.b, dims.o));
+    for g in 0..dims.n {
+        let cols = s![.., g * dims.dg..(g + 1) * dims.dg];
+        let prod = x.slice(cols).dot(&w.slice(cols).t());
+        z0.index_axis_mut(Axis(0), g).assign(&prod);
+    }
+    z0
+}
+
+/// Forward pass. Same contract as [`crate::nrpm::forward`].
+///
+/// # Errors
+/// As [`crate::nrpm::forward`].
+pub fn forward<T: Real>(
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    bias: Option<ArrayView1<T>>,
+    cfg: &NrpmConfig,
+) -> Result<(Array2<T>, Iterates<T>)> {
+    let op = "nrpm::fused::forward";
+    let dims = check_forward(op, &x, &weight, bias.as_ref(), cfg)?;
+    let steps = cfg.steps();
+    let z0 = lpm_sums(&x, &weight, &dims);
+    let mut z = Array4::zeros((dims.b, dims.o, dims.n, steps + 1));
+    let per_output = dims.n * (steps + 1);
+    let wf = cfg.norm().weight_fn::<T>(cfg.eps());
+    let dgt = T::of(dims.dg as f64);
+    let x_std = x.as_standard_layout();
+    let w_std = weight.as_standard_layout();
+    z.as_slice_mut()
+        .expect("fresh array is contiguous")
+        .par_chunks_mut(OUTPUTS_PER_TASK * per_output)
+        .enumerate()
+        .for_each(|(task, chunk)| {
+            for (i, out) in chunk.chunks_exact_mut(per_output).enumerate() {
+                let flat = task * OUTPUTS_PER_TASK + i;
+                let (b, o) = (flat / dims.o, flat % dims.o);
+                let xr = x_std.row(b);
+                let wr = w_std.row(o);
+                let (xr, wr) = (xr.as_slice().unwrap(), wr.as_slice().unwrap());
+                for (g, zs) in out.chunks_exact_mut(steps + 1).enumerate() {
+                    let range = g * dims.dg..(g + 1) * dims.dg;
+                    let (xg, wg) = (&xr[range.clone()], &wr[range]);
+                    zs[0] = z0[[g, b, o]];
+                    for k in 0..steps {
+                        let (s0, s1) = T::irls_sums(xg, wg, zs[k] / dgt, &wf);
+                        zs[k + 1] = dgt * s1 / s0;
+                    }
+                }
+            }
+        });
+    let iterates = Iterates { z };
+    let y = mix_output(op, &iterates, bias, cfg)?;
+    Ok((y, iterates))
+}
+
+/// Backward pass. Same contract as [`crate::nrpm::backward`].
+///
+/// # Errors
+/// As [`crate::nrpm::backward`].
+pub fn backward<T: Real>(
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView2<T>,
+    cfg: &NrpmConfig,
+) -> Result<Grads<T>> {
+    let dims = check_backward(
+        "nrpm::fused::backward",
+        &x,
+        &weight,
+        iterates,
+        &grad_output,
+        cfg,
+    )?;
+    let x_std = x.as_standard_layout();
+    let w_std = weight.as_standard_layout();
+    let ctx = Ctx {
+        x: x_std.view(),
+        w: w_std.view(),
+        it: iterates,
+        gy: grad_output,
+        dims,
+        steps: cfg.steps(),
+        lambda: T::of(cfg.lambda()),
+        wf: cfg.norm().weight_fn::<T>(cfg.eps()),
+    };
+    let (mut gx, mut gw, z0_bar) = if ctx.steps == 0 {
+        let z0_bar = Array3::from_shape_fn((dims.n, dims.b, dims.o), |(_, b, o)| {
+            grad_output[[b, o]]
+        });
+        (
+            Array2::zeros((dims.b, dims.d)),
+            Array2::zeros((dims.o, dims.d)),
+            z0_bar,
+        )
+    } else {
+        ctx.irls_backward(dims.b >= dims.o)
+    };
+    for g in 0..dims.n {
+        let cols = s![.., g * dims.dg..(g + 1) * dims.dg];
+        let zb = z0_bar.index_axis(Axis(0), g);
+        ndarray::linalg::general_mat_mul(
+            T::one(),
+            &zb,
+            &w_std.slice(cols),
+            T::one(),
+            &mut gx.slice_mut(cols),
+        );
+        ndarray::linalg::general_mat_mul(
+            T::one(),
+            &zb.t(),
+            &x_std.slice(cols),
+            T::one(),
+            &mut gw.slice_mut(cols),
+        );
+    }
+    let (gb, gl) = bias_and_lambda_grads(iterates, &grad_output, cfg);
+    Ok(Grads {
+        x: gx,
+        weight: gw,
+        bias: gb,
+        lambda: gl,
+    })
+}
+
+/// Everything one backward pass reads.
+struct Ctx<'a, T: Real> {
+    x: ArrayView2<'a, T>,
+    w: ArrayView2<'a, T>,
+    it: &'a Iterates<T>,
+    gy: ArrayView2<'a, T>,
+    dims: Dims,
+    steps: usize,
+    lambda: T,
+    wf: WeightFn<T>,
+}
+
+/// Per-thread scratch of the backward sweeps.
+struct Scratch<T> {
+    /// `e_dᵏ`, `[K, Dg]`.
+    e: Vec<T>,
+    /// `(Sᵏ, Qᵏ)`.
+    sums: Vec<(T, T)>,
+    /// `cᵏ`.
+    coefs: Vec<T>,
+    /// `zᵏ/Dg`, `k = 0..=K`.
+    zds: Vec<T>,
+}
+
+impl<T: Real> Scratch<T> {
+    fn new(steps: usize, dg: usize) -> Self {
+        Self {
+            e: vec![T::zero(); steps * dg],
+            sums: vec![(T::zero(), T::zero()); steps],
+            coefs: vec![T::zero(); steps],
+            zds: vec![T::zero(); steps + 1],
+        }
+    }
+}
+
+impl<T: Real> Ctx<'_, T> {
+    /// IRLS part of the backward of output (b, o), group g: scatters the term adjoints into
+    /// `x_bar` (row b, group columns) and `w_bar` (row o, group columns); returns `z̄⁰_IRLS + λȳ`.
+    fn output(
+        &self,
+        b: usize,
+        o: usize,
+        g: usize,
+        sc: &mut Scratch<T>,
+        x_bar: &mut [T],
+        w_bar: &mut [T],
+    ) -> T {
+        let dg = self.dims.dg;
+        let dgt = T::of(dg as f64);
+        let range = g * dg..(g + 1) * dg;
+        let xr = &self.x.row(b).to_slice().expect("standard layout")[range.clone()];
+        let wr = &self.w.row(o).to_slice().expect("standard layout")[range];
+        let zs = self.it.z.slice(s![b, o, g, ..]);
+        for (zd, &z) in sc.zds.iter_mut().zip(zs.iter()) {
+            *zd = z / dgt;
+        }
+        T::irls_adjoint_sums(xr, wr, &sc.zds, &self.wf, &mut sc.e, &mut sc.sums);
+        let gy = self.gy[[b, o]];
+        let mut z_bar = (T::one() - self.lambda) * gy;
+        for k in (0..self.steps).rev() {
+            let (s0, q) = sc.sums[k];
+            let c = z_bar * dgt / s0;
+            sc.coefs[k] = c;
+            z_bar = -c * q / dgt;
+        }
+        T::irls_adjoint_scatter(xr, wr, &sc.coefs, &sc.e, x_bar, w_bar);
+        z_bar + self.lambda * gy
+    }
+
+    /// The IRLS part of the backward for every output. Parallel tasks own a chunk of rows of
+    /// one gradient (x̄ when `by_rows`, else W̄) and accumulate a private partial of the other,
+    /// reduced afterwards in task order. Returns `(x̄, W̄, z̄⁰ [N, B, O])`.
+    fn irls_backward(&self, by_rows: bool) -> (Array2<T>, Array2<T>, Array3<T>) {
+        let Dims { b, d, o, n, dg } = self.dims;
+        let (owned_len, other_len) = if by_rows { (b, o) } else { (o, b) };
+        let per_task = owned_len.div_ceil(MAX_BACKWARD_TASKS);
+        let mut owned = Array2::zeros((owned_len, d));
+        type Part<T> = (Array2<T>, Vec<(usize, usize, usize, T)>);
+        let parts: Vec<Part<T>> = owned
+            .axis_chunks_iter_mut(Axis(0), per_task)
+            .into_par_iter()
+            .enumerate()
+            .map(|(task, mut rows)| {
+                let mut sc = Scratch::new(self.steps, dg);
+                let mut partial = Array2::zeros((other_len, d));
+                let mut z0 = Vec::with_capacity(rows.nrows() * other_len * n);
+                for (i, mut row) in rows.outer_iter_mut().enumerate() {
+                    let mine = task * per_task + i;
+                    let row = row.as_slice_mut().expect("fresh row");
+                    for j in 0..other_len {
+                        let (bi, oi) = if by_rows { (mine, j) } else { (j, mine) };
+                        let mut prow = partial.row_mut(j);
+                        let prow = prow.as_slice_mut().expect("fresh row");
+                        for g in 0..n {
+                            let cols = g * dg..(g + 1) * dg;
+                            let (own, other) = (&mut row[cols.clone()], &mut prow[cols]);
+                            let (x_bar, w_bar) = if by_rows { (own, other) } else { (other, own) };
+                            let zb = self.output(bi, oi, g, &mut sc, x_bar, w_bar);
+                            z0.push((g, bi, oi, zb));
+                        }
+                    }
+                }
+                (partial, z0)
+            })
+            .collect();
+        let mut reduced = Array2::zeros((other_len, d));
+        let mut z0_bar = Array3::zeros((n, b, o));
+        for (part, z0) in parts {
+            reduced += &part;
+            for (g, bi, oi, v) in z0 {
+                z0_bar[[g, bi, oi]] = v;
+            }
+        }
+        if by_rows {
+            (owned, reduced, z0_bar)
+        } else {
+            (reduced, owned, z0_bar)
+        }
+    }
+}

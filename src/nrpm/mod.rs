@@ -1,0 +1,435 @@
+//! The NRPM operator: a robust, median-like replacement for the sum `z = Σ_d a_d·x_d`.
+//!
+//! ```text
+//! t_d   = a_d·x_d                    d = 1..D  (a: a row of weight, x: an input row)
+//! z⁰    = Σ_d t_d                              (LPM, the least-squares estimate)
+//! r_d   = | t_d − zᵏ/D |
+//! w_d   = norm.weight(r_d)                     (L1: 1 / (r_d + ε))
+//! zᵏ⁺¹  = D · Σ_d w_d·t_d / Σ_d w_d            (Algorithm 1 / Eq. (3), K steps)
+//! y     = λ·z⁰ + (1 − λ)·zᴷ + bias
+//! ```
+//!
+//! With `groups = N > 1` the D terms are split into N equal contiguous chunks (the authors'
+//! "localized" variant); each chunk runs the iteration above with its own `D/N`, and the chunk
+//! outputs are added: `y = Σ_g (λ·z⁰_g + (1 − λ)·zᴷ_g) + bias`.
+//!
+//! Layouts are PyTorch's: `x [B, D]`, `weight [O, D]`, `bias [O]`, `y [B, O]`. Two CPU paths
+//! compute the same function:
+//! - [`reference`]: materialises the `[B, O, D]` terms; written for clarity; the oracle;
+//! - [`fused`]: never materialises `[B, O, D]`; rayon over outputs, SIMD over d. The default.
+//!
+//! Both give the exact gradient of the unrolled K-step computation (what autograd gives on the
+//! authors' code) for x, weight, bias and λ, saving only the iterates `[B, O, N, K + 1]`.
+//! [`lad`] computes the exact `K → ∞, ε → 0` limit `D · median_d t_d`; [`conv`] runs conv2d
+//! layers (NCHW) through unfold on the same paths.
+//!
+//! Maths and proofs: `proofs/README.md`.
+
+pub mod conv;
+pub mod fused;
+pub(crate) mod kernels;
+pub mod lad;
+pub mod norm;
+pub mod reference;
+pub mod simd;
+
+use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+pub use norm::{Norm, WeightFn};
+
+/// The largest K accepted (a guard against typos such as `--k 30000000`).
+pub const MAX_K: usize = 10_000;
+
+/// Hyper-parameters of one NRPM operator, validated once by [`NrpmConfig::new`].
+///
+/// - `norm`: the robust weight ([`Norm`]); `Norm::Lpm` makes the operator the plain sum;
+/// - `k`: IRLS steps K (the authors' scripts use 1, their layer default is 3);
+/// - `eps`: ε > 0 in `1/(r + ε)` (authors: 5e-5 MLP, 1e-3 LeNet);
+/// - `lambda`: λ, the LPM share of the output (1 = vanilla model, 0 = pure NRPM); any finite
+///   value is accepted, as in the authors' raw-λ training path;
+/// - `groups`: N ≥ 1 equal chunks of the D terms (must divide D at call time).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NrpmConfig {
+    norm: Norm,
+    k: usize,
+    eps: f64,
+    lambda: f64,
+    groups: usize,
+}
+
+impl NrpmConfig {
+    /// A validated configuration with one group.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if ε is not finite and > 0 (or ≥ 1 for `Hm`, whose weights lie in
+    /// [ε, 1]), λ is not finite, K > [`MAX_K`], or γ, δ are out of range.
+    ///
+    /// # Example
+    /// ```
+    /// # fn main() -> nrpm::Result<()> {
+    /// let x = ndarray::array![[1.0_f64, 1.0, 1.0, 100.0]]; // one gross outlier, D = 4
+    /// let w = ndarray::array![[1.0_f64, 1.0, 1.0, 1.0]];
+    /// let cfg = nrpm::NrpmConfig::new(nrpm::Norm::L1, 20, 1e-6, 0.0)?; // K = 20, λ = 0
+    /// let (y, _iterates) = nrpm::forward(x.view(), w.view(), None, &cfg)?;
+    /// assert!((y[[0, 0]] - 4.0).abs() < 1e-2); // D·median = 4; LPM gives 103
+    /// # Ok(()) }
+    /// ```
+    pub fn new(norm: Norm, k: usize, eps: f64, lambda: f64) -> Result<Self> {
+        norm.validate()?;
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(Error::config("eps", eps, "must be finite and > 0"));
+        }
+        if matches!(norm, Norm::Hm { .. }) && eps >= 1.0 {
+            return Err(Error::config("eps", eps, "hm needs eps < 1"));
+        }
+        if !lambda.is_finite() {
+            return Err(Error::config("lambda", lambda, "must be finite"));
+        }
+        if k > MAX_K {
+            return Err(Error::config("k", k, "must be at most 10000"));
+        }
+        Ok(Self {
+            norm,
+            k,
+            eps,
+            lambda,
+            groups: 1,
+        })
+    }
+
+    /// The plain linear pattern match (`Norm::Lpm`, λ = 1).
+    pub fn lpm() -> Self {
+        Self {
+            norm: Norm::Lpm,
+            k: 0,
+            eps: 1e-3,
+            lambda: 1.0,
+            groups: 1,
+        }
+    }
+
+    /// The same configuration with `groups` chunks.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `groups == 0`.
+    pub fn with_groups(mut self, groups: usize) -> Result<Self> {
+        if groups == 0 {
+            return Err(Error::config("groups", groups, "must be at least 1"));
+        }
+        self.groups = groups;
+        Ok(self)
+    }
+
+    /// The same configuration with another λ.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if λ is not finite.
+    pub fn with_lambda(mut self, lambda: f64) -> Result<Self> {
+        if !lambda.is_finite() {
+            return Err(Error::config("lambda", lambda, "must be finite"));
+        }
+        self.lambda = lambda;
+        Ok(self)
+    }
+
+    /// The norm.
+    pub fn norm(&self) -> Norm {
+        self.norm
+    }
+    /// IRLS steps K.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// ε.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+    /// λ.
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+    /// Number of term groups N.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// `true` when the output is exactly the LPM sum (norm `Lpm`, or K = 0): no IRLS is run and
+    /// the λ gradient is 0.
+    pub fn is_lpm(&self) -> bool {
+        self.norm.is_lpm() || self.k == 0
+    }
+
+    /// IRLS steps actually run (0 when [`NrpmConfig::is_lpm`]).
+    pub fn steps(&self) -> usize {
+        if self.is_lpm() {
+            0
+        } else {
+            self.k
+        }
+    }
+}
+
+/// Which CPU implementation computes the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Exec {
+    /// The materialised `[B, O, D]` oracle ([`reference`]).
+    Reference,
+    /// The fused, parallel, SIMD path ([`fused`]). The default.
+    Fused,
+}
+
+/// The IRLS iterates saved by a forward pass for its backward: `z[b, o, g, k] = zᵏ` of group g,
+/// `k = 0..=steps`; O(B·O·N·K) memory, never O(B·O·D).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Iterates<T> {
+    /// `[B, O, N, steps + 1]`.
+    pub z: Array4<T>,
+}
+
+impl<T: Real> Iterates<T> {
+    /// `Σ_g z⁰_g` (the LPM output without bias), `[B, O]`.
+    pub fn lpm(&self) -> Array2<T> {
+        self.z.index_axis(Axis(3), 0).sum_axis(Axis(2))
+    }
+
+    /// `Σ_g zᴷ_g` (the pure NRPM output without bias), `[B, O]`.
+    pub fn last(&self) -> Array2<T> {
+        let k = self.z.dim().3 - 1;
+        self.z.index_axis(Axis(3), k).sum_axis(Axis(2))
+    }
+}
+
+/// Gradients of `Σ grad_output ⊙ y` with respect to each input of the operator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grads<T> {
+    /// `[B, D]`.
+    pub x: Array2<T>,
+    /// `[O, D]`.
+    pub weight: Array2<T>,
+    /// `[O]` (column sums of `grad_output`; meaningful when the layer has a bias).
+    pub bias: Array1<T>,
+    /// Scalar `∂/∂λ = Σ_{b,o} grad_output·(z⁰ − zᴷ)`.
+    pub lambda: T,
+}
+
+/// Forward pass on the default (fused) path: `x [B, D]`, `weight [O, D]`, `bias [O]` →
+/// `y [B, O]`, plus the iterates that [`backward`] needs.
+///
+/// # Errors
+/// [`Error::Shape`] if the D's or O's differ, D = 0, or N does not divide D;
+/// [`Error::NonFinite`] on NaN or ±Inf in `x`, `weight` or `bias`; [`Error::Overflow`] if a
+/// finite input overflows the precision.
+pub fn forward<T: Real>(
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    bias: Option<ArrayView1<T>>,
+    cfg: &NrpmConfig,
+) -> Result<(Array2<T>, Iterates<T>)> {
+    forward_with(Exec::Fused, x, weight, bias, cfg)
+}
+
+/// Backward pass on the default (fused) path: the gradients of `Σ grad_output ⊙ y` for the
+/// forward pass that produced `iterates` (same `x`, `weight`, `cfg`).
+///
+/// # Errors
+/// [`Error::Shape`] if `grad_output` is not `[B, O]` or `iterates` do not match;
+/// [`Error::NonFinite`] on NaN or ±Inf in `grad_output`.
+pub fn backward<T: Real>(
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView2<T>,
+    cfg: &NrpmConfig,
+) -> Result<Grads<T>> {
+    backward_with(Exec::Fused, x, weight, iterates, grad_output, cfg)
+}
+
+/// [`forward`] on a chosen path.
+///
+/// # Errors
+/// As [`forward`].
+pub fn forward_with<T: Real>(
+    exec: Exec,
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    bias: Option<ArrayView1<T>>,
+    cfg: &NrpmConfig,
+) -> Result<(Array2<T>, Iterates<T>)> {
+    match exec {
+        Exec::Reference => reference::forward(x, weight, bias, cfg),
+        Exec::Fused => fused::forward(x, weight, bias, cfg),
+    }
+}
+
+/// [`backward`] on a chosen path.
+///
+/// # Errors
+/// As [`backward`].
+pub fn backward_with<T: Real>(
+    exec: Exec,
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView2<T>,
+    cfg: &NrpmConfig,
+) -> Result<Grads<T>> {
+    match exec {
+        Exec::Reference => reference::backward(x, weight, iterates, grad_output, cfg),
+        Exec::Fused => fused::backward(x, weight, iterates, grad_output, cfg),
+    }
+}
+
+/// The dimensions `(B, D, O)` of a linear NRPM call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dims {
+    pub b: usize,
+    pub d: usize,
+    pub o: usize,
+    /// Groups N.
+    pub n: usize,
+    /// Terms per group D/N.
+    pub dg: usize,
+}
+
+/// Checks that a value array holds only finite numbers.
+///
+/// # Errors
+/// [`Error::NonFinite`] naming `what` and the first bad flat index.
+pub fn check_finite<'a, T: Real + 'a>(
+    what: &'static str,
+    values: impl IntoIterator<Item = &'a T>,
+) -> Result<()> {
+    match values.into_iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::NonFinite {
+            what,
+            index,
+            value: "NaN or ±Inf".to_string(),
+        }),
+    }
+}
+
+/// Validates the inputs of a forward pass and returns its dimensions.
+pub(crate) fn check_forward<T: Real>(
+    op: &'static str,
+    x: &ArrayView2<T>,
+    weight: &ArrayView2<T>,
+    bias: Option<&ArrayView1<T>>,
+    cfg: &NrpmConfig,
+) -> Result<Dims> {
+    let (b, d) = x.dim();
+    let (o, dw) = weight.dim();
+    if dw != d {
+        return Err(Error::shape(op, &[o, d], &[o, dw]));
+    }
+    if d == 0 {
+        return Err(Error::Config {
+            name: "D",
+            value: "0".into(),
+            rule: "an operator needs at least one term",
+        });
+    }
+    let n = cfg.groups();
+    if d % n != 0 {
+        return Err(Error::Config {
+            name: "groups",
+            value: n.to_string(),
+            rule: "must divide the number of terms D",
+        });
+    }
+    if let Some(bias) = bias {
+        if bias.len() != o {
+            return Err(Error::shape(op, &[o], &[bias.len()]));
+        }
+        check_finite("bias", bias.iter())?;
+    }
+    check_finite("input x", x.iter())?;
+    check_finite("weight", weight.iter())?;
+    Ok(Dims {
+        b,
+        d,
+        o,
+        n,
+        dg: d / n,
+    })
+}
+
+/// Validates the inputs of a backward pass and returns its dimensions.
+pub(crate) fn check_backward<T: Real>(
+    op: &'static str,
+    x: &ArrayView2<T>,
+    weight: &ArrayView2<T>,
+    iterates: &Iterates<T>,
+    grad_output: &ArrayView2<T>,
+    cfg: &NrpmConfig,
+) -> Result<Dims> {
+    let dims = check_forward(op, x, weight, None, cfg)?;
+    let want = [dims.b, dims.o, dims.n, cfg.steps() + 1];
+    let got = iterates.z.shape();
+    if got != want {
+        return Err(Error::shape(op, &want, got));
+    }
+    if grad_output.dim() != (dims.b, dims.o) {
+        return Err(Error::shape(op, &[dims.b, dims.o], grad_output.shape()));
+    }
+    check_finite("grad_output", grad_output.iter())?;
+    Ok(dims)
+}
+
+/// `y = λ·Σ_g z⁰_g + (1 − λ)·Σ_g zᴷ_g + bias`, checked for overflow.
+pub(crate) fn mix_output<T: Real>(
+    op: &'static str,
+    iterates: &Iterates<T>,
+    bias: Option<ArrayView1<T>>,
+    cfg: &NrpmConfig,
+) -> Result<Array2<T>> {
+    let mut y = if cfg.is_lpm() {
+        iterates.lpm()
+    } else {
+        let lambda = T::of(cfg.lambda());
+        iterates.lpm() * lambda + iterates.last() * (T::one() - lambda)
+    };
+    if let Some(bias) = bias {
+        y += &bias;
+    }
+    check_overflow(op, y.iter())?;
+    if let Some(index) = iterates.z.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Overflow { op, index });
+    }
+    Ok(y)
+}
+
+/// [`Error::Overflow`] if a computed value is not finite.
+pub(crate) fn check_overflow<'a, T: Real + 'a>(
+    op: &'static str,
+    values: impl IntoIterator<Item = &'a T>,
+) -> Result<()> {
+    match values.into_iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::Overflow { op, index }),
+    }
+}
+
+/// The gradients shared by both paths: `∂/∂bias = Σ_b grad_output` and
+/// `∂/∂λ = Σ grad_output ⊙ (z⁰ − zᴷ)` (0 when the output is the LPM sum).
+pub(crate) fn bias_and_lambda_grads<T: Real>(
+    iterates: &Iterates<T>,
+    grad_output: &ArrayView2<T>,
+    cfg: &NrpmConfig,
+) -> (Array1<T>, T) {
+    let bias = grad_output.sum_axis(Axis(0));
+    let lambda = if cfg.is_lpm() {
+        T::zero()
+    } else {
+        (&iterates.lpm() - &iterates.last())
+            .iter()
+            .zip(grad_output.iter())
+            .map(|(&dz, &g)| dz * g)
+            .sum()
+    };
+    (bias, lambda)
+}
+

@@ -1,0 +1,455 @@
+//! Robust norms: the IRLS weight `w(r)`, its derivative, and the loss `ρ(r)` / score `ψ(r)`
+//! whose minimisation the reweighting performs.
+//!
+//! Each norm is the authors' weight (`models/conv2d.py`, `RobustSum.median`), with `r ≥ 0` the
+//! residual `|t_d − z/D|` and `ε > 0` the smoothing constant:
+//!
+//! ```text
+//! Lpm          w(r) = 1                                   (least squares: z = Σ t_d)
+//! L1           w(r) = 1 / (r + ε)
+//! Huber(δ)     w(r) = min(δ / (r + ε), 1)
+//! Mcp(γ)       w(r) = max(1 / (r + ε) − 1/γ, ε)
+//! Hm(γ, δ)     w(r) = clamp(δ/(γ−δ) · (γ/(r + ε) − 1), ε, 1)
+//! ```
+//!
+//! Every weight is positive and non-increasing in `r`, so it is `ψ(r)/r` for the even loss
+//!
+//! ```text
+//! ρ(r) = ∫₀^|r| s·w(s) ds        ψ(r) = ρ'(r) = r·w(|r|)
+//! ```
+//!
+//! and IRLS with it is a majorise–minimise algorithm for `Σ_d ρ(t_d − z/D)`
+//! (proofs/02-irls-majorise-minimise.md). For `L1`,
+//! `ρ_ε(r) = |r| − ε·ln(1 + |r|/ε)`, which tends to `|r|` as `ε → 0`.
+//!
+//! On each piece between the clamping points the weight has the form `α/(s + ε) + β`, so `ρ`
+//! has the closed form `α·(s − ε·ln(1 + s/ε)) + β·s²/2` per piece; [`Norm::pieces`] lists them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+/// Which robust norm (and so which IRLS weight) an NRPM layer uses.
+///
+/// `Lpm` is the plain linear pattern match (the weighted sum of the layer); the others are the
+/// robust variants of the authors' code. γ and δ default to the authors' 4 and 3.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Norm {
+    /// Linear pattern matching: `w = 1`, `z = Σ_d t_d`.
+    Lpm,
+    /// Least absolute deviation, smoothed: `w = 1/(r + ε)`.
+    L1,
+    /// Huber: `w = min(δ/(r + ε), 1)`.
+    Huber {
+        /// Threshold δ > 0 (authors' default 3).
+        delta: f64,
+    },
+    /// Minimax concave penalty: `w = max(1/(r + ε) − 1/γ, ε)`.
+    Mcp {
+        /// Concavity γ > 0 (authors' default 4).
+        gamma: f64,
+    },
+    /// Huber–MCP hybrid: `w = clamp(δ/(γ−δ)·(γ/(r + ε) − 1), ε, 1)`.
+    Hm {
+        /// γ > δ (authors' default 4).
+        gamma: f64,
+        /// δ > 0 (authors' default 3).
+        delta: f64,
+    },
+}
+
+/// The authors' default γ.
+pub const DEFAULT_GAMMA: f64 = 4.0;
+/// The authors' default δ.
+pub const DEFAULT_DELTA: f64 = 3.0;
+
+/// One piece of a weight function: on `s ∈ [start, next start)`, `w(s) = alpha/(s + ε) + beta`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Piece {
+    /// Where the piece starts (`s ≥ 0`).
+    pub start: f64,
+    /// Coefficient of `1/(s + ε)`.
+    pub alpha: f64,
+    /// Constant term.
+    pub beta: f64,
+}
+
+impl Norm {
+    /// Every norm name the CLI accepts.
+    pub const NAMES: &'static str = "lpm, l1, huber, mcp, hm";
+
+    /// The norm called `name` (`lpm|l1|huber|mcp|hm`, case-insensitive; `l2` is an alias of
+    /// `lpm`), with γ, δ for the norms that take them.
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] for any other name; [`Error::Config`] if γ, δ are out of range.
+    pub fn from_name(name: &str, gamma: f64, delta: f64) -> Result<Self> {
+        let norm = match name.to_ascii_lowercase().as_str() {
+            "lpm" | "l2" => Norm::Lpm,
+            "l1" | "lad" => Norm::L1,
+            "huber" => Norm::Huber { delta },
+            "mcp" => Norm::Mcp { gamma },
+            "hm" => Norm::Hm { gamma, delta },
+            _ => {
+                return Err(Error::UnknownName {
+                    what: "norm",
+                    name: name.to_string(),
+                    expected: Self::NAMES.to_string(),
+                })
+            }
+        };
+        norm.validate()?;
+        Ok(norm)
+    }
+
+    /// Short lower-case name (`lpm`, `l1`, `huber`, `mcp`, `hm`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Norm::Lpm => "lpm",
+            Norm::L1 => "l1",
+            Norm::Huber { .. } => "huber",
+            Norm::Mcp { .. } => "mcp",
+            Norm::Hm { .. } => "hm",
+        }
+    }
+
+    /// Checks γ and δ.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for non-finite values, δ ≤ 0, γ ≤ 0, or γ ≤ δ for `Hm`.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |name, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(name, v, "must be finite and > 0"))
+            }
+        };
+        match *self {
+            Norm::Lpm | Norm::L1 => Ok(()),
+            Norm::Huber { delta } => positive("delta", delta),
+            Norm::Mcp { gamma } => positive("gamma", gamma),
+            Norm::Hm { gamma, delta } => {
+                positive("delta", delta)?;
+                positive("gamma", gamma)?;
+                if gamma > delta {
+                    Ok(())
+                } else {
+                    Err(Error::config("gamma", gamma, "hm needs gamma > delta"))
+                }
+            }
+        }
+    }
+
+    /// `true` for [`Norm::Lpm`], whose output is the plain sum whatever K and λ.
+    pub fn is_lpm(&self) -> bool {
+        matches!(self, Norm::Lpm)
+    }
+
+    /// The weight `w(r)` at residual `r ≥ 0` (uses `|r|`), in f64.
+    pub fn weight(&self, r: f64, eps: f64) -> f64 {
+        self.weight_fn::<f64>(eps).weight(r.abs())
+    }
+
+    /// The derivative `dw/dr` at `r ≥ 0`, 0 where a clamp is active (as autograd sees it).
+    pub fn weight_derivative(&self, r: f64, eps: f64) -> f64 {
+        self.weight_fn::<f64>(eps).weight_and_derivative(r.abs()).1
+    }
+
+    /// The score `ψ(r) = r·w(|r|)`.
+    pub fn psi(&self, r: f64, eps: f64) -> f64 {
+        r * self.weight(r, eps)
+    }
+
+    /// The loss `ρ(r) = ∫₀^|r| s·w(s) ds` whose sum IRLS with this weight decreases.
+    pub fn rho(&self, r: f64, eps: f64) -> f64 {
+        let s = r.abs();
+        let pieces = self.pieces(eps);
+        let mut total = 0.0;
+        for (i, p) in pieces.iter().enumerate() {
+            if s <= p.start {
+                break;
+            }
+            let end = pieces.get(i + 1).map_or(s, |next| next.start.min(s));
+            total += piece_integral(p, eps, end) - piece_integral(p, eps, p.start);
+        }
+        total
+    }
+
+    /// The weight as pieces `alpha/(s + ε) + beta` on `[start, next start)`, starts increasing
+    /// from 0. Used for `ρ` and by the analysis code.
+    pub fn pieces(&self, eps: f64) -> Vec<Piece> {
+        let piece = |start: f64, alpha, beta| Piece {
+            start: start.max(0.0),
+            alpha,
+            beta,
+        };
+        let mut out = match *self {
+            Norm::Lpm => vec![piece(0.0, 0.0, 1.0)],
+            Norm::L1 => vec![piece(0.0, 1.0, 0.0)],
+            // δ/(s+ε) ≥ 1 ⇔ s ≤ δ − ε
+            Norm::Huber { delta } => vec![piece(0.0, 0.0, 1.0), piece(delta - eps, delta, 0.0)],
+            // 1/(s+ε) − 1/γ ≤ ε ⇔ s ≥ 1/(ε + 1/γ) − ε
+            Norm::Mcp { gamma } => vec![
+                piece(0.0, 1.0, -1.0 / gamma),
+                piece(1.0 / (eps + 1.0 / gamma) - eps, 0.0, eps),
+            ],
+            Norm::Hm { gamma, delta } => {
+                let c = delta / (gamma - delta);
+                // c(γ/(s+ε) − 1) ≥ 1 ⇔ s ≤ δ − ε ;  ≤ ε ⇔ s ≥ γ/(1 + ε/c) − ε  (ε < 1)
+                vec![
+                    piece(0.0, 0.0, 1.0),
+                    piece(delta - eps, c * gamma, -c),
+                    piece(gamma / (1.0 + eps / c) - eps, 0.0, eps),
+                ]
+            }
+        };
+        // Drop pieces that a later one starts before (e.g. Huber with δ ≤ ε is 1/(s+ε)·δ throughout).
+        let mut i = 0;
+        while i + 1 < out.len() {
+            if out[i + 1].start <= out[i].start {
+                out.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// The weight compiled for the hot loops in precision `T`.
+    pub fn weight_fn<T: Real>(&self, eps: f64) -> WeightFn<T> {
+        let (kind, p, q) = match *self {
+            Norm::Lpm => (WeightKind::Lpm, 0.0, 0.0),
+            Norm::L1 => (WeightKind::L1, 1.0, 0.0),
+            Norm::Huber { delta } => (WeightKind::Huber, delta, 0.0),
+            Norm::Mcp { gamma } => (WeightKind::Mcp, 1.0 / gamma, 0.0),
+            Norm::Hm { gamma, delta } => {
+                let c = delta / (gamma - delta);
+                (WeightKind::Hm, c * gamma, c)
+            }
+        };
+        WeightFn {
+            kind,
+            eps: T::of(eps),
+            p: T::of(p),
+            q: T::of(q),
+        }
+    }
+}
+
+/// `∫ s·(α/(s+ε) + β) ds = α·(s − ε·ln(s + ε)) + β·s²/2` (antiderivative, up to a constant).
+fn piece_integral(p: &Piece, eps: f64, s: f64) -> f64 {
+    p.alpha * (s - eps * (s + eps).ln()) + p.beta * s * s / 2.0
+}
+
+/// The family of a [`WeightFn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightKind {
+    /// `w = 1`.
+    Lpm,
+    /// `w = p/(r+ε)` with `p = 1`.
+    L1,
+    /// `w = min(p/(r+ε), 1)`, `p = δ`.
+    Huber,
+    /// `w = max(1/(r+ε) − p, ε)`, `p = 1/γ`.
+    Mcp,
+    /// `w = clamp(p/(r+ε) − q, ε, 1)`, `p = cγ`, `q = c`, `c = δ/(γ−δ)`.
+    Hm,
+}
+
+/// A norm's weight with its constants converted to `T`: what the inner loops evaluate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WeightFn<T> {
+    /// Which formula.
+    pub kind: WeightKind,
+    /// ε, the smoothing constant (and the floor of `Mcp`, `Hm`).
+    pub eps: T,
+    /// First constant of the formula (see [`WeightKind`]).
+    pub p: T,
+    /// Second constant of the formula (see [`WeightKind`]).
+    pub q: T,
+}
+
+impl<T: Real> WeightFn<T> {
+    /// `w(r)` for `r ≥ 0`.
+    #[inline(always)]
+    pub fn weight(&self, r: T) -> T {
+        let one = T::one();
+        let inv = one / (r + self.eps);
+        match self.kind {
+            WeightKind::Lpm => one,
+            WeightKind::L1 => inv,
+            WeightKind::Huber => {
+                let v = self.p * inv;
+                if v > one {
+                    one
+                } else {
+                    v
+                }
+            }
+            WeightKind::Mcp => {
+                let v = inv - self.p;
+                if v < self.eps {
+                    self.eps
+                } else {
+                    v
+                }
+            }
+            WeightKind::Hm => {
+                let mut v = self.p * inv - self.q;
+                if v > one {
+                    v = one;
+                }
+                if v < self.eps {
+                    v = self.eps;
+                }
+                v
+            }
+        }
+    }
+
+    /// `(w(r), dw/dr)` for `r ≥ 0`; the derivative is 0 where a clamp is active, as in autograd
+    /// through the authors' masked assignments.
+    #[inline(always)]
+    pub fn weight_and_derivative(&self, r: T) -> (T, T) {
+        let one = T::one();
+        let zero = T::zero();
+        let inv = one / (r + self.eps);
+        match self.kind {
+            WeightKind::Lpm => (one, zero),
+            WeightKind::L1 => (inv, -inv * inv),
+            WeightKind::Huber => {
+                let v = self.p * inv;
+                if v > one {
+                    (one, zero)
+                } else {
+                    (v, -v * inv)
+                }
+            }
+            WeightKind::Mcp => {
+                let v = inv - self.p;
+                if v < self.eps {
+                    (self.eps, zero)
+                } else {
+                    (v, -inv * inv)
+                }
+            }
+            WeightKind::Hm => {
+                let v = self.p * inv - self.q;
+                let mut w = v;
+                let mut dw = -self.p * inv * inv;
+                if w > one {
+                    w = one;
+                    dw = zero;
+                }
+                if w < self.eps {
+                    w = self.eps;
+                    dw = zero;
+                }
+                (w, dw)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    fn all_norms() -> [Norm; 5] {
+        [
+            Norm::Lpm,
+            Norm::L1,
+            Norm::Huber { delta: 3.0 },
+            Norm::Mcp { gamma: 4.0 },
+            Norm::Hm {
+                gamma: 4.0,
+                delta: 3.0,
+            },
+        ]
+    }
+
+    #[test]
+    fn rho_derivative_is_psi() {
+        let eps = 1e-2;
+        for norm in all_norms() {
+            for &r in &[0.003, 0.1, 0.7, 1.5, 2.5, 2.995, 3.2, 5.0, 40.0] {
+                let h = 1e-6;
+                let fd = (norm.rho(r + h, eps) - norm.rho(r - h, eps)) / (2.0 * h);
+                assert_relative_eq!(fd, norm.psi(r, eps), max_relative = 1e-5, epsilon = 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn weight_derivative_matches_finite_difference_away_from_kinks() {
+        let eps = 1e-2;
+        for norm in all_norms() {
+            for &r in &[0.05, 0.9, 2.0, 4.5, 9.0] {
+                let h = 1e-7;
+                let fd = (norm.weight(r + h, eps) - norm.weight(r - h, eps)) / (2.0 * h);
+                assert_relative_eq!(
+                    fd,
+                    norm.weight_derivative(r, eps),
+                    max_relative = 1e-4,
+                    epsilon = 1e-8
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_reproduce_weight() {
+        let eps = 1e-3;
+        for norm in all_norms() {
+            let pieces = norm.pieces(eps);
+            for &s in &[0.0, 0.4, 1.0, 2.9, 3.1, 10.0, 1e4] {
+                let p = pieces.iter().rev().find(|p| p.start <= s).unwrap();
+                let w = p.alpha / (s + eps) + p.beta;
+                assert_relative_eq!(w, norm.weight(s, eps), max_relative = 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn l1_rho_has_closed_form() {
+        let eps = 0.05_f64;
+        for r in [-3.0_f64, -0.01, 0.0, 0.2, 8.0] {
+            let want = r.abs() - eps * (1.0 + r.abs() / eps).ln();
+            assert_relative_eq!(Norm::L1.rho(r, eps), want, epsilon = 1e-14);
+        }
+    }
+
+    #[test]
+    fn weights_are_positive_and_non_increasing() {
+        for norm in all_norms() {
+            let mut prev = f64::INFINITY;
+            for i in 0..2000 {
+                let r = i as f64 * 0.01;
+                let w = norm.weight(r, 1e-3);
+                assert!(w > 0.0 && w <= prev, "{norm:?} at {r}: {w} after {prev}");
+                prev = w;
+            }
+        }
+    }
+
+    #[test]
+    fn from_name_rejects_unknown_and_bad_parameters() {
+        assert!(matches!(
+            Norm::from_name("l3", 4.0, 3.0),
+            Err(Error::UnknownName { .. })
+        ));
+        assert!(matches!(
+            Norm::from_name("hm", 3.0, 3.0),
+            Err(Error::Config { .. })
+        ));
+        assert!(matches!(
+            Norm::from_name("huber", 4.0, f64::NAN),
+            Err(Error::Config { .. })
+        ));
+        assert_eq!(Norm::from_name("L2", 4.0, 3.0).unwrap(), Norm::Lpm);
+    }
+}

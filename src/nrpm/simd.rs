@@ -1,0 +1,483 @@
+//! Explicit AVX-512 versions of the f32 inner loops (`kernels.rs` has the portable ones).
+//!
+//! The compiler keeps the IRLS loop nearly scalar (a data-dependent division and clamps per
+//! term), so it reaches about 0.9·10⁹ term-iterations/s per core; the same loop on 16-lane
+//! AVX-512 registers with IEEE division (`vdivps`, no approximate reciprocal: the weights and
+//! their exact gradients need it) runs about 4× faster (../shared/RUST-NOTES.md, and
+//! docs/PERFORMANCE.md). The choice is made at run time (`is_x86_feature_detected!`), never by
+//! `target-cpu=native`; CPUs without AVX-512 (and non-x86 targets) use the portable loops.
+//!
+//! Each function computes exactly the formula of its portable twin; only the summation order
+//! differs (16 lanes × 2 accumulators, then a fixed tree reduction), so results agree to f32
+//! rounding (checked in the tests below) and do not depend on the number of threads.
+
+use crate::nrpm::kernels;
+use crate::nrpm::norm::WeightFn;
+
+/// Whether the AVX-512 loops are used on this CPU.
+pub fn avx512_active() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// f32 `irls_sums`: AVX-512 when available, else portable.
+#[inline]
+pub(crate) fn irls_sums_f32(x: &[f32], a: &[f32], zd: f32, wf: &WeightFn<f32>) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_active() {
+        // SAFETY: the CPU supports AVX-512F (checked above); slices are read within bounds.
+        return unsafe { x86::irls_sums(x, a, zd, wf) };
+    }
+    kernels::irls_sums(x, a, zd, wf)
+}
+
+/// f32 `irls_adjoint_sums`: AVX-512 when available, else portable.
+#[inline]
+pub(crate) fn irls_adjoint_sums_f32(
+    x: &[f32],
+    a: &[f32],
+    zds: &[f32],
+    wf: &WeightFn<f32>,
+    e_out: &mut [f32],
+    sums: &mut [(f32, f32)],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_active() {
+        // SAFETY: AVX-512F checked; slice lengths asserted inside.
+        return unsafe { x86::irls_adjoint_sums(x, a, zds, wf, e_out, sums) };
+    }
+    kernels::irls_adjoint_sums(x, a, zds, wf, e_out, sums)
+}
+
+/// f32 `irls_adjoint_scatter`: AVX-512 when available, else portable.
+#[inline]
+pub(crate) fn irls_adjoint_scatter_f32(
+    x: &[f32],
+    a: &[f32],
+    coefs: &[f32],
+    e_sc: &[f32],
+    x_bar: &mut [f32],
+    a_bar: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_active() {
+        // SAFETY: AVX-512F checked; lengths asserted inside.
+        return unsafe { x86::irls_adjoint_scatter(x, a, coefs, e_sc, x_bar, a_bar) };
+    }
+    kernels::irls_adjoint_scatter(x, a, coefs, e_sc, x_bar, a_bar)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use crate::nrpm::norm::{WeightFn, WeightKind};
+
+    /// The weight constants broadcast to 16 lanes.
+    #[derive(Clone, Copy)]
+    struct Consts {
+        eps: __m512,
+        p: __m512,
+        q: __m512,
+        one: __m512,
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn consts(wf: &WeightFn<f32>) -> Consts {
+        Consts {
+            eps: _mm512_set1_ps(wf.eps),
+            p: _mm512_set1_ps(wf.p),
+            q: _mm512_set1_ps(wf.q),
+            one: _mm512_set1_ps(1.0),
+        }
+    }
+
+    /// `w(r)` on 16 lanes; `KIND` is a [`WeightKind`] as u8 so each norm gets its own loop.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn weight<const KIND: u8>(r: __m512, c: Consts) -> __m512 {
+        let inv = _mm512_div_ps(c.one, _mm512_add_ps(r, c.eps));
+        match KIND {
+            L1 => inv,
+            HUBER => _mm512_min_ps(_mm512_mul_ps(c.p, inv), c.one),
+            MCP => _mm512_max_ps(_mm512_sub_ps(inv, c.p), c.eps),
+            HM => _mm512_max_ps(
+                _mm512_min_ps(_mm512_sub_ps(_mm512_mul_ps(c.p, inv), c.q), c.one),
+                c.eps,
+            ),
+            _ => c.one,
+        }
+    }
+
+    /// `(w(r), dw/dr)` on 16 lanes, derivative 0 where a clamp is active.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn weight_and_derivative<const KIND: u8>(r: __m512, c: Consts) -> (__m512, __m512) {
+        let inv = _mm512_div_ps(c.one, _mm512_add_ps(r, c.eps));
+        let inv2 = _mm512_mul_ps(inv, inv);
+        let zero = _mm512_setzero_ps();
+        match KIND {
+            L1 => (inv, _mm512_sub_ps(zero, inv2)),
+            HUBER => {
+                let v = _mm512_mul_ps(c.p, inv);
+                let clamped = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, c.one);
+                let dw = _mm512_sub_ps(zero, _mm512_mul_ps(v, inv));
+                (
+                    _mm512_mask_blend_ps(clamped, v, c.one),
+                    _mm512_mask_blend_ps(clamped, dw, zero),
+                )
+            }
+            MCP => {
+                let v = _mm512_sub_ps(inv, c.p);
+                let clamped = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, c.eps);
+                (
+                    _mm512_mask_blend_ps(clamped, v, c.eps),
+                    _mm512_mask_blend_ps(clamped, _mm512_sub_ps(zero, inv2), zero),
+                )
+            }
+            HM => {
+                let v = _mm512_sub_ps(_mm512_mul_ps(c.p, inv), c.q);
+                let high = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, c.one);
+                let w = _mm512_mask_blend_ps(high, v, c.one);
+                let low = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(w, c.eps);
+                let w = _mm512_mask_blend_ps(low, w, c.eps);
+                let dw = _mm512_sub_ps(zero, _mm512_mul_ps(_mm512_mul_ps(c.p, inv), inv));
+                (w, _mm512_mask_blend_ps(high | low, dw, zero))
+            }
+            _ => (c.one, zero),
+        }
+    }
+
+    const L1: u8 = 1;
+    const HUBER: u8 = 2;
+    const MCP: u8 = 3;
+    const HM: u8 = 4;
+
+    fn kind_code(kind: WeightKind) -> u8 {
+        match kind {
+            WeightKind::Lpm => 0,
+            WeightKind::L1 => L1,
+            WeightKind::Huber => HUBER,
+            WeightKind::Mcp => MCP,
+            WeightKind::Hm => HM,
+        }
+    }
+
+    /// Mask of the first `n < 16` lanes.
+    #[inline(always)]
+    fn tail_mask(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// Loads 16 lanes from `s[i..]`, zero past `i + n` (n ≤ 16).
+    ///
+    /// # Safety
+    /// `i + n ≤ s.len()`, and the CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load(s: &[f32], i: usize, n: usize) -> __m512 {
+        debug_assert!(i + n <= s.len());
+        if n == 16 {
+            _mm512_loadu_ps(s.as_ptr().add(i))
+        } else {
+            _mm512_maskz_loadu_ps(tail_mask(n), s.as_ptr().add(i))
+        }
+    }
+
+    /// Stores the first `n ≤ 16` lanes of `v` at `s[i..]`.
+    ///
+    /// # Safety
+    /// `i + n ≤ s.len()`, and the CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store(s: &mut [f32], i: usize, n: usize, v: __m512) {
+        debug_assert!(i + n <= s.len());
+        if n == 16 {
+            _mm512_storeu_ps(s.as_mut_ptr().add(i), v)
+        } else {
+            _mm512_mask_storeu_ps(s.as_mut_ptr().add(i), tail_mask(n), v)
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F must be available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn irls_sums(
+        x: &[f32],
+        a: &[f32],
+        zd: f32,
+        wf: &WeightFn<f32>,
+    ) -> (f32, f32) {
+        match kind_code(wf.kind) {
+            L1 => sums::<L1>(x, a, zd, wf),
+            HUBER => sums::<HUBER>(x, a, zd, wf),
+            MCP => sums::<MCP>(x, a, zd, wf),
+            HM => sums::<HM>(x, a, zd, wf),
+            _ => sums::<0>(x, a, zd, wf),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sums<const KIND: u8>(
+        x: &[f32],
+        a: &[f32],
+        zd: f32,
+        wf: &WeightFn<f32>,
+    ) -> (f32, f32) {
+        assert_eq!(x.len(), a.len());
+        let n = x.len();
+        let c = consts(wf);
+        let vz = _mm512_set1_ps(zd);
+        let zero = _mm512_setzero_ps();
+        let (mut s0a, mut s0b, mut s1a, mut s1b) = (zero, zero, zero, zero);
+        let mut i = 0;
+        while i + 32 <= n {
+            let t0 = _mm512_mul_ps(load(x, i, 16), load(a, i, 16));
+            let t1 = _mm512_mul_ps(load(x, i + 16, 16), load(a, i + 16, 16));
+            let w0 = weight::<KIND>(_mm512_abs_ps(_mm512_sub_ps(t0, vz)), c);
+            let w1 = weight::<KIND>(_mm512_abs_ps(_mm512_sub_ps(t1, vz)), c);
+            s0a = _mm512_add_ps(s0a, w0);
+            s0b = _mm512_add_ps(s0b, w1);
+            s1a = _mm512_fmadd_ps(w0, t0, s1a);
+            s1b = _mm512_fmadd_ps(w1, t1, s1b);
+            i += 32;
+        }
+        while i < n {
+            let m = (n - i).min(16);
+            let t = _mm512_mul_ps(load(x, i, m), load(a, i, m));
+            let w = weight::<KIND>(_mm512_abs_ps(_mm512_sub_ps(t, vz)), c);
+            let w = _mm512_maskz_mov_ps(if m == 16 { !0 } else { tail_mask(m) }, w);
+            s0a = _mm512_add_ps(s0a, w);
+            s1a = _mm512_fmadd_ps(w, t, s1a);
+            i += m;
+        }
+        (
+            _mm512_reduce_add_ps(_mm512_add_ps(s0a, s0b)),
+            _mm512_reduce_add_ps(_mm512_add_ps(s1a, s1b)),
+        )
+    }
+
+    /// Steps handled per pass over d (their accumulators stay in registers).
+    const STEPS_PER_PASS: usize = 4;
+
+    /// # Safety
+    /// AVX-512F must be available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn irls_adjoint_sums(
+        x: &[f32],
+        a: &[f32],
+        zds: &[f32],
+        wf: &WeightFn<f32>,
+        e_out: &mut [f32],
+        sums: &mut [(f32, f32)],
+    ) {
+        let (n, k) = (x.len(), sums.len());
+        assert!(a.len() == n && zds.len() == k + 1 && e_out.len() >= k * n);
+        let mut k0 = 0;
+        while k0 < k {
+            let steps = (k - k0).min(STEPS_PER_PASS);
+            let (zds, e_out, sums) = (&zds[k0..], &mut e_out[k0 * n..], &mut sums[k0..]);
+            match kind_code(wf.kind) {
+                L1 => adjoint_sums_by_steps::<L1>(steps, x, a, zds, wf, e_out, sums),
+                HUBER => adjoint_sums_by_steps::<HUBER>(steps, x, a, zds, wf, e_out, sums),
+                MCP => adjoint_sums_by_steps::<MCP>(steps, x, a, zds, wf, e_out, sums),
+                HM => adjoint_sums_by_steps::<HM>(steps, x, a, zds, wf, e_out, sums),
+                _ => adjoint_sums_by_steps::<0>(steps, x, a, zds, wf, e_out, sums),
+            }
+            k0 += steps;
+        }
+    }
+
+    /// Picks the `S = steps` instance of [`adjoint_sums`] (1 ≤ steps ≤ 4).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn adjoint_sums_by_steps<const KIND: u8>(
+        steps: usize,
+        x: &[f32],
+        a: &[f32],
+        zds: &[f32],
+        wf: &WeightFn<f32>,
+        e_out: &mut [f32],
+        sums: &mut [(f32, f32)],
+    ) {
+        match steps {
+            1 => adjoint_sums::<KIND, 1>(x, a, zds, wf, e_out, sums),
+            2 => adjoint_sums::<KIND, 2>(x, a, zds, wf, e_out, sums),
+            3 => adjoint_sums::<KIND, 3>(x, a, zds, wf, e_out, sums),
+            _ => adjoint_sums::<KIND, STEPS_PER_PASS>(x, a, zds, wf, e_out, sums),
+        }
+    }
+
+    /// `(w, v = (t − zd_next)·w'(|u|)·sign(u))` on 16 lanes, `u = t − zd`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn adjoint_terms<const KIND: u8>(
+        t: __m512,
+        vz: __m512,
+        vzn: __m512,
+        c: Consts,
+    ) -> (__m512, __m512) {
+        let u = _mm512_sub_ps(t, vz);
+        let (w, dw) = weight_and_derivative::<KIND>(_mm512_abs_ps(u), c);
+        // g = dw·sign(u) with sign(0) = 0: flip dw's sign bit by u's, zero where u = 0.
+        let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(u, _mm512_setzero_ps());
+        let sign_u = _mm512_and_si512(_mm512_castps_si512(u), _mm512_set1_epi32(i32::MIN));
+        let g = _mm512_castsi512_ps(_mm512_maskz_xor_epi32(
+            nonzero,
+            _mm512_castps_si512(dw),
+            sign_u,
+        ));
+        (w, _mm512_mul_ps(_mm512_sub_ps(t, vzn), g))
+    }
+
+    /// `S` steps of the adjoint sweep in one pass over d (`zds[..=S]`, `e_out[..S·n]`).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn adjoint_sums<const KIND: u8, const S: usize>(
+        x: &[f32],
+        a: &[f32],
+        zds: &[f32],
+        wf: &WeightFn<f32>,
+        e_out: &mut [f32],
+        sums: &mut [(f32, f32)],
+    ) {
+        let n = x.len();
+        let c = consts(wf);
+        let vz: [__m512; S] = std::array::from_fn(|k| _mm512_set1_ps(zds[k]));
+        let vzn: [__m512; S] = std::array::from_fn(|k| _mm512_set1_ps(zds[k + 1]));
+        let zero = _mm512_setzero_ps();
+        let (mut s0, mut q) = ([zero; S], [zero; S]);
+        let mut i = 0;
+        while i < n {
+            let m = (n - i).min(16);
+            let live = if m == 16 { !0 } else { tail_mask(m) };
+            let t = _mm512_mul_ps(load(x, i, m), load(a, i, m));
+            for k in 0..S {
+                let (w, v) = adjoint_terms::<KIND>(t, vz[k], vzn[k], c);
+                s0[k] = _mm512_mask_add_ps(s0[k], live, s0[k], w);
+                q[k] = _mm512_mask_add_ps(q[k], live, q[k], v);
+                store(e_out, k * n + i, m, _mm512_add_ps(w, v));
+            }
+            i += m;
+        }
+        for k in 0..S {
+            sums[k] = (_mm512_reduce_add_ps(s0[k]), _mm512_reduce_add_ps(q[k]));
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F must be available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn irls_adjoint_scatter(
+        x: &[f32],
+        a: &[f32],
+        coefs: &[f32],
+        e_sc: &[f32],
+        x_bar: &mut [f32],
+        a_bar: &mut [f32],
+    ) {
+        let n = x.len();
+        let k = coefs.len();
+        assert!(a.len() == n && x_bar.len() >= n && a_bar.len() >= n);
+        assert!(e_sc.len() >= k * n);
+        let mut i = 0;
+        while i < n {
+            let m = (n - i).min(16);
+            let (xv, av) = (load(x, i, m), load(a, i, m));
+            let mut tb = _mm512_setzero_ps();
+            for (s, &coef) in coefs.iter().enumerate() {
+                tb = _mm512_fmadd_ps(_mm512_set1_ps(coef), load(e_sc, s * n + i, m), tb);
+            }
+            store(x_bar, i, m, _mm512_fmadd_ps(tb, av, load(x_bar, i, m)));
+            store(a_bar, i, m, _mm512_fmadd_ps(tb, xv, load(a_bar, i, m)));
+            i += m;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nrpm::norm::Norm;
+
+    fn data(n: usize, seed: u32) -> (Vec<f32>, Vec<f32>) {
+        let mut s = seed;
+        let mut next = move || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let x = (0..n).map(|_| next()).collect();
+        let a = (0..n).map(|_| next() * 3.0).collect();
+        (x, a)
+    }
+
+    fn norms() -> [Norm; 5] {
+        [
+            Norm::Lpm,
+            Norm::L1,
+            Norm::Huber { delta: 0.1 },
+            Norm::Mcp { gamma: 4.0 },
+            Norm::Hm {
+                gamma: 0.4,
+                delta: 0.1,
+            },
+        ]
+    }
+
+    /// The AVX-512 loops equal the portable ones up to f32 summation-order rounding:
+    /// |Δ| ≤ 4·n·u·Σ|summand| with u = 2⁻²⁴ (a loose form of the standard summation bound).
+    #[test]
+    fn simd_matches_portable_loops() {
+        if !avx512_active() {
+            eprintln!("skipped: this CPU has no AVX-512; the portable loops are the only path");
+            return;
+        }
+        for &n in &[1usize, 7, 16, 17, 33, 100, 784] {
+            let (x, a) = data(n, n as u32);
+            let bound = |sum_abs: f32| 4.0 * n as f32 * f32::EPSILON * sum_abs + 1e-30;
+            for norm in norms() {
+                let wf = norm.weight_fn::<f32>(1e-2);
+                let zd = 0.013;
+                let (s0, s1) = irls_sums_f32(&x, &a, zd, &wf);
+                let (p0, p1) = kernels::irls_sums(&x, &a, zd, &wf);
+                assert!((s0 - p0).abs() <= bound(p0.abs()), "{norm:?} n={n}: {s0} vs {p0}");
+                let abs1: f32 = x.iter().zip(&a).map(|(x, a)| (x * a).abs()).sum::<f32>() * s0;
+                assert!((s1 - p1).abs() <= bound(abs1), "{norm:?} n={n}: {s1} vs {p1}");
+
+                for steps in [1usize, 3, 6] {
+                    let zds: Vec<f32> = (0..=steps).map(|k| zd + 0.004 * k as f32).collect();
+                    let (mut e1, mut e2) = (vec![0.0; steps * n], vec![0.0; steps * n]);
+                    let (mut r1, mut r2) = (vec![(0.0, 0.0); steps], vec![(0.0, 0.0); steps]);
+                    irls_adjoint_sums_f32(&x, &a, &zds, &wf, &mut e1, &mut r1);
+                    kernels::irls_adjoint_sums(&x, &a, &zds, &wf, &mut e2, &mut r2);
+                    assert_eq!(e1, e2, "{norm:?} n={n}: e_d is elementwise, must be equal");
+                    for (k, (r1, r2)) in r1.iter().zip(&r2).enumerate() {
+                        assert!((r1.0 - r2.0).abs() <= bound(r2.0.abs()), "{norm:?} k={k}");
+                        let e2k = &e2[k * n..(k + 1) * n];
+                        let absq: f32 = e2k.iter().map(|e| e.abs()).sum::<f32>() + r2.0;
+                        assert!((r1.1 - r2.1).abs() <= bound(absq), "{norm:?}: {r1:?} vs {r2:?}");
+                    }
+                }
+                let mut e1 = vec![0.0; n];
+                let mut r1 = [(0.0, 0.0)];
+                irls_adjoint_sums_f32(&x, &a, &[zd, 0.02], &wf, &mut e1, &mut r1);
+
+                let coefs = [0.7f32, -0.3];
+                let e_sc: Vec<f32> = e1.iter().chain(e1.iter().rev()).copied().collect();
+                let (mut xb1, mut ab1) = (vec![0.1; n], vec![0.2; n]);
+                let (mut xb2, mut ab2) = (vec![0.1; n], vec![0.2; n]);
+                irls_adjoint_scatter_f32(&x, &a, &coefs, &e_sc, &mut xb1, &mut ab1);
+                kernels::irls_adjoint_scatter(&x, &a, &coefs, &e_sc, &mut xb2, &mut ab2);
+                for d in 0..n {
+                    let scale = 1.0 + (e_sc[d].abs() + e_sc[n + d].abs()) * 4.0;
+                    assert!((xb1[d] - xb2[d]).abs() <= 8.0 * f32::EPSILON * scale);
+                    assert!((ab1[d] - ab2[d]).abs() <= 8.0 * f32::EPSILON * scale);
+                }
+            }
+        }
+    }
+}
