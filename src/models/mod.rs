@@ -1,0 +1,428 @@
+//! The paper's models with PyTorch state-dict names, so the authors' checkpoints load by name:
+//! MLPs (`fc1`, `fc2`, `fc3`), LeNet (`conv1`, `conv2`, `fc1`, `fc2`), ResNets (`conv1`, `bn1`,
+//! `layer1.0.conv1`, `layer2.0.shortcut.0`, …, `linear`), and their reprogramming: which
+//! Linear/Conv2d layers run NRPM, with which K, ε, norm and per-layer λ.
+//!
+//! Every model maps images `[B, C, H, W]` in [0, 1] to logits `[B, classes]`.
+//! `checkpoint.rs` loads and saves safetensors files.
+
+mod checkpoint;
+mod select;
+
+use ndarray::{Array2, Array4, ArrayD, ArrayView4, Ix2, Ix4};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+pub use select::LayerSelection;
+
+use crate::error::{Error, Result};
+use crate::nn::{
+    loss, BatchNorm2d, BlockKind, Cache, Conv2d, Ctx, Grads, Layer, Linear, Matching, ParamMut,
+    Residual, Role, Sequential,
+};
+use crate::nrpm::conv::Conv2dGeometry;
+use crate::real::Real;
+
+/// An architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Arch {
+    /// Fully connected layers `sizes[0] → sizes[1] → … → classes`; the authors' MLP has no
+    /// activation between layers (`relu = false`).
+    Mlp {
+        /// Layer widths, input first, classes last.
+        sizes: Vec<usize>,
+        /// ReLU between layers.
+        relu: bool,
+    },
+    /// The PyTorch FGSM-tutorial LeNet (1×28×28 input).
+    LeNet,
+    /// CIFAR-style ResNet: 3×3 stem, four stages, 4×4 average pool, `linear` head.
+    ResNet {
+        /// Basic or bottleneck blocks.
+        block: BlockKind,
+        /// Blocks per stage.
+        blocks: [usize; 4],
+        /// Stage widths (tiny: 8-16-32-64; standard: 64-128-256-512).
+        widths: [usize; 4],
+    },
+}
+
+/// A model's architecture, input and head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Name as given on the CLI (`mlp3`, `lenet`, `resnet18-tiny`, …).
+    pub name: String,
+    /// Architecture.
+    pub arch: Arch,
+    /// Input `[C, H, W]`.
+    pub input: [usize; 3],
+    /// Number of classes.
+    pub classes: usize,
+    /// Whether convolutions add their bias (the authors' robust conv never does: LeNet
+    /// reproduces their numbers only with `false`).
+    pub conv_bias: bool,
+}
+
+impl ModelSpec {
+    /// Every model name [`ModelSpec::from_name`] accepts.
+    pub const NAMES: &'static str = "mlp1, mlp2, mlp3, lenet, resnet10-tiny, resnet18-tiny, \
+        resnet34-tiny, resnet50-tiny, resnet10, resnet18, resnet34, resnet50";
+
+    /// The spec of a named model for `in_channels`-channel images of side `side` (MNIST: 1,
+    /// 28; CIFAR: 3, 32).
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] for other names; [`Error::Config`] when the model cannot take
+    /// that input (LeNet needs 1×28×28; ResNets need a side divisible by 32… at least 32).
+    pub fn from_name(name: &str, in_channels: usize, side: usize) -> Result<Self> {
+        let lower = name.to_ascii_lowercase();
+        let (base, tiny) = match lower.strip_suffix("-tiny") {
+            Some(b) => (b.to_string(), true),
+            None => (lower.clone(), false),
+        };
+        let pixels = in_channels * side * side;
+        let arch = match (base.as_str(), tiny) {
+            ("mlp1", false) => Arch::Mlp {
+                sizes: vec![pixels, 10],
+                relu: false,
+            },
+            ("mlp2", false) => Arch::Mlp {
+                sizes: vec![pixels, 64, 10],
+                relu: false,
+            },
+            ("mlp3", false) => Arch::Mlp {
+                sizes: vec![pixels, 256, 64, 10],
+                relu: false,
+            },
+            ("lenet", false) => Arch::LeNet,
+            (r, _) if r.starts_with("resnet") => {
+                let (block, blocks) = match &r[6..] {
+                    "10" => (BlockKind::Basic, [1, 1, 1, 1]),
+                    "18" => (BlockKind::Basic, [2, 2, 2, 2]),
+                    "34" => (BlockKind::Basic, [3, 4, 6, 3]),
+                    "50" => (BlockKind::Bottleneck, [3, 4, 6, 3]),
+                    _ => return Err(unknown_model(name)),
+                };
+                let widths = if tiny {
+                    [8, 16, 32, 64]
+                } else {
+                    [64, 128, 256, 512]
+                };
+                Arch::ResNet {
+                    block,
+                    blocks,
+                    widths,
+                }
+            }
+            _ => return Err(unknown_model(name)),
+        };
+        let spec = Self {
+            name: lower,
+            arch,
+            input: [in_channels, side, side],
+            classes: 10,
+            conv_bias: false,
+        };
+        spec.check_input()?;
+        Ok(spec)
+    }
+
+    /// The same spec with ReLU between the MLP layers.
+    pub fn with_mlp_relu(mut self, relu: bool) -> Self {
+        if let Arch::Mlp { relu: r, .. } = &mut self.arch {
+            *r = relu;
+        }
+        self
+    }
+
+    fn check_input(&self) -> Result<()> {
+        let [c, h, w] = self.input;
+        let ok = match self.arch {
+            Arch::LeNet => [c, h, w] == [1, 28, 28],
+            Arch::ResNet { .. } => h == w && h >= 32 && h % 32 == 0,
+            Arch::Mlp { .. } => c * h * w > 0,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Config {
+                name: "input",
+                value: format!("{c}×{h}×{w} for {}", self.name),
+                rule: "lenet takes 1×28×28; resnets take square sides that are multiples of 32",
+            })
+        }
+    }
+}
+
+fn unknown_model(name: &str) -> Error {
+    Error::UnknownName {
+        what: "model",
+        name: name.to_string(),
+        expected: ModelSpec::NAMES.to_string(),
+    }
+}
+
+/// A network with its spec.
+#[derive(Clone, Debug)]
+pub struct Model<T: Real> {
+    /// What it is.
+    pub spec: ModelSpec,
+    /// The layers (keys as in PyTorch).
+    pub net: Sequential<T>,
+}
+
+/// A `ModelSpec`'s layers.
+fn build<T: Real>(spec: &ModelSpec) -> Sequential<T> {
+    let [c, side, _] = spec.input;
+    match &spec.arch {
+        Arch::Mlp { sizes, relu } => {
+            let mut s = Sequential::new().push("", Layer::Flatten);
+            for (i, w) in sizes.windows(2).enumerate() {
+                if i > 0 && *relu {
+                    s = s.push("", Layer::Relu);
+                }
+                s = s.push(
+                    &format!("fc{}", i + 1),
+                    Layer::Linear(Linear::new(w[0], w[1], true)),
+                );
+            }
+            s
+        }
+        Arch::LeNet => {
+            let conv = |ci, co| {
+                let mut l = Conv2d::new(ci, co, 5, Conv2dGeometry::default(), true);
+                l.apply_bias = spec.conv_bias;
+                Layer::Conv2d(l)
+            };
+            Sequential::new()
+                .push("conv1", conv(1, 10))
+                .push(
+                    "",
+                    Layer::MaxPool2d {
+                        kernel: 2,
+                        stride: 2,
+                    },
+                )
+                .push("", Layer::Relu)
+                .push("conv2", conv(10, 20))
+                .push("conv2_drop", Layer::Dropout2d { p: 0.5 })
+                .push(
+                    "",
+                    Layer::MaxPool2d {
+                        kernel: 2,
+                        stride: 2,
+                    },
+                )
+                .push("", Layer::Relu)
+                .push("", Layer::Flatten)
+                .push("fc1", Layer::Linear(Linear::new(320, 50, true)))
+                .push("", Layer::Relu)
+                .push("", Layer::Dropout { p: 0.5 })
+                .push("fc2", Layer::Linear(Linear::new(50, spec.classes, true)))
+        }
+        Arch::ResNet {
+            block,
+            blocks,
+            widths,
+        } => {
+            let mut stem = Conv2d::new(c, widths[0], 3, Conv2dGeometry::new(1, 1), false);
+            stem.apply_bias = false;
+            let mut s = Sequential::new()
+                .push("conv1", Layer::Conv2d(stem))
+                .push("bn1", Layer::BatchNorm2d(BatchNorm2d::new(widths[0])))
+                .push("", Layer::Relu);
+            let mut in_planes = widths[0];
+            for (stage, (&n, &planes)) in blocks.iter().zip(widths).enumerate() {
+                let mut layer = Sequential::new();
+                for i in 0..n {
+                    let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                    let b = Residual::new(*block, in_planes, planes, stride);
+                    in_planes = planes * block.expansion();
+                    layer = layer.push(&i.to_string(), Layer::Residual(Box::new(b)));
+                }
+                s = s.push(&format!("layer{}", stage + 1), Layer::Sequential(layer));
+            }
+            // After three stride-2 stages the map is side/8; the authors pool 4×4 (32 → 1).
+            let pool = side / 8;
+            s.push(
+                "",
+                Layer::AvgPool2d {
+                    kernel: pool,
+                    stride: pool,
+                },
+            )
+            .push("", Layer::Flatten)
+            .push(
+                "linear",
+                Layer::Linear(Linear::new(in_planes, spec.classes, true)),
+            )
+        }
+    }
+}
+
+impl<T: Real> Model<T> {
+    /// A model with zero weights (load a checkpoint or call [`Model::init`]).
+    pub fn new(spec: ModelSpec) -> Self {
+        let net = build(&spec);
+        Self { spec, net }
+    }
+
+    /// PyTorch's default initialisation, seeded: weights and biases of Linear/Conv2d drawn
+    /// from U(−1/√fan_in, 1/√fan_in) (kaiming_uniform with a = √5), BatchNorm γ = 1, β = 0.
+    pub fn init(&mut self, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        self.net.visit_layers_mut("", &mut |_, layer| {
+            let (w, b) = match layer {
+                Layer::Linear(l) => (&mut l.weight, l.bias.as_mut()),
+                Layer::Conv2d(c) => (&mut c.weight, c.bias.as_mut()),
+                _ => return,
+            };
+            let fan_in: usize = w.shape()[1..].iter().product();
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            w.mapv_inplace(|_| T::of(rng.random_range(-bound..bound)));
+            if let Some(b) = b {
+                b.mapv_inplace(|_| T::of(rng.random_range(-bound..bound)));
+            }
+        });
+    }
+
+    fn check_batch(&self, x: &ArrayView4<T>) -> Result<()> {
+        let [c, h, w] = self.spec.input;
+        let (_, xc, xh, xw) = x.dim();
+        if [xc, xh, xw] != [c, h, w] {
+            return Err(Error::shape(
+                "model input (images [B, C, H, W])",
+                &[x.dim().0, c, h, w],
+                x.shape(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Logits `[B, classes]` for images `[B, C, H, W]`, with the caches for [`Model::backward`].
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the images do not match the model's input; layer errors.
+    pub fn forward(&self, x: ArrayView4<T>, ctx: &mut Ctx) -> Result<(Array2<T>, Vec<Cache<T>>)> {
+        self.check_batch(&x)?;
+        let (y, caches) = self.net.forward(x.to_owned().into_dyn(), ctx)?;
+        let y = y
+            .into_dimensionality::<Ix2>()
+            .expect("models end in a linear layer");
+        Ok((y, caches))
+    }
+
+    /// `∂L/∂x [B, C, H, W]` and the parameter gradients for upstream `∂L/∂logits`.
+    ///
+    /// # Errors
+    /// Caches from another model, or shape mismatches.
+    pub fn backward(
+        &self,
+        caches: &[Cache<T>],
+        dlogits: Array2<T>,
+    ) -> Result<(Array4<T>, Grads<T>)> {
+        let mut grads = Grads::default();
+        let dx = self
+            .net
+            .backward("", caches, dlogits.into_dyn(), &mut grads)?;
+        if dx.ndim() != 4 {
+            return Err(Error::shape(
+                "model backward (input gradient)",
+                &[0, 0, 0, 0],
+                dx.shape(),
+            ));
+        }
+        Ok((dx.into_dimensionality::<Ix4>().expect("checked"), grads))
+    }
+
+    /// Eval-mode logits.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn logits(&self, x: ArrayView4<T>) -> Result<Array2<T>> {
+        Ok(self.forward(x, &mut Ctx::eval())?.0)
+    }
+
+    /// Eval-mode predicted classes.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn predict(&self, x: ArrayView4<T>) -> Result<Vec<usize>> {
+        Ok(loss::argmax(self.logits(x)?.view()))
+    }
+
+    /// The summed cross-entropy of a batch, its gradient with respect to the images, and the
+    /// logits (eval mode): what white-box attacks need.
+    ///
+    /// # Errors
+    /// As [`Model::forward`], and bad labels.
+    pub fn loss_input_grad(
+        &self,
+        x: ArrayView4<T>,
+        labels: &[usize],
+    ) -> Result<(T, Array4<T>, Array2<T>)> {
+        let (logits, caches) = self.forward(x, &mut Ctx::eval())?;
+        let (l, dlogits) = loss::cross_entropy(logits.view(), labels)?;
+        let (dx, _) = self.backward(&caches, dlogits)?;
+        Ok((l, dx, logits))
+    }
+
+    /// Every parameter and buffer with its key.
+    pub fn visit_mut(&mut self, f: &mut dyn FnMut(ParamMut<'_, T>)) {
+        self.net.visit_mut("", f);
+    }
+
+    /// Keys and shapes of the trainable tensors of the given roles.
+    pub fn param_shapes(&mut self, roles: &[Role]) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        self.visit_mut(&mut |p| {
+            if roles.contains(&p.role) {
+                out.push((p.key, p.value.shape().to_vec()));
+            }
+        });
+        out
+    }
+
+    /// `(key, λ)` of every NRPM layer, in execution order.
+    pub fn lambdas(&mut self) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        self.net.visit_layers_mut("", &mut |key, layer| {
+            let m = match layer {
+                Layer::Linear(l) => &l.matching,
+                Layer::Conv2d(c) => &c.matching,
+                _ => return,
+            };
+            if let Matching::Nrpm(m) = m {
+                out.push((key.to_string(), m.lambda()));
+            }
+        });
+        out
+    }
+
+    /// Keys of the Linear/Conv2d layers in execution order, with `true` for convolutions.
+    pub fn matching_layers(&mut self) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        self.net
+            .visit_layers_mut("", &mut |key, layer| match layer {
+                Layer::Linear(_) => out.push((key.to_string(), false)),
+                Layer::Conv2d(_) => out.push((key.to_string(), true)),
+                _ => {}
+            });
+        out
+    }
+}
+
+/// Converts a batch `[B, …]` in any layout to NCHW `[B, C, H, W]` of this model.
+///
+/// # Errors
+/// [`Error::Shape`] if the element count does not fit.
+pub fn as_images<T: Real>(x: ArrayD<T>, input: [usize; 3]) -> Result<Array4<T>> {
+    let b = x.shape().first().copied().unwrap_or(0);
+    let [c, h, w] = input;
+    let shape = x.shape().to_vec();
+    x.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((b, c, h, w))
+        .map_err(|_| Error::shape("images", &[b, c, h, w], &shape))
+}

@@ -1,0 +1,233 @@
+//! BatchNorm2d over the channels of NCHW maps (PyTorch `nn.BatchNorm2d`: eps 1e-5,
+//! momentum 0.1, keys `weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`).
+//!
+//! ```text
+//! train: μ_c, σ²_c = mean, biased variance of x[:, c] over (B, H, W)
+//!        x̂ = (x − μ_c)/√(σ²_c + eps);  y = γ_c·x̂ + β_c
+//!        running ← (1 − m)·running + m·(μ_c, σ²_c·n/(n − 1))
+//! eval:  x̂ = (x − running_mean)/√(running_var + eps)
+//! backward (train): ∂x = (γ/(n·σ))·(n·∂x̂ − Σ∂x̂ − x̂·Σ(∂x̂·x̂)),  ∂x̂ = γ·∂y
+//! ```
+
+use std::sync::Mutex;
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use crate::error::{Error, Result};
+use crate::nn::{join, Cache, Grads, Mode, ParamMut, Role};
+use crate::real::Real;
+
+/// Running statistics (updated in train mode through `&self`, hence the mutex).
+#[derive(Clone, Debug)]
+pub struct Running<T> {
+    /// `[C]`.
+    pub mean: ArrayD<T>,
+    /// `[C]`.
+    pub var: ArrayD<T>,
+    /// `num_batches_tracked`.
+    pub batches: i64,
+}
+
+/// Batch normalisation of `[B, C, H, W]` maps.
+#[derive(Debug)]
+pub struct BatchNorm2d<T> {
+    /// γ, `[C]`.
+    pub weight: ArrayD<T>,
+    /// β, `[C]`.
+    pub bias: ArrayD<T>,
+    /// Running statistics.
+    pub running: Mutex<Running<T>>,
+    /// Added to the variance.
+    pub eps: f64,
+    /// Running-average factor.
+    pub momentum: f64,
+}
+
+impl<T: Real> Clone for BatchNorm2d<T> {
+    fn clone(&self) -> Self {
+        Self {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+            running: Mutex::new(self.running.lock().expect("not poisoned").clone()),
+            eps: self.eps,
+            momentum: self.momentum,
+        }
+    }
+}
+
+impl<T: Real> BatchNorm2d<T> {
+    /// PyTorch's initial state: γ = 1, β = 0, running mean 0, variance 1.
+    pub fn new(c: usize) -> Self {
+        Self {
+            weight: ArrayD::ones(IxDyn(&[c])),
+            bias: ArrayD::zeros(IxDyn(&[c])),
+            running: Mutex::new(Running {
+                mean: ArrayD::zeros(IxDyn(&[c])),
+                var: ArrayD::ones(IxDyn(&[c])),
+                batches: 0,
+            }),
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+
+    fn channels(&self) -> usize {
+        self.weight.len()
+    }
+
+    /// Forward pass.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `x` is not `[B, C, H, W]` with this layer's C; [`Error::Config`] for
+    /// a train-mode batch of one value per channel (no variance).
+    pub fn forward(&self, x: ArrayD<T>, mode: Mode) -> Result<(ArrayD<T>, Cache<T>)> {
+        let c = self.channels();
+        if x.ndim() != 4 || x.shape()[1] != c {
+            return Err(Error::shape(
+                "nn::BatchNorm2d::forward",
+                &[0, c, 0, 0],
+                x.shape(),
+            ));
+        }
+        let n = x.len() / c;
+        let eps = T::of(self.eps);
+        let (mean, var) = if mode == Mode::Train {
+            if n < 2 {
+                return Err(Error::config(
+                    "batch",
+                    n,
+                    "train-mode BatchNorm needs more than one value per channel",
+                ));
+            }
+            let (mean, var) = channel_stats(&x);
+            let mut run = self.running.lock().expect("not poisoned");
+            let m = T::of(self.momentum);
+            let unbias = T::of(n as f64 / (n as f64 - 1.0));
+            for ch in 0..c {
+                run.mean[ch] = (T::one() - m) * run.mean[ch] + m * mean[ch];
+                run.var[ch] = (T::one() - m) * run.var[ch] + m * var[ch] * unbias;
+            }
+            run.batches += 1;
+            (mean, var)
+        } else {
+            let run = self.running.lock().expect("not poisoned");
+            (
+                run.mean.iter().copied().collect(),
+                run.var.iter().copied().collect(),
+            )
+        };
+        let inv_std: Vec<T> = var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
+        let mut xhat = x;
+        let mut y = ArrayD::zeros(xhat.raw_dim());
+        for ch in 0..c {
+            let mut xc = xhat.index_axis_mut(Axis(1), ch);
+            xc.mapv_inplace(|v| (v - mean[ch]) * inv_std[ch]);
+            let (g, b) = (self.weight[ch], self.bias[ch]);
+            y.index_axis_mut(Axis(1), ch)
+                .zip_mut_with(&xc, |y, &xh| *y = g * xh + b);
+        }
+        let train = mode == Mode::Train;
+        Ok((
+            y,
+            Cache::BatchNorm {
+                xhat,
+                inv_std,
+                train,
+            },
+        ))
+    }
+
+    /// Backward pass: returns `∂L/∂x`, adds `weight` and `bias` gradients.
+    ///
+    /// # Errors
+    /// A cache of another layer.
+    pub fn backward(
+        &self,
+        key: &str,
+        cache: &Cache<T>,
+        dy: ArrayD<T>,
+        grads: &mut Grads<T>,
+    ) -> Result<ArrayD<T>> {
+        let Cache::BatchNorm {
+            xhat,
+            inv_std,
+            train,
+        } = cache
+        else {
+            return Err(Error::shape("nn::BatchNorm2d::backward (cache)", &[], &[]));
+        };
+        if dy.shape() != xhat.shape() {
+            return Err(Error::shape(
+                "nn::BatchNorm2d::backward (dy)",
+                xhat.shape(),
+                dy.shape(),
+            ));
+        }
+        let c = self.channels();
+        let n = T::of((xhat.len() / c) as f64);
+        let mut dx = dy.clone();
+        let mut dgamma = ArrayD::zeros(IxDyn(&[c]));
+        let mut dbeta = ArrayD::zeros(IxDyn(&[c]));
+        for ch in 0..c {
+            let xh = xhat.index_axis(Axis(1), ch);
+            let dyc = dy.index_axis(Axis(1), ch);
+            let sum_dy: T = dyc.sum();
+            let sum_dy_xh: T = dyc.iter().zip(xh.iter()).map(|(&a, &b)| a * b).sum();
+            dgamma[ch] = sum_dy_xh;
+            dbeta[ch] = sum_dy;
+            let g = self.weight[ch];
+            let s = inv_std[ch];
+            let mut dxc = dx.index_axis_mut(Axis(1), ch);
+            if *train {
+                // ∂x = γ·s/n·(n·∂y − Σ∂y − x̂·Σ(∂y·x̂))
+                dxc.zip_mut_with(&xh, |d, &xh| {
+                    *d = g * s / n * (n * *d - sum_dy - xh * sum_dy_xh);
+                });
+            } else {
+                dxc.mapv_inplace(|d| d * g * s);
+            }
+        }
+        grads.add(join(key, "weight"), dgamma);
+        grads.add(join(key, "bias"), dbeta);
+        Ok(dx)
+    }
+
+    /// Visits `weight`, `bias` (trainable) and the running statistics (buffers).
+    pub fn visit_mut(&mut self, key: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
+        f(ParamMut {
+            key: join(key, "weight"),
+            role: Role::Bias,
+            value: &mut self.weight,
+        });
+        f(ParamMut {
+            key: join(key, "bias"),
+            role: Role::Bias,
+            value: &mut self.bias,
+        });
+        let run = self.running.get_mut().expect("not poisoned");
+        f(ParamMut {
+            key: join(key, "running_mean"),
+            role: Role::Buffer,
+            value: &mut run.mean,
+        });
+        f(ParamMut {
+            key: join(key, "running_var"),
+            role: Role::Buffer,
+            value: &mut run.var,
+        });
+    }
+}
+
+/// Per-channel mean and biased variance of an NCHW array.
+fn channel_stats<T: Real>(x: &ArrayD<T>) -> (Vec<T>, Vec<T>) {
+    let c = x.shape()[1];
+    let n = T::of((x.len() / c) as f64);
+    (0..c)
+        .map(|ch| {
+            let xc = x.index_axis(Axis(1), ch);
+            let mean = xc.sum() / n;
+            let var = xc.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / n;
+            (mean, var)
+        })
+        .unzip()
+}
