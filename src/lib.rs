@@ -14,6 +14,7 @@
 //! - [`real`]: [`Real`], the f32/f64 scalar trait;
 //! - [`nrpm`](mod@nrpm): the operator — config, norms, reference (oracle), fused (production),
 //!   exact LAD limit, conv2d through unfold;
+//! - [`data`]: MNIST-like IDX and CIFAR-10 readers, the shipped MNIST subset, seeded batches;
 //! - [`robust`]: influence curves, breakdown points, the IRLS objective `L_ε`;
 //! - [`cli`]: the `nrpm` command.
 //!
@@ -33,6 +34,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod cli;
+pub mod data;
 pub mod error;
 pub mod nrpm;
 pub mod real;
