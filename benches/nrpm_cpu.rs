@@ -10,7 +10,7 @@
 //! Run: `cargo bench --bench nrpm_cpu` (set `NRPM_BENCH_QUICK=1` for a short smoke run).
 
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -141,7 +141,7 @@ fn bench_conv(c: &mut Criterion, k: usize) {
 }
 
 /// Criterion's point estimate (ns per iteration) of one benchmark, if it ran.
-fn estimate_ns(dir: &PathBuf, group: &str, id: &str) -> Option<f64> {
+fn estimate_ns(dir: &Path, group: &str, id: &str) -> Option<f64> {
     let path = dir.join(group).join(id).join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
