@@ -237,7 +237,8 @@ impl<T: Real> Ctx<'_, T> {
     fn irls_backward(&self, by_rows: bool) -> (Array2<T>, Array2<T>, Array3<T>) {
         let Dims { b, d, o, n, dg } = self.dims;
         let (owned_len, other_len) = if by_rows { (b, o) } else { (o, b) };
-        let per_task = owned_len.div_ceil(MAX_BACKWARD_TASKS);
+        // At least one row per task: with B = O = 0 a chunk size of 0 would panic.
+        let per_task = owned_len.div_ceil(MAX_BACKWARD_TASKS).max(1);
         let mut owned = Array2::zeros((owned_len, d));
         type Part<T> = (Array2<T>, Vec<(usize, usize, usize, T)>);
         let parts: Vec<Part<T>> = owned

@@ -219,8 +219,8 @@ pub struct Grads<T> {
 /// `y [B, O]`, plus the iterates that [`backward`] needs.
 ///
 /// # Errors
-/// [`Error::Shape`] if the D's or O's differ, D = 0, or N does not divide D;
-/// [`Error::NonFinite`] on NaN or ±Inf in `x`, `weight` or `bias`; [`Error::Overflow`] if a
+/// [`Error::Shape`] if the D's or O's differ; [`Error::Config`] if D = 0 or N does not divide
+/// D; [`Error::NonFinite`] on NaN or ±Inf in `x`, `weight` or `bias`; [`Error::Overflow`] if a
 /// finite input overflows the precision.
 pub fn forward<T: Real>(
     x: ArrayView2<T>,

@@ -1,0 +1,112 @@
+//! The backward pass is the exact gradient of the unrolled K-step forward (property 8):
+//! central finite differences in f64, every norm, K ∈ {0, 1, 3}, with respect to x, W, bias
+//! and λ, for the linear operator and for conv2d, on both paths. Points whose difference
+//! stencil straddles a kink (a residual crossing 0 or a clamp point) are skipped.
+//! Proof: proofs/09-gradient-exactness.md
+
+mod common;
+
+use common::{
+    check_fd, conv_case, kink_arguments, linear_case, norm_any, rounding_bounds, ConvCase,
+    LinearCase, Spec, Values, U64,
+};
+use ndarray::{Array1, Array2, Array4};
+use nrpm::nrpm::conv;
+use nrpm::{backward_with, forward_with, Exec};
+use proptest::prelude::*;
+
+/// Small shapes, K ∈ {0, 1, 3}, ε ∈ [0.02, 1] (so that the third derivatives, which grow like
+/// ε⁻², keep the truncation error of h = 1e-5 steps far below the tolerance floor).
+fn fd_case() -> BoxedStrategy<LinearCase> {
+    linear_case(Spec {
+        b: 1..=3,
+        o: 1..=3,
+        n: 1..=2,
+        dg: 1..=5,
+        k: vec![0, 1, 3],
+        log_eps: (-1.7, 0.0),
+        lambda: (-0.5, 1.5),
+        values: Values::Continuous,
+        norms: norm_any(),
+    })
+}
+
+/// Packs `[x, W, bias, λ]` into one parameter vector.
+fn pack(parts: &[&[f64]]) -> Vec<f64> {
+    parts.iter().flat_map(|p| p.iter().copied()).collect()
+}
+
+proptest! {
+    #![proptest_config(common::config(96, "proptest-regressions/prop_gradients.txt"))]
+
+    /// Linear NRPM: `backward` (reference and fused) equals the central difference of
+    /// `L = Σ gy ⊙ y` along every coordinate of x, W, bias and λ.
+    /// Proof: proofs/09-gradient-exactness.md
+    #[test]
+    fn gradients_match_finite_differences_linear(c in fd_case()) {
+        let (b, d) = c.x.dim();
+        let o = c.w.nrows();
+        let theta = pack(&[c.x.as_slice().unwrap(), c.w.as_slice().unwrap(), c.bias.as_slice().unwrap(), &[c.cfg.lambda()]]);
+        let unpack = |th: &[f64]| {
+            let x = Array2::from_shape_vec((b, d), th[..b * d].to_vec()).unwrap();
+            let w = Array2::from_shape_vec((o, d), th[b * d..(b + o) * d].to_vec()).unwrap();
+            let bias = Array1::from_vec(th[(b + o) * d..(b + o) * d + o].to_vec());
+            let cfg = c.cfg.with_lambda(th[th.len() - 1]).unwrap();
+            (x, w, bias, cfg)
+        };
+        let eval = |th: &[f64]| {
+            let (x, w, bias, cfg) = unpack(th);
+            let (y, it) = forward_with(Exec::Reference, x.view(), w.view(), Some(bias.view()), &cfg).unwrap();
+            ((&y * &c.gy).sum(), kink_arguments(&x.view(), &w.view(), &it.z, &cfg))
+        };
+        let bd = rounding_bounds(&c.x.view(), &c.w.view(), Some(&c.bias), &c.gy.view(), &c.cfg, U64);
+        let f_err = 4.0 * (&bd.y * &c.gy.mapv(f64::abs)).sum() + 1e-300;
+        for exec in [Exec::Reference, Exec::Fused] {
+            let (_, it) = forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.cfg).unwrap();
+            let g = backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.cfg).unwrap();
+            let analytic = pack(&[g.x.as_slice().unwrap(), g.weight.as_slice().unwrap(), g.bias.as_slice().unwrap(), &[g.lambda]]);
+            let rep = check_fd(&format!("{exec:?} [x|W|b|λ]"), &theta, &analytic, f_err, &eval)?;
+            prop_assert!(rep.checked > o, "{:?}: only {} coordinates checked", exec, rep.checked);
+        }
+    }
+
+    /// conv2d NRPM (through unfold/fold): `conv::backward` (reference and fused) equals the
+    /// central difference of `L = Σ gy ⊙ y` along every coordinate of x, W, bias and λ, for
+    /// random stride, padding, dilation and groups.
+    /// Proof: proofs/09-gradient-exactness.md, proofs/10-conv-unfold.md
+    #[test]
+    fn gradients_match_finite_differences_conv(c in conv_case(norm_any(), Values::Continuous, 2)) {
+        let c = ConvCase { cfg: c.cfg.with_lambda(c.cfg.lambda()).unwrap(), ..c };
+        prop_assume!(c.cfg.eps() >= 0.02);
+        let xd = c.x.dim();
+        let wd = c.w.dim();
+        let (nx, nw, o) = (c.x.len(), c.w.len(), wd.0);
+        let theta = pack(&[c.x.as_slice().unwrap(), c.w.as_slice().unwrap(), c.bias.as_slice().unwrap(), &[c.cfg.lambda()]]);
+        let unpack = |th: &[f64]| {
+            let x = Array4::from_shape_vec(xd, th[..nx].to_vec()).unwrap();
+            let w = Array4::from_shape_vec(wd, th[nx..nx + nw].to_vec()).unwrap();
+            let bias = Array1::from_vec(th[nx + nw..nx + nw + o].to_vec());
+            let cfg = c.cfg.with_lambda(th[th.len() - 1]).unwrap();
+            (x, w, bias, cfg)
+        };
+        let flat = |w: &Array4<f64>| w.clone().into_shape_with_order((wd.0, wd.1 * wd.2 * wd.3)).unwrap();
+        let eval = |th: &[f64]| {
+            let (x, w, bias, cfg) = unpack(th);
+            let (y, it) = conv::forward(Exec::Reference, x.view(), w.view(), Some(bias.view()), &c.geom, &cfg).unwrap();
+            let patches = conv::unfold(x.view(), wd.2, wd.3, &c.geom).unwrap();
+            ((&y * &c.gy).sum(), kink_arguments(&patches.view(), &flat(&w).view(), &it.z, &cfg))
+        };
+        let patches = conv::unfold(c.x.view(), wd.2, wd.3, &c.geom).unwrap();
+        let (gb, go, ho, wo) = c.gy.dim();
+        let gy_rows = Array2::from_shape_fn((gb * ho * wo, go), |(r, oi)| c.gy[[r / (ho * wo), oi, (r % (ho * wo)) / wo, r % wo]]);
+        let bd = rounding_bounds(&patches.view(), &flat(&c.w).view(), Some(&c.bias), &gy_rows.view(), &c.cfg, U64);
+        let f_err = 4.0 * (&bd.y * &gy_rows.mapv(f64::abs)).sum() + 1e-300;
+        for exec in [Exec::Reference, Exec::Fused] {
+            let (_, it) = conv::forward(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
+            let g = conv::backward(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.geom, &c.cfg).unwrap();
+            let analytic = pack(&[g.x.as_slice().unwrap(), g.weight.as_slice().unwrap(), g.bias.as_slice().unwrap(), &[g.lambda]]);
+            let rep = check_fd(&format!("conv {exec:?} [x|W|b|λ]"), &theta, &analytic, f_err, &eval)?;
+            prop_assert!(rep.checked > o, "{:?}: only {} coordinates checked", exec, rep.checked);
+        }
+    }
+}
