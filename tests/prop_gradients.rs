@@ -110,3 +110,59 @@ proptest! {
         }
     }
 }
+
+/// At an exact tie (a residual `t_d − zᵏ/D` that is exactly 0, where `|·|` has its kink) the
+/// backward uses `sign(0) = 0`, as autograd does for `abs`; locally the loss is
+/// `smooth + c·|u|`, so this is the mean of the two one-sided derivatives, which the central
+/// difference measures. Terms (0, 3, −1, −2) have mean 0 = t₁, so `u₁⁰ = 0` exactly in f64 and
+/// f32; the f32 fused path (AVX-512) is compared with the f64 reference at the same point.
+/// Proof: proofs/09-gradient-exactness.md §3
+#[test]
+fn gradients_at_exact_ties_use_sign_zero() {
+    let x = ndarray::array![[0.0_f64, 3.0, -1.0, -2.0]];
+    let w = Array2::<f64>::ones((1, 4));
+    let gy = ndarray::array![[1.0_f64]];
+    for norm in [nrpm::Norm::L1, nrpm::Norm::Mcp { gamma: 4.0 }] {
+        for k in [1, 2] {
+            let cfg = nrpm::NrpmConfig::new(norm, k, 0.05, 0.25).unwrap();
+            let eval = |th: &[f64]| {
+                let xs = Array2::from_shape_vec((1, 4), th.to_vec()).unwrap();
+                let (y, _) =
+                    forward_with(Exec::Reference, xs.view(), w.view(), None, &cfg).unwrap();
+                (y[[0, 0]], Vec::new())
+            };
+            for exec in [Exec::Reference, Exec::Fused] {
+                let (_, it) = forward_with(exec, x.view(), w.view(), None, &cfg).unwrap();
+                let g = backward_with(exec, x.view(), w.view(), &it, gy.view(), &cfg).unwrap();
+                check_fd(
+                    &format!("{norm:?} K={k} {exec:?} at a tie"),
+                    x.as_slice().unwrap(),
+                    g.x.as_slice().unwrap(),
+                    1e-15,
+                    &eval,
+                )
+                .unwrap();
+            }
+            let (_, it) = forward_with(Exec::Reference, x.view(), w.view(), None, &cfg).unwrap();
+            let want =
+                backward_with(Exec::Reference, x.view(), w.view(), &it, gy.view(), &cfg).unwrap();
+            let (x32, w32) = (x.mapv(|v| v as f32), w.mapv(|v| v as f32));
+            let (_, it32) = forward_with(Exec::Fused, x32.view(), w32.view(), None, &cfg).unwrap();
+            let g32 = backward_with(
+                Exec::Fused,
+                x32.view(),
+                w32.view(),
+                &it32,
+                gy.mapv(|v| v as f32).view(),
+                &cfg,
+            )
+            .unwrap();
+            for (a, b) in g32.x.iter().zip(&want.x) {
+                assert!(
+                    (f64::from(*a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{norm:?} K={k} f32 {a} vs f64 {b}"
+                );
+            }
+        }
+    }
+}
