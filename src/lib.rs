@@ -15,7 +15,8 @@
 //! - [`nrpm`](mod@nrpm): the operator — config, norms, reference (oracle), fused (production),
 //!   exact LAD limit, conv2d through unfold;
 //! - [`data`]: MNIST-like IDX and CIFAR-10 readers, the shipped MNIST subset, seeded batches;
-//! - [`robust`]: influence curves, breakdown points, the IRLS objective `L_ε`;
+//! - [`robust`]: influence curves, breakdown points, the IRLS objective `L_ε`, layer
+//!   operator norms (Lipschitz constants);
 //! - [`cli`]: the `nrpm` command.
 //!
 //! ```
@@ -38,6 +39,7 @@ pub mod data;
 pub mod error;
 pub mod nrpm;
 pub mod real;
+pub mod robust;
 pub mod tensor_file;
 
 pub use crate::error::{Error, Result};

@@ -23,7 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the NRPM operator (and its gradient) on tensors from a safetensors file.
     Apply(apply::ApplyArgs),
-    /// Influence curve and breakdown point of a norm; operator norms of a checkpoint's layers.
+    /// Sensitivity curve, breakdown point and IRLS objective of one output (LPM, NRPM, LAD);
+    /// ‖W‖₂ and ‖W‖∞ of a checkpoint's layers.
     Analyze(analyze::AnalyzeArgs),
 }
 
