@@ -17,6 +17,8 @@
 //! - [`data`]: MNIST-like IDX and CIFAR-10 readers, the shipped MNIST subset, seeded batches;
 //! - [`robust`]: influence curves, breakdown points, the IRLS objective `L_ε`, layer
 //!   operator norms (Lipschitz constants);
+//! - [`train`]: the paradigms (fixed λ, learn λ, fine-tune) and training from scratch: SGD,
+//!   adversarial losses, checkpoints, bit-exact resume;
 //! - [`cli`]: the `nrpm` command.
 //!
 //! ```
@@ -41,6 +43,7 @@ pub mod nrpm;
 pub mod real;
 pub mod robust;
 pub mod tensor_file;
+pub mod train;
 
 pub use crate::error::{Error, Result};
 pub use crate::nrpm::conv::Conv2dGeometry;

@@ -8,6 +8,7 @@ use crate::nrpm::{Norm, NrpmConfig};
 
 pub mod analyze;
 pub mod apply;
+pub mod train;
 
 /// Nonlinear robust pattern matching: robustness reprogramming of neural layers.
 #[derive(Debug, Parser)]
@@ -26,6 +27,8 @@ pub enum Command {
     /// Sensitivity curve, breakdown point and IRLS objective of one output (LPM, NRPM, LAD);
     /// ‖W‖₂ and ‖W‖∞ of a checkpoint's layers.
     Analyze(analyze::AnalyzeArgs),
+    /// Reprogram a trained model (paradigms 1–3) or train one from scratch.
+    Train(train::TrainArgs),
 }
 
 /// Runs one parsed command line.
@@ -36,6 +39,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Apply(args) => apply::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Train(args) => train::run(args),
     }
 }
 

@@ -1,0 +1,304 @@
+//! The training loop: epochs of seeded shuffled batches, one SGD step per batch, a clean
+//! evaluation and a checkpoint after every epoch, and resuming from a checkpoint.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::attacks;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::nn::Ctx;
+use crate::progress::Progress;
+use crate::real::Real;
+use crate::train::checkpoint::{self, seed_for, Stream, TrainState};
+use crate::train::{batch_gradient, Paradigm, Sgd, TrainConfig};
+
+/// Where checkpoints go and where a run resumes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoints {
+    /// Folder to write a checkpoint to after every epoch (`None`: no checkpoints).
+    pub out: Option<PathBuf>,
+    /// Folder of a checkpoint to continue from (written by an earlier run with the same
+    /// settings, apart from the epoch count, and the same model setup).
+    pub resume: Option<PathBuf>,
+}
+
+/// Accuracy and λ of the model at one moment (before the first epoch or after the last).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Clean accuracy on the evaluation images (%).
+    pub clean: f64,
+    /// Accuracy under the training attack (%; `None` for clean training), counted as
+    /// [`attacks::evaluate`] does (misclassified clean images count as broken).
+    pub robust: Option<f64>,
+    /// `(layer key, λ)` of every NRPM layer.
+    pub lambdas: Vec<(String, f64)>,
+}
+
+/// One epoch's numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean per-image training objective over the epoch (clean + adversarial cross-entropy
+    /// under `clean+adv`), at the parameters of each step.
+    pub loss: f64,
+    /// Accuracy (%) on the examples the steps descended (adversarial ones under adversarial
+    /// training), at the parameters of each step.
+    pub train_acc: f64,
+    /// Clean accuracy (%) on the evaluation images after the epoch.
+    pub test_acc: f64,
+    /// `(layer key, λ)` after the epoch.
+    pub lambdas: Vec<(String, f64)>,
+    /// Wall time of the epoch, evaluation included.
+    pub seconds: f64,
+}
+
+impl EpochReport {
+    /// `epoch 3/10  lr 0.001  loss 0.4213  train 87.50%  test 88.10%  λ fc1=0.612 …  (3.1 s)`.
+    pub fn line(&self, epochs: usize) -> String {
+        let lambdas: Vec<String> = self
+            .lambdas
+            .iter()
+            .map(|(k, l)| format!("{k}={l:.4}"))
+            .collect();
+        format!(
+            "epoch {}/{epochs}  lr {}  loss {:.4}  train {:.2}%  test {:.2}%  λ [{}]  ({:.1} s)",
+            self.epoch,
+            self.lr,
+            self.loss,
+            self.train_acc,
+            self.test_acc,
+            lambdas.join(" "),
+            self.seconds
+        )
+    }
+}
+
+/// The outcome of [`train`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// The paradigm.
+    pub paradigm: Paradigm,
+    /// Epochs completed in all (resumed ones included).
+    pub epochs: usize,
+    /// Epochs already done in the checkpoint this call resumed from.
+    pub resumed_from: Option<usize>,
+    /// One report per epoch, from the first (resumed epochs come from the checkpoint).
+    pub history: Vec<EpochReport>,
+    /// Before the first epoch.
+    pub before: Snapshot,
+    /// After the last epoch.
+    pub after: Snapshot,
+    /// Wall time of this call.
+    pub seconds: f64,
+}
+
+/// Trains `model` on `data` as `cfg` says, evaluating on `eval`; see the module docs of
+/// [`crate::train`] for the maths.
+///
+/// `Paradigm::Fixed` trains nothing: it evaluates the (reprogrammed) model and, with
+/// `dirs.out`, saves it. Otherwise each epoch e = done..cfg.epochs shuffles `data` with a seed
+/// derived from `(cfg.seed, e)`, takes one [`Sgd`] step per batch on the mean loss of
+/// [`batch_gradient`], evaluates clean accuracy on `eval`, reports one line through
+/// `progress.finish`, and writes a checkpoint to `dirs.out`. `before` and `after` are measured
+/// under the training attack (clean accuracy only for clean training). The module docs of
+/// [`crate::train`] have a complete example.
+///
+/// # Errors
+/// [`Error::Config`] for invalid settings or `LearnLambda` on a model with no NRPM layer;
+/// checkpoint errors ([`checkpoint::load`], [`checkpoint::save`]); [`Error::NonFinite`] when
+/// the training loss diverges; model, data and attack errors.
+pub fn train<T: Real>(
+    model: &mut Model<T>,
+    data: &Dataset,
+    eval: &Dataset,
+    cfg: &TrainConfig,
+    dirs: &Checkpoints,
+    progress: &mut dyn Progress,
+) -> Result<TrainReport> {
+    let started = Instant::now();
+    let mut sgd = Sgd::new(cfg.sgd)?;
+    let mut state = initial_state(model, &mut sgd, eval, cfg, dirs, progress)?;
+    let resumed_from = dirs.resume.as_ref().map(|_| state.epochs_done);
+    let last = if cfg.paradigm.is_trained() {
+        cfg.epochs
+    } else {
+        0
+    };
+    let first = state.epochs_done;
+    for epoch in first..last {
+        let report = run_epoch(model, &mut sgd, data, eval, cfg, epoch, progress)?;
+        progress.finish(&report.line(cfg.epochs));
+        state.history.push(report);
+        state.epochs_done = epoch + 1;
+        if let Some(dir) = &dirs.out {
+            checkpoint::save(dir, model, &sgd, cfg, &state)?;
+        }
+    }
+    if let (Some(dir), true) = (&dirs.out, first >= last) {
+        checkpoint::save(dir, model, &sgd, cfg, &state)?; // nothing trained: save as it is
+    }
+    let after = snapshot(model, eval, cfg, progress)?;
+    Ok(TrainReport {
+        paradigm: cfg.paradigm,
+        epochs: state.epochs_done,
+        resumed_from,
+        history: state.history,
+        before: state.start,
+        after,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Checks the settings, then loads the checkpoint to resume from, or measures the start.
+fn initial_state<T: Real>(
+    model: &mut Model<T>,
+    sgd: &mut Sgd<T>,
+    eval: &Dataset,
+    cfg: &TrainConfig,
+    dirs: &Checkpoints,
+    progress: &mut dyn Progress,
+) -> Result<TrainState> {
+    cfg.validate()?;
+    if cfg.paradigm == Paradigm::LearnLambda && model.lambdas().is_empty() {
+        return Err(Error::config(
+            "paradigm",
+            "2 (learn λ)",
+            "needs at least one layer reprogrammed with NRPM (a robust --norm)",
+        ));
+    }
+    match &dirs.resume {
+        Some(dir) => checkpoint::load(dir, model, sgd, cfg),
+        None => Ok(TrainState {
+            epochs_done: 0,
+            history: Vec::new(),
+            start: snapshot(model, eval, cfg, progress)?,
+        }),
+    }
+}
+
+/// One epoch: the SGD steps, then the clean evaluation.
+fn run_epoch<T: Real>(
+    model: &mut Model<T>,
+    sgd: &mut Sgd<T>,
+    data: &Dataset,
+    eval: &Dataset,
+    cfg: &TrainConfig,
+    epoch: usize,
+    progress: &mut dyn Progress,
+) -> Result<EpochReport> {
+    let started = Instant::now();
+    let lr = cfg.schedule()?.lr(epoch);
+    let (loss_sum, correct) = sgd_steps(model, sgd, data, cfg, lr, epoch, progress)?;
+    let n = data.len().max(1) as f64;
+    Ok(EpochReport {
+        epoch: epoch + 1,
+        lr,
+        loss: loss_sum / n,
+        train_acc: 100.0 * correct as f64 / n,
+        test_acc: clean_accuracy(model, eval, cfg.batch_size)?,
+        lambdas: model.lambdas(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One SGD step per shuffled batch of epoch `epoch`; returns the summed training loss and the
+/// correct count over the epoch.
+fn sgd_steps<T: Real>(
+    model: &mut Model<T>,
+    sgd: &mut Sgd<T>,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    lr: f64,
+    epoch: usize,
+    progress: &mut dyn Progress,
+) -> Result<(f64, usize)> {
+    let order_seed = seed_for(cfg.seed, Stream::Shuffle, epoch, 0);
+    let batches = data.shuffled_batches(cfg.batch_size, order_seed)?;
+    let stage = format!("epoch {}/{}", epoch + 1, cfg.epochs);
+    progress.start(&stage, batches.len() as u64);
+    let (mut loss_sum, mut correct) = (0.0, 0);
+    for (i, batch) in batches.enumerate() {
+        let x = batch.images.mapv(|v| T::of(f64::from(v)));
+        let labels: Vec<usize> = batch.labels.iter().map(|&l| usize::from(l)).collect();
+        let mut ctx = Ctx::train(seed_for(cfg.seed, Stream::Dropout, epoch, i));
+        let mut rng = StdRng::seed_from_u64(seed_for(cfg.seed, Stream::Attack, epoch, i));
+        let adversary = cfg.adversary.as_ref();
+        let g = batch_gradient(model, x.view(), &labels, adversary, &mut ctx, &mut rng)?;
+        if !g.loss_sum.is_finite() {
+            return Err(Error::NonFinite {
+                what: "training loss (lower the learning rate?); batch",
+                index: i,
+                value: g.loss_sum.to_string(),
+            });
+        }
+        sgd.step(model, &g.grads, lr, cfg.paradigm)?;
+        loss_sum += g.loss_sum;
+        correct += g.correct;
+        progress.advance(1);
+    }
+    Ok((loss_sum, correct))
+}
+
+/// Clean (eval-mode) accuracy of `model` on `data` in % (0 for no images), in batches of
+/// `batch_size` images `[B, C, H, W]`.
+///
+/// # Errors
+/// [`Error::Config`] for a zero batch size; model errors (e.g. images of another shape than
+/// the model takes).
+///
+/// # Example
+/// ```
+/// # fn main() -> nrpm::Result<()> {
+/// use nrpm::models::{Model, ModelSpec};
+/// let test = nrpm::data::Dataset::mnist_subset(nrpm::data::Split::Test)?.first(50);
+/// let model = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 28)?); // all-zero weights
+/// // Zero logits: argmax picks class 0 everywhere, right exactly for the zeros.
+/// let zeros = test.labels().iter().filter(|&&l| l == 0).count();
+/// let acc = nrpm::train::clean_accuracy(&model, &test, 16)?;
+/// assert!((acc - 100.0 * zeros as f64 / 50.0).abs() < 1e-12);
+/// # Ok(()) }
+/// ```
+pub fn clean_accuracy<T: Real>(model: &Model<T>, data: &Dataset, batch_size: usize) -> Result<f64> {
+    let mut correct = 0;
+    for batch in data.batches(batch_size)? {
+        let x = batch.images.mapv(|v| T::of(f64::from(v)));
+        let predicted = model.predict(x.view())?;
+        correct += predicted
+            .iter()
+            .zip(batch.labels.iter())
+            .filter(|(p, &y)| **p == usize::from(y))
+            .count();
+    }
+    Ok(100.0 * correct as f64 / data.len().max(1) as f64)
+}
+
+/// Accuracy (clean, and under the training attack if any) and λ of the model now.
+fn snapshot<T: Real>(
+    model: &mut Model<T>,
+    eval: &Dataset,
+    cfg: &TrainConfig,
+    progress: &mut dyn Progress,
+) -> Result<Snapshot> {
+    let (clean, robust) = match &cfg.adversary {
+        Some(adv) => {
+            let seed = seed_for(cfg.seed, Stream::Eval, 0, 0);
+            let r = attacks::evaluate(model, eval, &adv.attack, cfg.batch_size, seed, progress)?;
+            (r.clean_accuracy, Some(r.robust_accuracy))
+        }
+        None => (clean_accuracy(model, eval, cfg.batch_size)?, None),
+    };
+    Ok(Snapshot {
+        clean,
+        robust,
+        lambdas: model.lambdas(),
+    })
+}
