@@ -15,6 +15,7 @@
 //! - [`nrpm`](mod@nrpm): the operator — config, norms, reference (oracle), fused (production),
 //!   exact LAD limit, conv2d through unfold;
 //! - [`data`]: MNIST-like IDX and CIFAR-10 readers, the shipped MNIST subset, seeded batches;
+//! - [`attacks`]: FGSM, PGD (L∞, L2), the authors' one-step L2/L1/L0 attacks, robust accuracy;
 //! - [`robust`]: influence curves, breakdown points, the IRLS objective `L_ε`, layer
 //!   operator norms (Lipschitz constants);
 //! - [`train`]: the paradigms (fixed λ, learn λ, fine-tune) and training from scratch: SGD,
@@ -36,10 +37,14 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod attacks;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod models;
+pub mod nn;
 pub mod nrpm;
+pub mod progress;
 pub mod real;
 pub mod robust;
 pub mod tensor_file;

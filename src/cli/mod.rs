@@ -8,6 +8,8 @@ use crate::nrpm::{Norm, NrpmConfig};
 
 pub mod analyze;
 pub mod apply;
+pub mod common;
+pub mod eval;
 pub mod train;
 
 /// Nonlinear robust pattern matching: robustness reprogramming of neural layers.
@@ -27,6 +29,8 @@ pub enum Command {
     /// Sensitivity curve, breakdown point and IRLS objective of one output (LPM, NRPM, LAD);
     /// ‖W‖₂ and ‖W‖∞ of a checkpoint's layers.
     Analyze(analyze::AnalyzeArgs),
+    /// Robust accuracy of a (reprogrammed) model under an attack at a list of budgets.
+    Eval(eval::EvalArgs),
     /// Reprogram a trained model (paradigms 1–3) or train one from scratch.
     Train(train::TrainArgs),
 }
@@ -39,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Apply(args) => apply::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Train(args) => train::run(args),
     }
 }

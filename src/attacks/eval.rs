@@ -1,0 +1,269 @@
+//! Robust accuracy over a dataset, counted as the authors count it (`test` in `mnist_mlp.py`):
+//!
+//! ```text
+//! clean correct   C = { i : f(xᵢ) = yᵢ }
+//! robust correct  R = { i ∈ C : f(attack(xᵢ)) = yᵢ }       (misclassified clean ⇒ not robust)
+//! accuracy        100·|C|/n  and  100·|R|/n                 (over all n images)
+//! ```
+//! Only the images in C are attacked (the others cannot count). The model's outputs for one
+//! image do not depend on the rest of its batch (eval mode), so the batch size changes timings,
+//! not figures.
+
+use std::time::Instant;
+
+use ndarray::{Array4, Axis};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::{perturb, Attack};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::progress::Progress;
+use crate::real::Real;
+
+/// How an evaluation runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalOptions {
+    /// Images per batch (figures do not depend on it).
+    pub batch_size: usize,
+    /// Seed of the attacks' random draws and of the targets; each attack of a list gets its
+    /// own generator seeded with it, so its figures do not depend on the rest of the list.
+    pub seed: u64,
+    /// Targeted attacks, each image towards a class drawn uniformly among the wrong ones.
+    pub targeted: bool,
+}
+
+impl Default for EvalOptions {
+    /// Batches of 100, seed 0, untargeted.
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            seed: 0,
+            targeted: false,
+        }
+    }
+}
+
+/// The figures of one attack over a dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    /// The attack and its budget.
+    pub attack: Attack,
+    /// Images evaluated.
+    pub n: usize,
+    /// Images classified correctly without attack.
+    pub clean_correct: usize,
+    /// Images classified correctly both without and after the attack.
+    pub robust_correct: usize,
+    /// `100·clean_correct/n` (%).
+    pub clean_accuracy: f64,
+    /// `100·robust_correct/n` (%).
+    pub robust_accuracy: f64,
+    /// Wall time of the clean classification (shared by all attacks of one evaluation).
+    pub clean_seconds: f64,
+    /// Wall time of this attack and of classifying its images.
+    pub seconds: f64,
+}
+
+/// Robust accuracy of `model` on every image of `data` under one untargeted `attack`.
+///
+/// # Errors
+/// As [`evaluate_attacks`].
+///
+/// # Example
+/// ```
+/// # fn main() -> nrpm::Result<()> {
+/// use nrpm::attacks::{evaluate, Attack};
+/// use nrpm::models::{Model, ModelSpec};
+/// let data = nrpm::data::Dataset::mnist_subset(nrpm::data::Split::Test)?.first(20);
+/// let mut model = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 28)?);
+/// model.init(0);
+/// let r = evaluate(&model, &data, &Attack::Fgsm { eps: 0.0 }, 10, 0, &mut nrpm::progress::Silent)?;
+/// assert_eq!((r.n, r.robust_correct), (20, r.clean_correct)); // ε = 0 changes nothing
+/// # Ok(()) }
+/// ```
+pub fn evaluate<T: Real>(
+    model: &Model<T>,
+    data: &Dataset,
+    attack: &Attack,
+    batch_size: usize,
+    seed: u64,
+    progress: &mut dyn Progress,
+) -> Result<EvalResult> {
+    let options = EvalOptions {
+        batch_size,
+        seed,
+        targeted: false,
+    };
+    let mut results = evaluate_attacks(
+        model,
+        data,
+        std::slice::from_ref(attack),
+        &options,
+        progress,
+    )?;
+    Ok(results.remove(0))
+}
+
+/// Robust accuracy of `model` on every image of `data` under each of `attacks` (typically one
+/// attack at a list of budgets), one [`EvalResult`] per attack, in order. The clean pass runs
+/// once; each attack's random draws come from its own generator seeded with `options.seed`.
+///
+/// # Errors
+/// [`Error::Config`] for an empty dataset or attack list, a zero batch size, invalid attack
+/// parameters, a targeted run with fewer than two classes, or labels the model does not have;
+/// [`Error::Shape`] if the images do not fit the model; model errors.
+pub fn evaluate_attacks<T: Real>(
+    model: &Model<T>,
+    data: &Dataset,
+    attacks: &[Attack],
+    options: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<Vec<EvalResult>> {
+    check_inputs(data, attacks)?;
+    let targets = match options.targeted {
+        true => Some(random_targets(data, model.spec.classes, options.seed)?),
+        false => None,
+    };
+    let mut rngs: Vec<StdRng> = attacks
+        .iter()
+        .map(|_| StdRng::seed_from_u64(options.seed))
+        .collect();
+    let mut tally = Tally::new(attacks.len());
+    let n = data.len();
+    let stage = format!("{} at {} budget(s)", attacks[0].name(), attacks.len());
+    progress.start(&stage, (n * attacks.len()) as u64);
+    let mut offset = 0;
+    for batch in data.batches(options.batch_size)? {
+        let x: Array4<T> = batch.images.mapv(|v| T::of(f64::from(v)));
+        let labels: Vec<usize> = batch.labels.iter().map(|&l| usize::from(l)).collect();
+        let clock = Instant::now();
+        let keep = correctly_classified(model, &x, &labels)?;
+        tally.clean(keep.len(), clock.elapsed().as_secs_f64());
+        let x = x.select(Axis(0), &keep);
+        let picked = |v: &[usize]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let labels = picked(&labels);
+        let target = targets.as_ref().map(|t| picked(&t[offset..]));
+        for (a, attack) in attacks.iter().enumerate() {
+            let clock = Instant::now();
+            let survived = match keep.is_empty() {
+                true => 0,
+                false => {
+                    let adv = perturb(
+                        model,
+                        x.view(),
+                        &labels,
+                        attack,
+                        target.as_deref(),
+                        &mut rngs[a],
+                    )?;
+                    correctly_classified(model, &adv, &labels)?.len()
+                }
+            };
+            tally.attack(a, survived, clock.elapsed().as_secs_f64());
+            progress.advance(batch.labels.len() as u64);
+        }
+        offset += batch.labels.len();
+    }
+    let results = tally.results(attacks, n);
+    let seconds: f64 = results.iter().map(|r| r.seconds).sum::<f64>() + tally.clean_seconds;
+    progress.finish(&format!("{stage}: {n} images in {seconds:.1} s"));
+    Ok(results)
+}
+
+/// Rejects what cannot be evaluated.
+fn check_inputs(data: &Dataset, attacks: &[Attack]) -> Result<()> {
+    if data.is_empty() {
+        return Err(Error::config(
+            "images",
+            0,
+            "an evaluation needs at least one image",
+        ));
+    }
+    if attacks.is_empty() {
+        return Err(Error::config(
+            "attacks",
+            0,
+            "an evaluation needs at least one attack",
+        ));
+    }
+    attacks.iter().try_for_each(Attack::validate)
+}
+
+/// Indices of the images of `x [B, C, H, W]` that the model classifies as `labels [B]`.
+fn correctly_classified<T: Real>(
+    model: &Model<T>,
+    x: &Array4<T>,
+    labels: &[usize],
+) -> Result<Vec<usize>> {
+    let pred = model.predict(x.view())?;
+    Ok((0..labels.len())
+        .filter(|&i| pred[i] == labels[i])
+        .collect())
+}
+
+/// One target per image of `data`, uniform among the `classes − 1` wrong classes, drawn from
+/// a generator seeded with `seed` (its own stream, apart from the attacks').
+fn random_targets(data: &Dataset, classes: usize, seed: u64) -> Result<Vec<usize>> {
+    if classes < 2 {
+        return Err(Error::config(
+            "classes",
+            classes,
+            "a targeted attack needs at least 2",
+        ));
+    }
+    const TARGET_STREAM: u64 = 0x7a72_6765_7473; // "targets", apart from the attacks' stream
+    let mut rng = StdRng::seed_from_u64(seed ^ TARGET_STREAM);
+    Ok(data
+        .labels()
+        .iter()
+        .map(|&y| (usize::from(y) + 1 + rng.random_range(0..classes - 1)) % classes)
+        .collect())
+}
+
+/// Running counts and times of one evaluation.
+struct Tally {
+    clean_correct: usize,
+    clean_seconds: f64,
+    robust: Vec<(usize, f64)>,
+}
+
+impl Tally {
+    fn new(attacks: usize) -> Self {
+        Self {
+            clean_correct: 0,
+            clean_seconds: 0.0,
+            robust: vec![(0, 0.0); attacks],
+        }
+    }
+
+    fn clean(&mut self, correct: usize, seconds: f64) {
+        self.clean_correct += correct;
+        self.clean_seconds += seconds;
+    }
+
+    fn attack(&mut self, index: usize, correct: usize, seconds: f64) {
+        self.robust[index].0 += correct;
+        self.robust[index].1 += seconds;
+    }
+
+    fn results(&self, attacks: &[Attack], n: usize) -> Vec<EvalResult> {
+        let percent = |c: usize| 100.0 * c as f64 / n as f64;
+        attacks
+            .iter()
+            .zip(&self.robust)
+            .map(|(attack, &(robust_correct, seconds))| EvalResult {
+                attack: attack.clone(),
+                n,
+                clean_correct: self.clean_correct,
+                robust_correct,
+                clean_accuracy: percent(self.clean_correct),
+                robust_accuracy: percent(robust_correct),
+                clean_seconds: self.clean_seconds,
+                seconds,
+            })
+            .collect()
+    }
+}

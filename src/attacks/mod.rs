@@ -1,0 +1,437 @@
+//! White-box adversarial attacks on any [`Model`], and robust accuracy as the authors measure it.
+//!
+//! Every attack takes a batch of images `x [B, C, H, W]` in [0, 1] and returns `x' [B, C, H, W]`
+//! in [0, 1], one perturbation per image. The gradient `g = ∇ₓ L` is the input gradient of the
+//! **summed** cross-entropy of the batch (so each image's gradient is its own, not scaled by
+//! 1/B). Untargeted attacks ascend the loss of the true labels; targeted ones descend the loss
+//! of the target labels, i.e. ascend `g = −∇ₓ L(x, target)`.
+//!
+//! ```text
+//! fgsm      x' = clip₀₁(x + ε·sign(g))                           sign(0) = 0 (torch.sign)
+//! pgd-linf  x⁰ = clip₀₁(x + U(−ε, ε)),  xᵗ⁺¹ = clip₀₁(Π∞(xᵗ + α·sign(g(xᵗ))))
+//! pgd-l2    x⁰ = clip₀₁(x + ε·u·n/‖n‖₂),  n ~ N(0, I), u ~ U(0, 1)   (torchattacks PGDL2)
+//!           xᵗ⁺¹ = clip₀₁(x + Π₂(xᵗ + α·g/(‖g‖₂ + 1e-10) − x))
+//! l2, l1    δ = 0.3·g/(‖g‖_p + 1e-10),  δ ← ε·δ/‖δ‖_p,  x' = clip₀₁(x + δ)   (one step)
+//! l0        M = the k largest signed entries of g,  x' = clip₀₁(x + 5·x·M)
+//! ```
+//!
+//! `Π∞` clips each entry to `[x − ε, x + ε]`; `Π₂` scales δ by `min(1, ε/‖δ‖₂)`. Norms are per
+//! image over its C·H·W entries. Clipping to [0, 1] moves each entry towards `x ∈ [0, 1]`, so it
+//! never enlarges a perturbation: `‖x' − x‖ ≤ ε` in the attack's norm, and l0 changes at most k
+//! entries (zero pixels stay zero). The l2/l1/l0 steps are those of the authors' `mnist_mlp.py`
+//! (`lnorm_attack`, `l0_attack`); PGD-L∞ is their `LinfPGDAttack` (`train_cifar10_resnet.py`,
+//! `test_cifar10_resnet.py`: ε = 8/255, α = 2/255, 7 steps to train, 20 to test), except that
+//! the random start is clipped to [0, 1] before the first gradient.
+//!
+//! Files: `fgsm.rs`, `pgd.rs` (L∞ and L2), `one_step.rs` (the authors' L2, L1 and L0 steps),
+//! `eval.rs` (robust accuracy over a dataset).
+
+mod eval;
+mod fgsm;
+mod one_step;
+mod pgd;
+
+use ndarray::{Array4, ArrayView4};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+pub use eval::{evaluate, evaluate_attacks, EvalOptions, EvalResult};
+
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::real::Real;
+
+/// An attack and its budget. Budgets are absolute: ε in pixel units of [0, 1] images (L∞:
+/// per entry; L2, L1: per image), `pixels` a count of entries of C·H·W.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Attack {
+    /// Fast gradient sign method: one step of size ε along sign(g), no random start.
+    Fgsm {
+        /// L∞ budget.
+        eps: f64,
+    },
+    /// Projected gradient descent in the L∞ ball.
+    PgdLinf {
+        /// L∞ budget.
+        eps: f64,
+        /// Step size.
+        alpha: f64,
+        /// Number of gradient steps.
+        steps: usize,
+        /// Start at a uniform random point of the ε-ball.
+        random_start: bool,
+    },
+    /// Projected gradient descent in the L2 ball, steps along g/‖g‖₂.
+    PgdL2 {
+        /// L2 budget per image.
+        eps: f64,
+        /// Step size (L2 length of each step).
+        alpha: f64,
+        /// Number of gradient steps.
+        steps: usize,
+        /// Start at a random point of the ε-ball (random direction, uniform radius).
+        random_start: bool,
+    },
+    /// The authors' single normalised-gradient step with ‖δ‖₂ = ε.
+    L2Step {
+        /// L2 budget per image.
+        eps: f64,
+    },
+    /// The authors' single normalised-gradient step with ‖δ‖₁ = ε.
+    L1Step {
+        /// L1 budget per image.
+        eps: f64,
+    },
+    /// The authors' L0 attack: scale the `pixels` entries with the largest gradient by 6.
+    L0 {
+        /// How many entries of each image may change.
+        pixels: usize,
+    },
+}
+
+/// The names [`Attack::from_name`] accepts.
+pub const ATTACK_NAMES: &str = "fgsm, pgd-linf (or pgd), pgd-l2, l2, l1, l0";
+
+/// PGD's step size when none is given: α = ε/4 (the authors' CIFAR setting 2/255 for 8/255).
+pub const DEFAULT_ALPHA_RATIO: f64 = 0.25;
+
+impl Attack {
+    /// The attack called `name` (`fgsm | pgd-linf | pgd | pgd-l2 | l2 | l1 | l0`) with budget
+    /// `eps`. `steps`, `alpha` and `random_start` are used by PGD only; `alpha = None` means
+    /// `α = ε/4`. For `l0`, `eps` is the number of entries and must be a whole number.
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] for another name; [`Error::Config`] for a negative or non-finite
+    /// budget or step, a fractional l0 budget, or PGD with zero steps.
+    ///
+    /// # Example
+    /// ```
+    /// # fn main() -> nrpm::Result<()> {
+    /// use nrpm::attacks::Attack;
+    /// let pgd = Attack::from_name("pgd-linf", 8.0 / 255.0, 20, None, true)?;
+    /// assert_eq!(pgd.budget(), 8.0 / 255.0);
+    /// assert!(matches!(pgd, Attack::PgdLinf { alpha, .. } if (alpha - 2.0 / 255.0).abs() < 1e-12));
+    /// assert_eq!(Attack::from_name("l0", 128.0, 0, None, false)?, Attack::L0 { pixels: 128 });
+    /// assert!(Attack::from_name("cw", 0.1, 0, None, false).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn from_name(
+        name: &str,
+        eps: f64,
+        steps: usize,
+        alpha: Option<f64>,
+        random_start: bool,
+    ) -> Result<Self> {
+        let alpha = alpha.unwrap_or(DEFAULT_ALPHA_RATIO * eps);
+        let attack = match name.to_ascii_lowercase().as_str() {
+            "fgsm" => Self::Fgsm { eps },
+            "pgd-linf" | "pgd" => Self::PgdLinf {
+                eps,
+                alpha,
+                steps,
+                random_start,
+            },
+            "pgd-l2" => Self::PgdL2 {
+                eps,
+                alpha,
+                steps,
+                random_start,
+            },
+            "l2" => Self::L2Step { eps },
+            "l1" => Self::L1Step { eps },
+            "l0" => Self::L0 {
+                pixels: whole_number(eps)?,
+            },
+            _ => {
+                return Err(Error::UnknownName {
+                    what: "attack",
+                    name: name.to_string(),
+                    expected: ATTACK_NAMES.to_string(),
+                })
+            }
+        };
+        attack.validate()?;
+        Ok(attack)
+    }
+
+    /// The budget: ε, or the number of entries for [`Attack::L0`].
+    pub fn budget(&self) -> f64 {
+        match *self {
+            Self::Fgsm { eps }
+            | Self::PgdLinf { eps, .. }
+            | Self::PgdL2 { eps, .. }
+            | Self::L2Step { eps }
+            | Self::L1Step { eps } => eps,
+            Self::L0 { pixels } => pixels as f64,
+        }
+    }
+
+    /// The CLI name (`fgsm`, `pgd-linf`, `pgd-l2`, `l2`, `l1`, `l0`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Fgsm { .. } => "fgsm",
+            Self::PgdLinf { .. } => "pgd-linf",
+            Self::PgdL2 { .. } => "pgd-l2",
+            Self::L2Step { .. } => "l2",
+            Self::L1Step { .. } => "l1",
+            Self::L0 { .. } => "l0",
+        }
+    }
+
+    /// The norm the budget is measured in: `"linf"`, `"l2"`, `"l1"` or `"l0"`.
+    pub fn norm(&self) -> &'static str {
+        match self {
+            Self::Fgsm { .. } | Self::PgdLinf { .. } => "linf",
+            Self::PgdL2 { .. } | Self::L2Step { .. } => "l2",
+            Self::L1Step { .. } => "l1",
+            Self::L0 { .. } => "l0",
+        }
+    }
+
+    /// Checks the parameters (the fields are public, so [`perturb`] checks again).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a negative or non-finite ε or α, or PGD with zero steps.
+    pub fn validate(&self) -> Result<()> {
+        let finite_non_negative = |name: &'static str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(name, v, "must be finite and ≥ 0"))
+            }
+        };
+        finite_non_negative("attack eps", self.budget())?;
+        if let Self::PgdLinf { alpha, steps, .. } | Self::PgdL2 { alpha, steps, .. } = *self {
+            finite_non_negative("attack alpha", alpha)?;
+            if steps == 0 {
+                return Err(Error::config(
+                    "attack steps",
+                    0,
+                    "PGD needs at least 1 step",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `v` as a count, if it is a whole number ≥ 0.
+fn whole_number(v: f64) -> Result<usize> {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64 {
+        Ok(v as usize)
+    } else {
+        Err(Error::config(
+            "l0 budget",
+            v,
+            "must be a whole number of pixels ≥ 0",
+        ))
+    }
+}
+
+/// Adversarial images `x' [B, C, H, W]` for images `x [B, C, H, W]` with true `labels [B]`:
+/// untargeted when `target` is `None` (ascend the loss of `labels`), targeted towards
+/// `target [B]` otherwise (descend the loss of `target`). Every draw (PGD random starts) comes
+/// from `rng`, so a seeded `rng` gives the same images. The model runs in eval mode.
+///
+/// Guarantees (see the module doc): every entry of `x'` is in [0, 1], and `x' − x` lies in the
+/// attack's ε-ball (L0: at most `pixels` entries per image differ), when `x` is in [0, 1].
+///
+/// # Errors
+/// [`Error::Config`] for invalid attack parameters or labels; [`Error::Shape`] if `labels` or
+/// `target` do not have B entries or `x` does not fit the model; model errors.
+///
+/// # Example
+/// ```
+/// # fn main() -> nrpm::Result<()> {
+/// use nrpm::attacks::{perturb, Attack};
+/// use nrpm::models::{Model, ModelSpec};
+/// use rand::SeedableRng;
+/// let mut model = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 4)?);
+/// model.init(0);
+/// let x = ndarray::Array4::<f32>::from_elem((2, 1, 4, 4), 0.5);
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let adv = perturb(&model, x.view(), &[3, 7], &Attack::Fgsm { eps: 0.1 }, None, &mut rng)?;
+/// assert!(adv.iter().zip(&x).all(|(a, b)| (a - b).abs() <= 0.1 + 1e-6));
+/// # Ok(()) }
+/// ```
+pub fn perturb<T: Real>(
+    model: &Model<T>,
+    x: ArrayView4<T>,
+    labels: &[usize],
+    attack: &Attack,
+    target: Option<&[usize]>,
+    rng: &mut StdRng,
+) -> Result<Array4<T>> {
+    attack.validate()?;
+    let b = x.dim().0;
+    for (what, v) in [("attack labels", Some(labels)), ("attack target", target)] {
+        if let Some(v) = v.filter(|v| v.len() != b) {
+            return Err(Error::shape(what, &[b], &[v.len()]));
+        }
+    }
+    let grad = Gradient {
+        model,
+        labels,
+        target,
+    };
+    let x = x.as_standard_layout();
+    match *attack {
+        Attack::Fgsm { eps } => fgsm::fgsm(&grad, x.view(), eps),
+        Attack::PgdLinf {
+            eps,
+            alpha,
+            steps,
+            random_start,
+        }
+        | Attack::PgdL2 {
+            eps,
+            alpha,
+            steps,
+            random_start,
+        } => {
+            let ball = match attack {
+                Attack::PgdL2 { .. } => pgd::Ball::L2,
+                _ => pgd::Ball::Linf,
+            };
+            let pgd = pgd::Pgd {
+                ball,
+                eps,
+                alpha,
+                steps,
+                random_start,
+            };
+            pgd.run(&grad, x.view(), rng)
+        }
+        Attack::L2Step { eps } => one_step::lp_step(&grad, x.view(), eps, Lp::L2),
+        Attack::L1Step { eps } => one_step::lp_step(&grad, x.view(), eps, Lp::L1),
+        Attack::L0 { pixels } => one_step::l0(&grad, x.view(), pixels),
+    }
+}
+
+/// The ascent direction of an attack: `∇ₓ L(x, labels)` untargeted, `−∇ₓ L(x, target)` targeted
+/// (L the summed cross-entropy, eval mode).
+struct Gradient<'a, T: Real> {
+    model: &'a Model<T>,
+    labels: &'a [usize],
+    target: Option<&'a [usize]>,
+}
+
+impl<T: Real> Gradient<'_, T> {
+    /// The ascent direction at `x [B, C, H, W]`, same shape.
+    fn at(&self, x: ArrayView4<T>) -> Result<Array4<T>> {
+        match self.target {
+            None => Ok(self.model.loss_input_grad(x, self.labels)?.1),
+            Some(t) => Ok(-self.model.loss_input_grad(x, t)?.1),
+        }
+    }
+}
+
+/// A per-image norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lp {
+    L1,
+    L2,
+}
+
+impl Lp {
+    /// `‖v‖_p`, accumulated in f64.
+    fn norm<T: Real>(self, v: &[T]) -> f64 {
+        match self {
+            Lp::L1 => v.iter().map(|a| a.f64().abs()).sum(),
+            Lp::L2 => v.iter().map(|a| a.f64() * a.f64()).sum::<f64>().sqrt(),
+        }
+    }
+}
+
+/// `sign(v)` with `sign(0) = 0`, as `torch.sign` (Rust's `signum` gives 1 for +0).
+fn sign<T: Real>(v: T) -> T {
+    if v > T::zero() {
+        T::one()
+    } else if v < T::zero() {
+        -T::one()
+    } else {
+        T::zero()
+    }
+}
+
+/// Clips every entry of `a` to [0, 1].
+fn clip_unit<T: Real>(a: &mut Array4<T>) {
+    a.mapv_inplace(|v| v.max(T::zero()).min(T::one()));
+}
+
+/// `x + δ` clipped to [0, 1].
+fn add_clipped<T: Real>(x: ArrayView4<T>, delta: &Array4<T>) -> Array4<T> {
+    let mut out = &x + delta;
+    clip_unit(&mut out);
+    out
+}
+
+/// Calls `f(b, image b's entries)` for each image of `a [B, C, H, W]` (standard layout).
+fn for_each_image<T: Real>(a: &mut Array4<T>, mut f: impl FnMut(usize, &mut [T])) {
+    let per_image: usize = a.shape()[1..].iter().product();
+    if per_image == 0 {
+        return;
+    }
+    if !a.is_standard_layout() {
+        *a = a.as_standard_layout().into_owned();
+    }
+    let flat = a.as_slice_mut().expect("standard layout");
+    for (b, image) in flat.chunks_exact_mut(per_image).enumerate() {
+        f(b, image);
+    }
+}
+
+/// Scales each image of `a` by `factor(‖image‖_p)` (an f64 factor, cast once).
+fn scale_images<T: Real>(a: &mut Array4<T>, p: Lp, mut factor: impl FnMut(f64) -> f64) {
+    for_each_image(a, |_, img| {
+        let s = T::of(factor(p.norm(img)));
+        img.iter_mut().for_each(|v| *v *= s);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_of_zero_is_zero() {
+        assert_eq!(sign(0.0_f32), 0.0);
+        assert_eq!(sign(-0.0_f64), 0.0);
+        assert_eq!(sign(-2.0_f64), -1.0);
+        assert_eq!(sign(1e-30_f32), 1.0);
+    }
+
+    #[test]
+    fn from_name_rejects_bad_budgets() {
+        assert!(Attack::from_name("fgsm", -0.1, 0, None, false).is_err());
+        assert!(Attack::from_name("fgsm", f64::NAN, 0, None, false).is_err());
+        assert!(Attack::from_name("l0", 1.5, 0, None, false).is_err());
+        assert!(Attack::from_name("pgd-l2", 1.0, 0, None, true).is_err());
+        assert!(Attack::from_name("pgd-l2", 1.0, 5, Some(-1.0), true).is_err());
+        assert_eq!(
+            Attack::from_name("PGD", 0.3, 40, Some(0.01), false).unwrap(),
+            Attack::PgdLinf {
+                eps: 0.3,
+                alpha: 0.01,
+                steps: 40,
+                random_start: false
+            }
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for name in ["fgsm", "pgd-linf", "pgd-l2", "l2", "l1", "l0"] {
+            let a = Attack::from_name(name, 2.0, 3, None, true).unwrap();
+            assert_eq!(a.name(), name);
+            assert_eq!(a.budget(), 2.0);
+        }
+    }
+
+    #[test]
+    fn lp_norms() {
+        let v = [3.0_f32, -4.0];
+        assert_eq!(Lp::L2.norm(&v), 5.0);
+        assert_eq!(Lp::L1.norm(&v), 7.0);
+    }
+}
