@@ -53,6 +53,6 @@ pub mod train;
 pub use crate::error::{Error, Result};
 pub use crate::nrpm::conv::Conv2dGeometry;
 pub use crate::nrpm::{
-    backward, backward_with, forward, forward_with, Exec, Grads, Iterates, Norm, NrpmConfig,
+    backward, backward_with, forward, forward_with, Device, Exec, Grads, Iterates, Norm, NrpmConfig,
 };
 pub use crate::real::Real;

@@ -10,7 +10,7 @@ use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::{LayerSelection, Model, ModelSpec};
 use crate::nn::LambdaParam;
-use crate::nrpm::{Norm, NrpmConfig};
+use crate::nrpm::{Device, Norm, NrpmConfig};
 
 /// Which model, which checkpoint, and how it is reprogrammed.
 #[derive(Debug, Clone, Args)]
@@ -61,6 +61,10 @@ pub struct ModelArgs {
     /// λ parametrisation: raw (λ = θ) or sigmoid (λ = sigmoid(θ), for learning λ).
     #[arg(long, default_value = "raw")]
     pub lambda_param: String,
+    /// Where the NRPM operators run: cpu | cuda | cuda:N (the other layers stay on the CPU).
+    /// CUDA needs nrpm built with `--features cuda`, an NVIDIA driver, NVRTC and a GPU.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Parses a comma-separated list of numbers (`0,0.05,0.1`).
@@ -72,7 +76,10 @@ pub fn parse_list<T: FromStr>(what: &'static str, s: &str) -> Result<Vec<T>> {
         .split(',')
         .map(|v| v.trim())
         .filter(|v| !v.is_empty())
-        .map(|v| v.parse::<T>().map_err(|_| Error::config(what, v, "not a number")))
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| Error::config(what, v, "not a number"))
+        })
         .collect();
     let items = items?;
     if items.is_empty() {
@@ -107,18 +114,40 @@ impl ModelArgs {
         }
     }
 
-    /// Builds the model for images `[C, H, W]`, loads the checkpoint, and reprograms the
-    /// selected layers (nothing is reprogrammed for `--norm lpm`).
+    /// The device of `--device`, checked to work (for CUDA: driver, NVRTC, a GPU, the kernels
+    /// compiled).
     ///
     /// # Errors
-    /// Unknown names, bad checkpoints (every missing or mis-shaped key), bad flags.
+    /// [`Error::UnknownName`] for a bad name; [`Error::NoCuda`] (one line saying why: built
+    /// without the cuda feature, libcuda not found, no CUDA device, …) when CUDA is unusable.
+    pub fn device(&self) -> Result<Device> {
+        let device: Device = self.device.parse()?;
+        device.open()?;
+        Ok(device)
+    }
+
+    /// Builds the model for images `[C, H, W]`, loads the checkpoint, reprograms the
+    /// selected layers (nothing is reprogrammed for `--norm lpm`) and puts their operators on
+    /// `--device`, which is checked first.
+    ///
+    /// # Errors
+    /// Unknown names, bad checkpoints (every missing or mis-shaped key), bad flags, an
+    /// unusable `--device`.
     pub fn build(&self, image: [usize; 3]) -> Result<Model<f32>> {
+        let device = self.device()?;
         let [c, h, w] = image;
         if h != w {
-            return Err(Error::config("image", format!("{h}×{w}"), "models take square images"));
+            return Err(Error::config(
+                "image",
+                format!("{h}×{w}"),
+                "models take square images",
+            ));
         }
         let spec = ModelSpec::from_name(&self.model, c, h)?.with_mlp_relu(self.mlp_relu);
-        let spec = ModelSpec { conv_bias: self.conv_bias, ..spec };
+        let spec = ModelSpec {
+            conv_bias: self.conv_bias,
+            ..spec
+        };
         let mut model = Model::<f32>::new(spec);
         let cfg = self.nrpm_config()?;
         let lambdas: Vec<f64> = parse_list("lambda", &self.lambda)?;
@@ -130,6 +159,7 @@ impl ModelArgs {
             Some(path) => model.load_file(path, self.lambda_from_weights)?,
             None => model.init(self.init_seed),
         }
+        model.set_exec(device.exec());
         Ok(model)
     }
 }
@@ -165,7 +195,10 @@ pub fn load_data(spec: &str, split: Split) -> Result<Dataset> {
     if !dir.is_dir() {
         return Err(Error::io(
             dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such data folder (or use mnist-subset)"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such data folder (or use mnist-subset)",
+            ),
         ));
     }
     let cifar = ["test_batch.bin", "data_batch_1.bin", "cifar-10-batches-bin"]

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 use crate::models::{Arch, Model};
 use crate::nn::{LambdaParam, Layer, Matching, RobustMatch};
-use crate::nrpm::NrpmConfig;
+use crate::nrpm::{Device, Exec, NrpmConfig};
 use crate::real::Real;
 
 /// A choice of layers, among a model's Linear/Conv2d layers in execution order.
@@ -144,5 +144,36 @@ impl<T: Real> Model<T> {
             };
         });
         Ok(chosen)
+    }
+
+    /// Runs every NRPM layer's operator on `exec` (e.g. [`Exec::Cuda`]); LPM layers and the
+    /// other layers stay on the CPU. Returns the number of NRPM layers changed. Layers
+    /// reprogrammed later start on [`Exec::Fused`] again.
+    pub fn set_exec(&mut self, exec: Exec) -> usize {
+        let mut count = 0;
+        self.net.visit_layers_mut("", &mut |_, layer| {
+            let matching = match layer {
+                Layer::Linear(l) => &mut l.matching,
+                Layer::Conv2d(c) => &mut c.matching,
+                _ => return,
+            };
+            if let Matching::Nrpm(m) = matching {
+                m.exec = exec;
+                count += 1;
+            }
+        });
+        count
+    }
+
+    /// Puts the NRPM layers on `device` after checking that it works ([`Device::open`]);
+    /// returns the device's name.
+    ///
+    /// # Errors
+    /// [`crate::Error::NoCuda`] (and the other errors of [`Device::open`]) when the device
+    /// cannot run the operator; the model is then unchanged.
+    pub fn set_device(&mut self, device: Device) -> Result<String> {
+        let name = device.open()?;
+        self.set_exec(device.exec());
+        Ok(name)
     }
 }

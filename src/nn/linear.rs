@@ -28,7 +28,7 @@ pub struct RobustMatch<T> {
     pub theta: ArrayD<T>,
     /// How θ maps to λ.
     pub param: LambdaParam,
-    /// Which CPU path runs the operator.
+    /// Which path runs the operator (CPU, or CUDA: [`crate::models::Model::set_exec`]).
     pub exec: Exec,
 }
 

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! The backward runs the linear backward and folds the patch gradient back (`fold`, the adjoint
-//! of `unfold`: overlapping patches add). The patch matrix is `B·L·D`, never `B·L·D·O`. The
+//! of `unfold`: overlapping patches add). The patch matrix is `B·L·D`, never `B·L·D·O`. On
+//! [`Exec::Cuda`] the image is copied to the device and unfolded and folded there
+//! (cuda/nrpm_conv.cu), then the linear kernels run on the patches. The
 //! authors' `RobustConv2d` adds no bias; pass `bias = None` to match them.
 
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, Axis};
@@ -17,7 +19,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nrpm::{backward_with, forward_with, Exec, Iterates, NrpmConfig};
+use crate::nrpm::{backward_with, cuda, forward_with, Exec, Iterates, NrpmConfig};
 use crate::real::Real;
 
 /// Stride, zero padding and dilation of a convolution, `[height, width]` each.
@@ -215,8 +217,14 @@ pub fn forward<T: Real>(
     let (b, _, h, w) = x.dim();
     let (o, _, kh, kw) = weight.dim();
     let (ho, wo) = geom.output_size(h, w, kh, kw)?;
-    let cols = unfold(x, kh, kw, geom)?;
-    let (y, iterates) = forward_with(exec, cols.view(), flat_weight(&weight).view(), bias, cfg)?;
+    let (y, iterates) = if let Exec::Cuda(ordinal) = exec {
+        // Patches are unfolded on the device: the image travels, not [B·L, D].
+        let w_flat = flat_weight(&weight);
+        cuda::conv_forward(ordinal, x, w_flat.view(), bias, kh, kw, geom, cfg)?
+    } else {
+        let cols = unfold(x, kh, kw, geom)?;
+        forward_with(exec, cols.view(), flat_weight(&weight).view(), bias, cfg)?
+    };
     Ok((rows_to_nchw(y, b, o, ho, wo), iterates))
 }
 
@@ -246,13 +254,27 @@ pub fn backward<T: Real>(
             grad_output.shape(),
         ));
     }
-    let cols = unfold(x, kh, kw, geom)?;
     let gy_rows = grad_output
         .permuted_axes([0, 2, 3, 1])
         .as_standard_layout()
         .into_owned()
         .into_shape_with_order((b * ho * wo, o))
         .expect("contiguous");
+    if let Exec::Cuda(ordinal) = exec {
+        let w_flat = flat_weight(&weight);
+        return cuda::conv_backward(
+            ordinal,
+            x,
+            w_flat.view(),
+            iterates,
+            gy_rows.view(),
+            kh,
+            kw,
+            geom,
+            cfg,
+        );
+    }
+    let cols = unfold(x, kh, kw, geom)?;
     let g = backward_with(
         exec,
         cols.view(),

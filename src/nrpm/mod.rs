@@ -13,12 +13,15 @@
 //! "localized" variant); each chunk runs the iteration above with its own `D/N`, and the chunk
 //! outputs are added: `y = Σ_g (λ·z⁰_g + (1 − λ)·zᴷ_g) + bias`.
 //!
-//! Layouts are PyTorch's: `x [B, D]`, `weight [O, D]`, `bias [O]`, `y [B, O]`. Two CPU paths
-//! compute the same function:
-//! - [`reference`]: materialises the `[B, O, D]` terms; written for clarity; the oracle;
-//! - [`fused`]: never materialises `[B, O, D]`; rayon over outputs, SIMD over d. The default.
+//! Layouts are PyTorch's: `x [B, D]`, `weight [O, D]`, `bias [O]`, `y [B, O]`. Three paths
+//! compute the same function ([`Exec`]):
+//! - [`mod@reference`]: materialises the `[B, O, D]` terms; written for clarity; the oracle;
+//! - [`fused`]: never materialises `[B, O, D]`; rayon over outputs, SIMD over d. The default;
+//! - `cuda` (cargo feature `cuda`): the fused kernels of `cuda/*.cu` on an NVIDIA GPU, compiled
+//!   at run time by NVRTC; [`Device::Cuda`] / [`Exec::Cuda`] select it, and without the
+//!   feature (or without a usable GPU) they give [`Error::NoCuda`].
 //!
-//! Both give the exact gradient of the unrolled K-step computation (what autograd gives on the
+//! All give the exact gradient of the unrolled K-step computation (what autograd gives on the
 //! authors' code) for x, weight, bias and λ, saving only the iterates `[B, O, N, K + 1]`.
 //! [`lad`] computes the exact `K → ∞, ε → 0` limit `D · median_d t_d`; [`conv`] runs conv2d
 //! layers (NCHW) through unfold on the same paths.
@@ -26,12 +29,20 @@
 //! Maths and proofs: `proofs/README.md`.
 
 pub mod conv;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "no_cuda.rs"]
+mod cuda;
 pub mod fused;
 pub(crate) mod kernels;
 pub mod lad;
 pub mod norm;
 pub mod reference;
 pub mod simd;
+
+use std::fmt;
+use std::str::FromStr;
 
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
@@ -172,13 +183,94 @@ impl NrpmConfig {
     }
 }
 
-/// Which CPU implementation computes the operator.
+/// Which implementation computes the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Exec {
-    /// The materialised `[B, O, D]` oracle ([`reference`]).
+    /// The materialised `[B, O, D]` oracle ([`mod@reference`]).
     Reference,
-    /// The fused, parallel, SIMD path ([`fused`]). The default.
+    /// The fused, parallel, SIMD CPU path ([`fused`]). The default.
     Fused,
+    /// The fused CUDA kernels on the GPU with this ordinal (feature `cuda`; without it every
+    /// call gives [`Error::NoCuda`]). Inputs and outputs stay host arrays: each call copies
+    /// them to the device and back.
+    Cuda(usize),
+}
+
+/// Where the NRPM operators of a model run: the CPU (the [`fused`] path) or a CUDA device.
+///
+/// Parsed from `cpu`, `cuda` (device 0) or `cuda:N`. Exists in every build; without the
+/// cargo feature `cuda`, [`Device::open`] on `Cuda` gives [`Error::NoCuda`].
+///
+/// ```
+/// # fn main() -> nrpm::Result<()> {
+/// use nrpm::nrpm::{Device, Exec};
+/// let dev: Device = "cuda:1".parse()?;
+/// assert_eq!(dev, Device::Cuda(1));
+/// assert_eq!(dev.exec(), Exec::Cuda(1));
+/// assert_eq!("cpu".parse::<Device>()?.exec(), Exec::Fused);
+/// assert!(Device::Cpu.open().is_ok());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Device {
+    /// The CPU ([`Exec::Fused`]).
+    #[default]
+    Cpu,
+    /// The CUDA device with this ordinal ([`Exec::Cuda`]).
+    Cuda(usize),
+}
+
+impl Device {
+    /// The execution path for this device.
+    pub fn exec(self) -> Exec {
+        match self {
+            Device::Cpu => Exec::Fused,
+            Device::Cuda(ordinal) => Exec::Cuda(ordinal),
+        }
+    }
+
+    /// Checks that the device can run the operator and returns its name. For CUDA this loads
+    /// the driver and NVRTC, creates the context and compiles the kernels (once per process).
+    ///
+    /// # Errors
+    /// [`Error::NoCuda`] when the build lacks the `cuda` feature, libcuda or libnvrtc is
+    /// missing, or there is no such device; [`Error::Compile`] or [`Error::Cuda`] if the
+    /// kernels cannot be built or loaded.
+    pub fn open(self) -> Result<String> {
+        match self {
+            Device::Cpu => Ok("cpu".into()),
+            Device::Cuda(ordinal) => cuda::open(ordinal),
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let unknown = || Error::UnknownName {
+            what: "device",
+            name: s.to_string(),
+            expected: "cpu, cuda, cuda:N".into(),
+        };
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            other => match other.strip_prefix("cuda:") {
+                Some(n) => n.parse().map(Device::Cuda).map_err(|_| unknown()),
+                None => Err(unknown()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
 }
 
 /// The IRLS iterates saved by a forward pass for its backward: `z[b, o, g, k] = zᵏ` of group g,
@@ -250,7 +342,8 @@ pub fn backward<T: Real>(
 /// [`forward`] on a chosen path.
 ///
 /// # Errors
-/// As [`forward`].
+/// As [`forward`]; with [`Exec::Cuda`] also [`Error::NoCuda`] (no `cuda` feature, no driver,
+/// NVRTC or device), [`Error::Compile`] and [`Error::Cuda`].
 pub fn forward_with<T: Real>(
     exec: Exec,
     x: ArrayView2<T>,
@@ -261,13 +354,14 @@ pub fn forward_with<T: Real>(
     match exec {
         Exec::Reference => reference::forward(x, weight, bias, cfg),
         Exec::Fused => fused::forward(x, weight, bias, cfg),
+        Exec::Cuda(ordinal) => cuda::forward(ordinal, x, weight, bias, cfg),
     }
 }
 
 /// [`backward`] on a chosen path.
 ///
 /// # Errors
-/// As [`backward`].
+/// As [`backward`]; with [`Exec::Cuda`] also the CUDA errors of [`forward_with`].
 pub fn backward_with<T: Real>(
     exec: Exec,
     x: ArrayView2<T>,
@@ -279,6 +373,7 @@ pub fn backward_with<T: Real>(
     match exec {
         Exec::Reference => reference::backward(x, weight, iterates, grad_output, cfg),
         Exec::Fused => fused::backward(x, weight, iterates, grad_output, cfg),
+        Exec::Cuda(ordinal) => cuda::backward(ordinal, x, weight, iterates, grad_output, cfg),
     }
 }
 
@@ -432,4 +527,3 @@ pub(crate) fn bias_and_lambda_grads<T: Real>(
     };
     (bias, lambda)
 }
-
