@@ -107,9 +107,18 @@ impl TensorFile {
             let shape = IxDyn(view.shape());
             let data = view.data();
             let tensor = match view.dtype() {
-                Dtype::F32 => Tensor::F32(ArrayD::from_shape_vec(shape, decode(data, f32::from_le_bytes)).expect("validated size")),
-                Dtype::F64 => Tensor::F64(ArrayD::from_shape_vec(shape, decode(data, f64::from_le_bytes)).expect("validated size")),
-                Dtype::I64 => Tensor::I64(ArrayD::from_shape_vec(shape, decode(data, i64::from_le_bytes)).expect("validated size")),
+                Dtype::F32 => Tensor::F32(
+                    ArrayD::from_shape_vec(shape, decode(data, f32::from_le_bytes))
+                        .expect("validated size"),
+                ),
+                Dtype::F64 => Tensor::F64(
+                    ArrayD::from_shape_vec(shape, decode(data, f64::from_le_bytes))
+                        .expect("validated size"),
+                ),
+                Dtype::I64 => Tensor::I64(
+                    ArrayD::from_shape_vec(shape, decode(data, i64::from_le_bytes))
+                        .expect("validated size"),
+                ),
                 other => {
                     return Err(Error::format(
                         path,
@@ -139,8 +148,12 @@ impl TensorFile {
                 .map_err(|e| Error::format(path, format!("tensor '{k}': {e}")))?;
             views.push((k.as_str(), view));
         }
-        let meta: Option<HashMap<String, String>> = (!self.metadata.is_empty())
-            .then(|| self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let meta: Option<HashMap<String, String>> = (!self.metadata.is_empty()).then(|| {
+            self.metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        });
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -161,14 +174,18 @@ impl TensorFile {
     /// [`Error::Format`] if the key is missing, is an integer tensor, has another shape, or holds
     /// a non-finite value.
     pub fn array<T: Real>(&self, key: &str, shape: Option<&[usize]>) -> Result<ArrayD<T>> {
-        let tensor = self.tensors.get(key).ok_or_else(|| {
-            Error::format(&self.path, format!("missing tensor '{key}'"))
-        })?;
+        let tensor = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| Error::format(&self.path, format!("missing tensor '{key}'")))?;
         if let Some(want) = shape {
             if tensor.shape() != want {
                 return Err(Error::format(
                     &self.path,
-                    format!("tensor '{key}' has shape {:?}, expected {want:?}", tensor.shape()),
+                    format!(
+                        "tensor '{key}' has shape {:?}, expected {want:?}",
+                        tensor.shape()
+                    ),
                 ));
             }
         }
@@ -211,16 +228,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nrpm-tf-{}", std::process::id()));
         let path = dir.join("t.safetensors");
         let mut f = TensorFile::new(&path);
-        f.insert("a.weight", ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0f32, -2.0, 3.5, 0.0]).unwrap());
-        f.insert("b", ArrayD::from_shape_vec(IxDyn(&[3]), vec![1e-300f64, 2.0, -3.0]).unwrap());
-        f.tensors.insert("n".into(), Tensor::I64(ArrayD::from_elem(IxDyn(&[]), 7)));
+        f.insert(
+            "a.weight",
+            ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0f32, -2.0, 3.5, 0.0]).unwrap(),
+        );
+        f.insert(
+            "b",
+            ArrayD::from_shape_vec(IxDyn(&[3]), vec![1e-300f64, 2.0, -3.0]).unwrap(),
+        );
+        f.tensors
+            .insert("n".into(), Tensor::I64(ArrayD::from_elem(IxDyn(&[]), 7)));
         f.metadata.insert("source".into(), "test".into());
         f.write(&path).unwrap();
         let g = TensorFile::read(&path).unwrap();
         assert_eq!(g.tensors, f.tensors);
         assert_eq!(g.metadata, f.metadata);
         assert!(g.array::<f32>("a.weight", Some(&[2, 3])).is_err());
-        assert!(g.array::<f32>("missing", None).unwrap_err().to_string().contains("missing tensor 'missing'"));
+        assert!(g
+            .array::<f32>("missing", None)
+            .unwrap_err()
+            .to_string()
+            .contains("missing tensor 'missing'"));
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -240,9 +268,15 @@ mod tests {
         ] {
             let p = dir.join(name);
             std::fs::write(&p, data).unwrap();
-            assert!(matches!(TensorFile::read(&p), Err(Error::Format { .. })), "{name}");
+            assert!(
+                matches!(TensorFile::read(&p), Err(Error::Format { .. })),
+                "{name}"
+            );
         }
-        assert!(matches!(TensorFile::read(dir.join("absent")), Err(Error::Io { .. })));
+        assert!(matches!(
+            TensorFile::read(dir.join("absent")),
+            Err(Error::Io { .. })
+        ));
         std::fs::remove_dir_all(dir).ok();
     }
 }

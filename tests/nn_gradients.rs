@@ -56,7 +56,10 @@ fn check_layer(name: &str, mut layer: Layer<f64>, in_shape: &[usize], mode: Mode
         let mut xm = x.clone();
         xm.as_slice_mut().unwrap()[i] -= H;
         let fd = (loss(&layer, &xp, &r, mode) - loss(&layer, &xm, &r, mode)) / (2.0 * H);
-        assert!(close(g, fd), "{name}: ∂x[{i}] = {g}, finite difference {fd}");
+        assert!(
+            close(g, fd),
+            "{name}: ∂x[{i}] = {g}, finite difference {fd}"
+        );
     }
     let mut keys = Vec::new();
     layer.visit_mut("l", &mut |p| {
@@ -78,7 +81,10 @@ fn check_layer(name: &str, mut layer: Layer<f64>, in_shape: &[usize], mode: Mode
             };
             let fd = (eval(H) - eval(-H)) / (2.0 * H);
             let g = analytic.as_ref().map_or(0.0, |a| a.as_slice().unwrap()[i]);
-            assert!(close(g, fd), "{name}: ∂{key}[{i}] = {g}, finite difference {fd}");
+            assert!(
+                close(g, fd),
+                "{name}: ∂{key}[{i}] = {g}, finite difference {fd}"
+            );
         }
     }
     // Train-mode BatchNorm updates running statistics in forward: exercised above without
@@ -112,21 +118,56 @@ fn linear_backward_matches_finite_differences() {
         (Norm::L1, LambdaParam::Raw),
         (Norm::Huber { delta: 0.3 }, LambdaParam::Sigmoid),
         (Norm::Mcp { gamma: 4.0 }, LambdaParam::Raw),
-        (Norm::Hm { gamma: 0.6, delta: 0.2 }, LambdaParam::Sigmoid),
+        (
+            Norm::Hm {
+                gamma: 0.6,
+                delta: 0.2,
+            },
+            LambdaParam::Sigmoid,
+        ),
     ] {
-        check_layer("linear nrpm", linear(nrpm_matching(norm, 3, 0.4, param)), &[3, 6], Mode::Eval);
+        check_layer(
+            "linear nrpm",
+            linear(nrpm_matching(norm, 3, 0.4, param)),
+            &[3, 6],
+            Mode::Eval,
+        );
     }
 }
 
 #[test]
 fn conv2d_backward_matches_finite_differences() {
-    let strided = Conv2dGeometry { stride: [2, 1], padding: [1, 0], dilation: [1, 2] };
-    check_layer("conv lpm bias", conv(Matching::Lpm, true, Conv2dGeometry::new(1, 1)), &[2, 2, 5, 5], Mode::Eval);
-    check_layer("conv lpm strided", conv(Matching::Lpm, false, strided), &[2, 2, 6, 7], Mode::Eval);
+    let strided = Conv2dGeometry {
+        stride: [2, 1],
+        padding: [1, 0],
+        dilation: [1, 2],
+    };
+    check_layer(
+        "conv lpm bias",
+        conv(Matching::Lpm, true, Conv2dGeometry::new(1, 1)),
+        &[2, 2, 5, 5],
+        Mode::Eval,
+    );
+    check_layer(
+        "conv lpm strided",
+        conv(Matching::Lpm, false, strided),
+        &[2, 2, 6, 7],
+        Mode::Eval,
+    );
     let m = nrpm_matching(Norm::L1, 2, 0.3, LambdaParam::Sigmoid);
-    check_layer("conv nrpm", conv(m, false, strided), &[2, 2, 6, 7], Mode::Eval);
+    check_layer(
+        "conv nrpm",
+        conv(m, false, strided),
+        &[2, 2, 6, 7],
+        Mode::Eval,
+    );
     let m = nrpm_matching(Norm::Huber { delta: 0.2 }, 1, 0.7, LambdaParam::Raw);
-    check_layer("conv nrpm bias", conv(m, true, Conv2dGeometry::new(1, 0)), &[1, 2, 4, 4], Mode::Eval);
+    check_layer(
+        "conv nrpm bias",
+        conv(m, true, Conv2dGeometry::new(1, 0)),
+        &[1, 2, 4, 4],
+        Mode::Eval,
+    );
 }
 
 #[test]
@@ -140,18 +181,57 @@ fn batchnorm_backward_matches_finite_differences_in_both_modes() {
         run.mean = random(&[3], &mut rng);
         run.var = random(&[3], &mut rng).mapv(|v| v.abs() + 0.5);
     }
-    check_layer("batchnorm train", Layer::BatchNorm2d(bn.clone()), &[4, 3, 2, 2], Mode::Train);
-    check_layer("batchnorm eval", Layer::BatchNorm2d(bn), &[4, 3, 2, 2], Mode::Eval);
+    check_layer(
+        "batchnorm train",
+        Layer::BatchNorm2d(bn.clone()),
+        &[4, 3, 2, 2],
+        Mode::Train,
+    );
+    check_layer(
+        "batchnorm eval",
+        Layer::BatchNorm2d(bn),
+        &[4, 3, 2, 2],
+        Mode::Eval,
+    );
 }
 
 #[test]
 fn parameter_free_layers_backward_matches_finite_differences() {
     check_layer("relu", Layer::Relu, &[2, 3, 4, 4], Mode::Eval);
-    check_layer("maxpool", Layer::MaxPool2d { kernel: 2, stride: 2 }, &[2, 3, 5, 4], Mode::Eval);
-    check_layer("maxpool overlapping", Layer::MaxPool2d { kernel: 3, stride: 1 }, &[1, 2, 5, 5], Mode::Eval);
-    check_layer("avgpool", Layer::AvgPool2d { kernel: 2, stride: 2 }, &[2, 3, 4, 4], Mode::Eval);
+    check_layer(
+        "maxpool",
+        Layer::MaxPool2d {
+            kernel: 2,
+            stride: 2,
+        },
+        &[2, 3, 5, 4],
+        Mode::Eval,
+    );
+    check_layer(
+        "maxpool overlapping",
+        Layer::MaxPool2d {
+            kernel: 3,
+            stride: 1,
+        },
+        &[1, 2, 5, 5],
+        Mode::Eval,
+    );
+    check_layer(
+        "avgpool",
+        Layer::AvgPool2d {
+            kernel: 2,
+            stride: 2,
+        },
+        &[2, 3, 4, 4],
+        Mode::Eval,
+    );
     check_layer("dropout", Layer::Dropout { p: 0.5 }, &[3, 8], Mode::Train);
-    check_layer("dropout2d", Layer::Dropout2d { p: 0.5 }, &[3, 4, 2, 2], Mode::Train);
+    check_layer(
+        "dropout2d",
+        Layer::Dropout2d { p: 0.5 },
+        &[3, 4, 2, 2],
+        Mode::Train,
+    );
     check_layer("flatten", Layer::Flatten, &[2, 3, 2, 2], Mode::Eval);
 }
 
@@ -163,15 +243,27 @@ fn residual_blocks_backward_matches_finite_differences() {
         (BlockKind::Bottleneck, 4, 1, 1),
         (BlockKind::Bottleneck, 2, 2, 2),
     ] {
-        let mut block = Layer::Residual(Box::new(Residual::<f64>::new(kind, in_planes, planes, stride)));
+        let mut block = Layer::Residual(Box::new(Residual::<f64>::new(
+            kind, in_planes, planes, stride,
+        )));
         let mut rng = StdRng::seed_from_u64(4);
         block.visit_mut("", &mut |p| {
             if p.role != nrpm::nn::Role::Buffer {
                 *p.value = random(p.value.shape(), &mut rng);
             }
         });
-        check_layer(&format!("{kind:?} s{stride}"), block.clone(), &[2, in_planes, 4, 4], Mode::Train);
-        check_layer(&format!("{kind:?} s{stride} eval"), block, &[2, in_planes, 4, 4], Mode::Eval);
+        check_layer(
+            &format!("{kind:?} s{stride}"),
+            block.clone(),
+            &[2, in_planes, 4, 4],
+            Mode::Train,
+        );
+        check_layer(
+            &format!("{kind:?} s{stride} eval"),
+            block,
+            &[2, in_planes, 4, 4],
+            Mode::Eval,
+        );
     }
 }
 
@@ -187,7 +279,14 @@ fn model_input_gradients_match_finite_differences() {
         let mut model = Model::<f64>::new(ModelSpec::from_name(name, c, side).unwrap());
         model.init(3);
         let cfg = NrpmConfig::new(Norm::L1, 2, 0.05, 0.5).unwrap();
-        model.reprogram(&nrpm_layers.parse::<LayerSelection>().unwrap(), cfg, &[0.5], LambdaParam::Raw).unwrap();
+        model
+            .reprogram(
+                &nrpm_layers.parse::<LayerSelection>().unwrap(),
+                cfg,
+                &[0.5],
+                LambdaParam::Raw,
+            )
+            .unwrap();
         let x = random(&[2, c, side, side], &mut rng).mapv(|v| (v + 1.0) / 2.0);
         let x = x.into_dimensionality::<ndarray::Ix4>().unwrap();
         let labels = [3, 7];
@@ -204,7 +303,10 @@ fn model_input_gradients_match_finite_differences() {
             xm.as_slice_mut().unwrap()[i] -= H;
             let fd = (l(&xp) - l(&xm)) / (2.0 * H);
             let g = dx.as_slice().unwrap()[i];
-            assert!(close(g, fd), "{name}: ∂x[{i}] = {g}, finite difference {fd}");
+            assert!(
+                close(g, fd),
+                "{name}: ∂x[{i}] = {g}, finite difference {fd}"
+            );
         }
     }
 }

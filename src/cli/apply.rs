@@ -69,7 +69,10 @@ fn matrix<T: Real>(file: &TensorFile, key: &str) -> Result<Array2<T>> {
     let a = file.array::<T>(key, None)?;
     let shape = a.shape().to_vec();
     a.into_dimensionality::<Ix2>().map_err(|_| {
-        Error::format(&file.path, format!("tensor '{key}' must be 2-D, has shape {shape:?}"))
+        Error::format(
+            &file.path,
+            format!("tensor '{key}' must be 2-D, has shape {shape:?}"),
+        )
     })
 }
 
@@ -83,7 +86,13 @@ fn apply<T: Real>(input: &TensorFile, cfg: &NrpmConfig, exec: Exec) -> Result<Te
     } else {
         None
     };
-    let (z, iterates) = forward_with(exec, x.view(), w.view(), bias.as_ref().map(|b| b.view()), cfg)?;
+    let (z, iterates) = forward_with(
+        exec,
+        x.view(),
+        w.view(),
+        bias.as_ref().map(|b| b.view()),
+        cfg,
+    )?;
     let mut out = TensorFile::new(PathBuf::new());
     out.metadata.insert(
         "nrpm_config".into(),

@@ -124,9 +124,8 @@ pub fn backward<T: Real>(
         wf: cfg.norm().weight_fn::<T>(cfg.eps()),
     };
     let (mut gx, mut gw, z0_bar) = if ctx.steps == 0 {
-        let z0_bar = Array3::from_shape_fn((dims.n, dims.b, dims.o), |(_, b, o)| {
-            grad_output[[b, o]]
-        });
+        let z0_bar =
+            Array3::from_shape_fn((dims.n, dims.b, dims.o), |(_, b, o)| grad_output[[b, o]]);
         (
             Array2::zeros((dims.b, dims.d)),
             Array2::zeros((dims.o, dims.d)),

@@ -23,7 +23,11 @@ use crate::real::Real;
 /// [`Error::Config`] if `values` is empty; [`Error::NonFinite`] on NaN or ±Inf.
 pub fn median<T: Real>(values: &mut [T]) -> Result<T> {
     if values.is_empty() {
-        return Err(Error::config("values", "[]", "the median needs at least one value"));
+        return Err(Error::config(
+            "values",
+            "[]",
+            "the median needs at least one value",
+        ));
     }
     crate::nrpm::check_finite("median input", values.iter())?;
     Ok(median_finite(values))
@@ -171,8 +175,14 @@ mod tests {
 
     #[test]
     fn weighted_median_cases() {
-        assert_eq!(weighted_median(&[1.0, 2.0, 3.0], &[1.0, 1.0, 1.0]).unwrap(), 2.0);
-        assert_eq!(weighted_median(&[1.0, 2.0, 3.0], &[5.0, 1.0, 1.0]).unwrap(), 1.0);
+        assert_eq!(
+            weighted_median(&[1.0, 2.0, 3.0], &[1.0, 1.0, 1.0]).unwrap(),
+            2.0
+        );
+        assert_eq!(
+            weighted_median(&[1.0, 2.0, 3.0], &[5.0, 1.0, 1.0]).unwrap(),
+            1.0
+        );
         assert_eq!(weighted_median(&[1.0, 3.0], &[1.0, 1.0]).unwrap(), 2.0);
         assert!(weighted_median(&[1.0], &[0.0]).is_err());
         assert!(weighted_median(&[1.0], &[1.0, 2.0]).is_err());

@@ -115,7 +115,10 @@ pub fn backward<T: Real>(
             for ((b, o), &zb) in z_bar.indexed_iter() {
                 let tt = t.slice(s![b, o, ..]);
                 let u: Array1<T> = tt.mapv(|t| t - zk[[b, o]] / dg);
-                let wd: Vec<(T, T)> = u.iter().map(|u| wf.weight_and_derivative(u.abs())).collect();
+                let wd: Vec<(T, T)> = u
+                    .iter()
+                    .map(|u| wf.weight_and_derivative(u.abs()))
+                    .collect();
                 let s_sum: T = wd.iter().map(|p| p.0).sum();
                 for d in 0..dims.dg {
                     let (w, dw) = wd[d];

@@ -444,9 +444,15 @@ mod tests {
                 let zd = 0.013;
                 let (s0, s1) = irls_sums_f32(&x, &a, zd, &wf);
                 let (p0, p1) = kernels::irls_sums(&x, &a, zd, &wf);
-                assert!((s0 - p0).abs() <= bound(p0.abs()), "{norm:?} n={n}: {s0} vs {p0}");
+                assert!(
+                    (s0 - p0).abs() <= bound(p0.abs()),
+                    "{norm:?} n={n}: {s0} vs {p0}"
+                );
                 let abs1: f32 = x.iter().zip(&a).map(|(x, a)| (x * a).abs()).sum::<f32>() * s0;
-                assert!((s1 - p1).abs() <= bound(abs1), "{norm:?} n={n}: {s1} vs {p1}");
+                assert!(
+                    (s1 - p1).abs() <= bound(abs1),
+                    "{norm:?} n={n}: {s1} vs {p1}"
+                );
 
                 for steps in [1usize, 3, 6] {
                     let zds: Vec<f32> = (0..=steps).map(|k| zd + 0.004 * k as f32).collect();
@@ -459,7 +465,10 @@ mod tests {
                         assert!((r1.0 - r2.0).abs() <= bound(r2.0.abs()), "{norm:?} k={k}");
                         let e2k = &e2[k * n..(k + 1) * n];
                         let absq: f32 = e2k.iter().map(|e| e.abs()).sum::<f32>() + r2.0;
-                        assert!((r1.1 - r2.1).abs() <= bound(absq), "{norm:?}: {r1:?} vs {r2:?}");
+                        assert!(
+                            (r1.1 - r2.1).abs() <= bound(absq),
+                            "{norm:?}: {r1:?} vs {r2:?}"
+                        );
                     }
                 }
                 let mut e1 = vec![0.0; n];
