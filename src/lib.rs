@@ -14,12 +14,17 @@
 //! - [`real`]: [`Real`], the f32/f64 scalar trait;
 //! - [`nrpm`](mod@nrpm): the operator — config, norms, reference (oracle), fused (production),
 //!   exact LAD limit, conv2d through unfold;
+//! - [`nn`]: layers with explicit backward (Linear/Conv2d with LPM or NRPM matching,
+//!   BatchNorm2d, pooling, dropout, residual blocks, cross-entropy);
+//! - [`models`]: MLP, LeNet, ResNets with PyTorch key names; checkpoints; reprogramming;
 //! - [`data`]: MNIST-like IDX and CIFAR-10 readers, the shipped MNIST subset, seeded batches;
 //! - [`attacks`]: FGSM, PGD (L∞, L2), the authors' one-step L2/L1/L0 attacks, robust accuracy;
 //! - [`robust`]: influence curves, breakdown points, the IRLS objective `L_ε`, layer
 //!   operator norms (Lipschitz constants);
 //! - [`train`]: the paradigms (fixed λ, learn λ, fine-tune) and training from scratch: SGD,
 //!   adversarial losses, checkpoints, bit-exact resume;
+//! - [`report`]: confidence intervals, Markdown tables, SVG charts;
+//! - [`progress`], [`tensor_file`]: progress callbacks; safetensors files;
 //! - [`cli`]: the `nrpm` command.
 //!
 //! ```
@@ -46,6 +51,7 @@ pub mod nn;
 pub mod nrpm;
 pub mod progress;
 pub mod real;
+pub mod report;
 pub mod robust;
 pub mod tensor_file;
 pub mod train;

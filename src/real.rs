@@ -73,19 +73,21 @@ pub trait Real:
         kernels::irls_adjoint_sums(x, a, zds, wf, e_out, sums)
     }
 
-    /// Scatter of the term adjoints: with `t̄_d = Σ_k c_k·e_dᵏ` (`e_sc` laid out `[K][D]`),
-    /// adds `t̄_d·a_d` to `x_bar[d]` and `t̄_d·x_d` to `a_bar[d]`.
+    /// Scatter of the term adjoints: with `t̄_d = t0 + Σ_k c_k·e_dᵏ` (`e_sc` laid out `[K][D]`;
+    /// `t0 = z̄⁰`, the adjoint of the plain sum, is the same for every d), adds `t̄_d·a_d` to
+    /// `x_bar[d]` and `t̄_d·x_d` to `a_bar[d]`.
     #[doc(hidden)]
     #[inline]
     fn irls_adjoint_scatter(
         x: &[Self],
         a: &[Self],
+        t0: Self,
         coefs: &[Self],
         e_sc: &[Self],
         x_bar: &mut [Self],
         a_bar: &mut [Self],
     ) {
-        kernels::irls_adjoint_scatter(x, a, coefs, e_sc, x_bar, a_bar)
+        kernels::irls_adjoint_scatter(x, a, t0, coefs, e_sc, x_bar, a_bar)
     }
 }
 
@@ -130,11 +132,12 @@ impl Real for f32 {
     fn irls_adjoint_scatter(
         x: &[f32],
         a: &[f32],
+        t0: f32,
         coefs: &[f32],
         e_sc: &[f32],
         x_bar: &mut [f32],
         a_bar: &mut [f32],
     ) {
-        crate::nrpm::simd::irls_adjoint_scatter_f32(x, a, coefs, e_sc, x_bar, a_bar)
+        crate::nrpm::simd::irls_adjoint_scatter_f32(x, a, t0, coefs, e_sc, x_bar, a_bar)
     }
 }

@@ -14,7 +14,7 @@
 //! (cuda/nrpm_conv.cu), then the linear kernels run on the patches. The
 //! authors' `RobustConv2d` adds no bias; pass `bias = None` to match them.
 
-use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, Axis};
+use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +85,38 @@ impl Conv2dGeometry {
     }
 }
 
+/// Marks a patch entry that falls in the zero padding.
+const PADDING: usize = usize::MAX;
+
+/// For every patch row `l` and term `d` of one image, the flat index `(c·H + y)·W + x` of its
+/// source pixel, or [`PADDING`]: `[L·D]`, shared by [`unfold`] and [`fold`].
+fn source_table(
+    shape: [usize; 3],
+    kh: usize,
+    kw: usize,
+    geom: &Conv2dGeometry,
+    out: (usize, usize),
+) -> Vec<usize> {
+    let [c, h, w] = shape;
+    let (ho, wo) = out;
+    let mut table = Vec::with_capacity(ho * wo * c * kh * kw);
+    for l in 0..ho * wo {
+        let (py, px) = (l / wo, l % wo);
+        for ci in 0..c {
+            for i in 0..kh {
+                let sy = geom.source(0, py, i, h);
+                for j in 0..kw {
+                    table.push(match (sy, geom.source(1, px, j, w)) {
+                        (Some(sy), Some(sx)) => (ci * h + sy) * w + sx,
+                        _ => PADDING,
+                    });
+                }
+            }
+        }
+    }
+    table
+}
+
 /// `x [B, C, H, W]` → patches `[B·Ho·Wo, C·kh·kw]`, PyTorch `F.unfold` order (transposed).
 ///
 /// # Errors
@@ -97,25 +129,20 @@ pub fn unfold<T: Real>(
 ) -> Result<Array2<T>> {
     let (b, c, h, w) = x.dim();
     let (ho, wo) = geom.output_size(h, w, kh, kw)?;
-    let d = c * kh * kw;
-    let mut cols = Array2::zeros((b * ho * wo, d));
-    cols.axis_chunks_iter_mut(Axis(0), (ho * wo).max(1))
-        .into_par_iter()
-        .zip(x.axis_iter(Axis(0)))
-        .for_each(|(mut rows, img)| {
-            for (l, mut row) in rows.outer_iter_mut().enumerate() {
-                let (py, px) = (l / wo, l % wo);
-                for ci in 0..c {
-                    for i in 0..kh {
-                        let Some(sy) = geom.source(0, py, i, h) else {
-                            continue;
-                        };
-                        for j in 0..kw {
-                            if let Some(sx) = geom.source(1, px, j, w) {
-                                row[(ci * kh + i) * kw + j] = img[[ci, sy, sx]];
-                            }
-                        }
-                    }
+    let table = source_table([c, h, w], kh, kw, geom, (ho, wo));
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let per_image = (ho * wo * c * kh * kw).max(1);
+    let mut cols = Array2::zeros((b * ho * wo, c * kh * kw));
+    cols.as_slice_mut()
+        .expect("fresh array")
+        .par_chunks_mut(per_image)
+        .enumerate()
+        .for_each(|(bi, out)| {
+            let img = &xs[bi * c * h * w..][..c * h * w];
+            for (o, &src) in out.iter_mut().zip(&table) {
+                if src != PADDING {
+                    *o = img[src];
                 }
             }
         });
@@ -140,24 +167,20 @@ pub fn fold<T: Real>(
     if cols.shape() != want {
         return Err(Error::shape("nrpm::conv::fold", &want, cols.shape()));
     }
+    let table = source_table([c, h, w], kh, kw, geom, (ho, wo));
+    let cols = cols.as_standard_layout();
+    let cs = cols.as_slice().expect("standard layout");
+    let per_image = ho * wo * c * kh * kw;
     let mut x = Array4::zeros((b, c, h, w));
-    x.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .zip(cols.axis_chunks_iter(Axis(0), (ho * wo).max(1)))
-        .for_each(|(mut img, rows)| {
-            for (l, row) in rows.outer_iter().enumerate() {
-                let (py, px) = (l / wo, l % wo);
-                for ci in 0..c {
-                    for i in 0..kh {
-                        let Some(sy) = geom.source(0, py, i, h) else {
-                            continue;
-                        };
-                        for j in 0..kw {
-                            if let Some(sx) = geom.source(1, px, j, w) {
-                                img[[ci, sy, sx]] += row[(ci * kh + i) * kw + j];
-                            }
-                        }
-                    }
+    x.as_slice_mut()
+        .expect("fresh array")
+        .par_chunks_mut((c * h * w).max(1))
+        .enumerate()
+        .for_each(|(bi, img)| {
+            let patch = &cs[bi * per_image..][..per_image];
+            for (&v, &src) in patch.iter().zip(&table) {
+                if src != PADDING {
+                    img[src] += v;
                 }
             }
         });

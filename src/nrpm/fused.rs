@@ -7,14 +7,16 @@
 //! accumulating `(Σ w_d, Σ w_d·t_d)`.
 //!
 //! Backward (maths in `reference.rs`), per output and group, from the saved iterates alone:
-//! 1. one sweep over d and every step k computes `w_dᵏ`, `g_dᵏ = w'(r_dᵏ)·sign(u_dᵏ)` into a
-//!    per-thread `[K, Dg]` scratch, with `Sᵏ = Σ_d w_dᵏ` and `Qᵏ = Σ_d (t_d − zᵏ⁺¹/Dg)·g_dᵏ`;
-//! 2. the scalar recursion `z̄ᴷ = (1 − λ)·ȳ`, `cᵏ = z̄ᵏ⁺¹·Dg/Sᵏ`, `z̄ᵏ = −cᵏ·Qᵏ/Dg`;
-//! 3. a second sweep scatters `t̄_d = Σ_k cᵏ·(w_dᵏ + (t_d − zᵏ⁺¹/Dg)·g_dᵏ)` into
-//!    `x̄[b, :] += t̄ ⊙ W[o, :]` and `W̄[o, :] += t̄ ⊙ x[b, :]`.
+//! 1. one sweep over d (all steps at once) computes the weight `w_dᵏ` and its slope
+//!    `g_dᵏ = w'(r_dᵏ)·sign(u_dᵏ)`, stores `e_dᵏ = w_dᵏ + (t_d − zᵏ⁺¹/Dg)·g_dᵏ` in a per-thread
+//!    `[K, Dg]` scratch, and sums `Sᵏ = Σ_d w_dᵏ` and `Qᵏ = Σ_d (t_d − zᵏ⁺¹/Dg)·g_dᵏ`;
+//! 2. the scalar recursion `z̄ᴷ = (1 − λ)·ȳ`, `cᵏ = z̄ᵏ⁺¹·Dg/Sᵏ`, `z̄ᵏ = −cᵏ·Qᵏ/Dg`, and
+//!    `z̄⁰ = λ·ȳ + z̄⁰_IRLS` (the plain sum feeds both the mix and the first step);
+//! 3. a second sweep scatters `t̄_d = z̄⁰ + Σ_k cᵏ·e_dᵏ` into `x̄[b, :] += t̄ ⊙ W[o, :]` and
+//!    `W̄[o, :] += t̄ ⊙ x[b, :]`.
 //!
-//! The `z̄⁰ = λ·ȳ + z̄⁰_IRLS` part of every term adjoint is the same for all d, so it is added
-//! by two GEMMs (`x̄ += Z̄⁰·W`, `W̄ += Z̄⁰ᵀ·x`). Work is split into chunks fixed by the shape
+//! With K = 0 (or the Lpm norm) the backward is the two GEMMs `x̄ = ȳ·W`, `W̄ = ȳᵀ·x`. Work is
+//! split into chunks fixed by the shape
 //! (not by the thread count) and partial sums are reduced in a fixed order, so the result is
 //! the same bits on 1 or 64 threads.
 
@@ -65,6 +67,11 @@ pub fn forward<T: Real>(
     let dgt = T::of(dims.dg as f64);
     let x_std = x.as_standard_layout();
     let w_std = weight.as_standard_layout();
+    let (xs, ws) = (
+        x_std.as_slice().expect("standard"),
+        w_std.as_slice().expect("standard"),
+    );
+    let (d, dg) = (dims.d, dims.dg);
     z.as_slice_mut()
         .expect("fresh array is contiguous")
         .par_chunks_mut(OUTPUTS_PER_TASK * per_output)
@@ -73,12 +80,8 @@ pub fn forward<T: Real>(
             for (i, out) in chunk.chunks_exact_mut(per_output).enumerate() {
                 let flat = task * OUTPUTS_PER_TASK + i;
                 let (b, o) = (flat / dims.o, flat % dims.o);
-                let xr = x_std.row(b);
-                let wr = w_std.row(o);
-                let (xr, wr) = (xr.as_slice().unwrap(), wr.as_slice().unwrap());
                 for (g, zs) in out.chunks_exact_mut(steps + 1).enumerate() {
-                    let range = g * dims.dg..(g + 1) * dims.dg;
-                    let (xg, wg) = (&xr[range.clone()], &wr[range]);
+                    let (xg, wg) = (&xs[b * d + g * dg..][..dg], &ws[o * d + g * dg..][..dg]);
                     zs[0] = z0[[g, b, o]];
                     for k in 0..steps {
                         let (s0, s1) = T::irls_sums(xg, wg, zs[k] / dgt, &wf);
@@ -113,45 +116,23 @@ pub fn backward<T: Real>(
     )?;
     let x_std = x.as_standard_layout();
     let w_std = weight.as_standard_layout();
+    let z_std = iterates.z.as_standard_layout();
+    let gy_std = grad_output.as_standard_layout();
     let ctx = Ctx {
-        x: x_std.view(),
-        w: w_std.view(),
-        it: iterates,
-        gy: grad_output,
+        x: x_std.as_slice().expect("standard layout"),
+        w: w_std.as_slice().expect("standard layout"),
+        z: z_std.as_slice().expect("standard layout"),
+        gy: gy_std.as_slice().expect("standard layout"),
         dims,
         steps: cfg.steps(),
         lambda: T::of(cfg.lambda()),
         wf: cfg.norm().weight_fn::<T>(cfg.eps()),
     };
-    let (mut gx, mut gw, z0_bar) = if ctx.steps == 0 {
-        let z0_bar =
-            Array3::from_shape_fn((dims.n, dims.b, dims.o), |(_, b, o)| grad_output[[b, o]]);
-        (
-            Array2::zeros((dims.b, dims.d)),
-            Array2::zeros((dims.o, dims.d)),
-            z0_bar,
-        )
+    let (gx, gw) = if ctx.steps == 0 {
+        lpm_backward(&x_std.view(), &w_std.view(), &grad_output, &dims)
     } else {
         ctx.irls_backward(dims.b >= dims.o)
     };
-    for g in 0..dims.n {
-        let cols = s![.., g * dims.dg..(g + 1) * dims.dg];
-        let zb = z0_bar.index_axis(Axis(0), g);
-        ndarray::linalg::general_mat_mul(
-            T::one(),
-            &zb,
-            &w_std.slice(cols),
-            T::one(),
-            &mut gx.slice_mut(cols),
-        );
-        ndarray::linalg::general_mat_mul(
-            T::one(),
-            &zb.t(),
-            &x_std.slice(cols),
-            T::one(),
-            &mut gw.slice_mut(cols),
-        );
-    }
     let (gb, gl) = bias_and_lambda_grads(iterates, &grad_output, cfg);
     Ok(Grads {
         x: gx,
@@ -161,12 +142,30 @@ pub fn backward<T: Real>(
     })
 }
 
-/// Everything one backward pass reads.
+/// The backward of the plain sums `z⁰_g = x_g·W_gᵀ`: `x̄ = ȳ·W`, `W̄ = ȳᵀ·x` (two GEMMs).
+fn lpm_backward<T: Real>(
+    x: &ArrayView2<T>,
+    w: &ArrayView2<T>,
+    gy: &ArrayView2<T>,
+    dims: &Dims,
+) -> (Array2<T>, Array2<T>) {
+    let mut gx = Array2::zeros((dims.b, dims.d));
+    let mut gw = Array2::zeros((dims.o, dims.d));
+    ndarray::linalg::general_mat_mul(T::one(), gy, w, T::zero(), &mut gx);
+    ndarray::linalg::general_mat_mul(T::one(), &gy.t(), x, T::zero(), &mut gw);
+    (gx, gw)
+}
+
+/// Everything one backward pass reads (row-major slices).
 struct Ctx<'a, T: Real> {
-    x: ArrayView2<'a, T>,
-    w: ArrayView2<'a, T>,
-    it: &'a Iterates<T>,
-    gy: ArrayView2<'a, T>,
+    /// `[B, D]`.
+    x: &'a [T],
+    /// `[O, D]`.
+    w: &'a [T],
+    /// Iterates `[B, O, N, K + 1]`.
+    z: &'a [T],
+    /// `[B, O]`.
+    gy: &'a [T],
     dims: Dims,
     steps: usize,
     lambda: T,
@@ -197,8 +196,9 @@ impl<T: Real> Scratch<T> {
 }
 
 impl<T: Real> Ctx<'_, T> {
-    /// IRLS part of the backward of output (b, o), group g: scatters the term adjoints into
-    /// `x_bar` (row b, group columns) and `w_bar` (row o, group columns); returns `z̄⁰_IRLS + λȳ`.
+    /// Backward of output (b, o), group g: scatters the term adjoints
+    /// `t̄_d = z̄⁰ + Σ_k cᵏ·e_dᵏ` (with `z̄⁰ = λ·ȳ + z̄⁰_IRLS`) into `x_bar` (row b, group
+    /// columns) and `w_bar` (row o, group columns).
     fn output(
         &self,
         b: usize,
@@ -207,18 +207,19 @@ impl<T: Real> Ctx<'_, T> {
         sc: &mut Scratch<T>,
         x_bar: &mut [T],
         w_bar: &mut [T],
-    ) -> T {
-        let dg = self.dims.dg;
+    ) {
+        let Dims {
+            d, o: outs, n, dg, ..
+        } = self.dims;
         let dgt = T::of(dg as f64);
-        let range = g * dg..(g + 1) * dg;
-        let xr = &self.x.row(b).to_slice().expect("standard layout")[range.clone()];
-        let wr = &self.w.row(o).to_slice().expect("standard layout")[range];
-        let zs = self.it.z.slice(s![b, o, g, ..]);
-        for (zd, &z) in sc.zds.iter_mut().zip(zs.iter()) {
+        let xr = &self.x[b * d + g * dg..][..dg];
+        let wr = &self.w[o * d + g * dg..][..dg];
+        let zs = &self.z[((b * outs + o) * n + g) * (self.steps + 1)..][..self.steps + 1];
+        for (zd, &z) in sc.zds.iter_mut().zip(zs) {
             *zd = z / dgt;
         }
         T::irls_adjoint_sums(xr, wr, &sc.zds, &self.wf, &mut sc.e, &mut sc.sums);
-        let gy = self.gy[[b, o]];
+        let gy = self.gy[b * outs + o];
         let mut z_bar = (T::one() - self.lambda) * gy;
         for k in (0..self.steps).rev() {
             let (s0, q) = sc.sums[k];
@@ -226,28 +227,26 @@ impl<T: Real> Ctx<'_, T> {
             sc.coefs[k] = c;
             z_bar = -c * q / dgt;
         }
-        T::irls_adjoint_scatter(xr, wr, &sc.coefs, &sc.e, x_bar, w_bar);
-        z_bar + self.lambda * gy
+        let z0_bar = z_bar + self.lambda * gy;
+        T::irls_adjoint_scatter(xr, wr, z0_bar, &sc.coefs, &sc.e, x_bar, w_bar);
     }
 
-    /// The IRLS part of the backward for every output. Parallel tasks own a chunk of rows of
-    /// one gradient (x̄ when `by_rows`, else W̄) and accumulate a private partial of the other,
-    /// reduced afterwards in task order. Returns `(x̄, W̄, z̄⁰ [N, B, O])`.
-    fn irls_backward(&self, by_rows: bool) -> (Array2<T>, Array2<T>, Array3<T>) {
+    /// The backward for every output. Parallel tasks own a chunk of rows of one gradient (x̄
+    /// when `by_rows`, else W̄) and accumulate a private partial of the other, reduced
+    /// afterwards in task order. Returns `(x̄, W̄)`.
+    fn irls_backward(&self, by_rows: bool) -> (Array2<T>, Array2<T>) {
         let Dims { b, d, o, n, dg } = self.dims;
         let (owned_len, other_len) = if by_rows { (b, o) } else { (o, b) };
         // At least one row per task: with B = O = 0 a chunk size of 0 would panic.
         let per_task = owned_len.div_ceil(MAX_BACKWARD_TASKS).max(1);
         let mut owned = Array2::zeros((owned_len, d));
-        type Part<T> = (Array2<T>, Vec<(usize, usize, usize, T)>);
-        let parts: Vec<Part<T>> = owned
+        let parts: Vec<Array2<T>> = owned
             .axis_chunks_iter_mut(Axis(0), per_task)
             .into_par_iter()
             .enumerate()
             .map(|(task, mut rows)| {
                 let mut sc = Scratch::new(self.steps, dg);
                 let mut partial = Array2::zeros((other_len, d));
-                let mut z0 = Vec::with_capacity(rows.nrows() * other_len * n);
                 for (i, mut row) in rows.outer_iter_mut().enumerate() {
                     let mine = task * per_task + i;
                     let row = row.as_slice_mut().expect("fresh row");
@@ -259,26 +258,21 @@ impl<T: Real> Ctx<'_, T> {
                             let cols = g * dg..(g + 1) * dg;
                             let (own, other) = (&mut row[cols.clone()], &mut prow[cols]);
                             let (x_bar, w_bar) = if by_rows { (own, other) } else { (other, own) };
-                            let zb = self.output(bi, oi, g, &mut sc, x_bar, w_bar);
-                            z0.push((g, bi, oi, zb));
+                            self.output(bi, oi, g, &mut sc, x_bar, w_bar);
                         }
                     }
                 }
-                (partial, z0)
+                partial
             })
             .collect();
         let mut reduced = Array2::zeros((other_len, d));
-        let mut z0_bar = Array3::zeros((n, b, o));
-        for (part, z0) in parts {
+        for part in parts {
             reduced += &part;
-            for (g, bi, oi, v) in z0 {
-                z0_bar[[g, bi, oi]] = v;
-            }
         }
         if by_rows {
-            (owned, reduced, z0_bar)
+            (owned, reduced)
         } else {
-            (reduced, owned, z0_bar)
+            (reduced, owned)
         }
     }
 }

@@ -78,6 +78,7 @@ pub(crate) fn irls_adjoint_sums<T: Real>(
 pub(crate) fn irls_adjoint_scatter<T: Real>(
     x: &[T],
     a: &[T],
+    t0: T,
     coefs: &[T],
     e_sc: &[T],
     x_bar: &mut [T],
@@ -85,7 +86,7 @@ pub(crate) fn irls_adjoint_scatter<T: Real>(
 ) {
     let dn = x.len();
     for d in 0..dn {
-        let mut tb = T::zero();
+        let mut tb = t0;
         for (k, &c) in coefs.iter().enumerate() {
             tb += c * e_sc[k * dn + d];
         }

@@ -284,13 +284,25 @@ pub struct Iterates<T> {
 impl<T: Real> Iterates<T> {
     /// `Σ_g z⁰_g` (the LPM output without bias), `[B, O]`.
     pub fn lpm(&self) -> Array2<T> {
-        self.z.index_axis(Axis(3), 0).sum_axis(Axis(2))
+        self.sum_groups(0)
     }
 
     /// `Σ_g zᴷ_g` (the pure NRPM output without bias), `[B, O]`.
     pub fn last(&self) -> Array2<T> {
-        let k = self.z.dim().3 - 1;
-        self.z.index_axis(Axis(3), k).sum_axis(Axis(2))
+        self.sum_groups(self.z.dim().3 - 1)
+    }
+
+    /// `Σ_g zᵏ_g`, `[B, O]` (groups summed in order).
+    fn sum_groups(&self, k: usize) -> Array2<T> {
+        let (b, o, n, steps) = self.z.dim();
+        let z = self.z.as_standard_layout();
+        let zs = z.as_slice().expect("standard layout");
+        let out: Vec<T> = zs
+            .chunks_exact((n * steps).max(1))
+            .take(b * o)
+            .map(|per_output| (0..n).fold(T::zero(), |acc, g| acc + per_output[g * steps + k]))
+            .collect();
+        Array2::from_shape_vec((b, o), out).expect("B·O values")
     }
 }
 

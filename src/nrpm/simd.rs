@@ -60,6 +60,7 @@ pub(crate) fn irls_adjoint_sums_f32(
 pub(crate) fn irls_adjoint_scatter_f32(
     x: &[f32],
     a: &[f32],
+    t0: f32,
     coefs: &[f32],
     e_sc: &[f32],
     x_bar: &mut [f32],
@@ -68,9 +69,9 @@ pub(crate) fn irls_adjoint_scatter_f32(
     #[cfg(target_arch = "x86_64")]
     if avx512_active() {
         // SAFETY: AVX-512F checked; lengths asserted inside.
-        return unsafe { x86::irls_adjoint_scatter(x, a, coefs, e_sc, x_bar, a_bar) };
+        return unsafe { x86::irls_adjoint_scatter(x, a, t0, coefs, e_sc, x_bar, a_bar) };
     }
-    kernels::irls_adjoint_scatter(x, a, coefs, e_sc, x_bar, a_bar)
+    kernels::irls_adjoint_scatter(x, a, t0, coefs, e_sc, x_bar, a_bar)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -375,6 +376,7 @@ mod x86 {
     pub(super) unsafe fn irls_adjoint_scatter(
         x: &[f32],
         a: &[f32],
+        t0: f32,
         coefs: &[f32],
         e_sc: &[f32],
         x_bar: &mut [f32],
@@ -388,7 +390,7 @@ mod x86 {
         while i < n {
             let m = (n - i).min(16);
             let (xv, av) = (load(x, i, m), load(a, i, m));
-            let mut tb = _mm512_setzero_ps();
+            let mut tb = _mm512_set1_ps(t0);
             for (s, &coef) in coefs.iter().enumerate() {
                 tb = _mm512_fmadd_ps(_mm512_set1_ps(coef), load(e_sc, s * n + i, m), tb);
             }
@@ -479,8 +481,8 @@ mod tests {
                 let e_sc: Vec<f32> = e1.iter().chain(e1.iter().rev()).copied().collect();
                 let (mut xb1, mut ab1) = (vec![0.1; n], vec![0.2; n]);
                 let (mut xb2, mut ab2) = (vec![0.1; n], vec![0.2; n]);
-                irls_adjoint_scatter_f32(&x, &a, &coefs, &e_sc, &mut xb1, &mut ab1);
-                kernels::irls_adjoint_scatter(&x, &a, &coefs, &e_sc, &mut xb2, &mut ab2);
+                irls_adjoint_scatter_f32(&x, &a, 0.25, &coefs, &e_sc, &mut xb1, &mut ab1);
+                kernels::irls_adjoint_scatter(&x, &a, 0.25, &coefs, &e_sc, &mut xb2, &mut ab2);
                 for d in 0..n {
                     let scale = 1.0 + (e_sc[d].abs() + e_sc[n + d].abs()) * 4.0;
                     assert!((xb1[d] - xb2[d]).abs() <= 8.0 * f32::EPSILON * scale);
