@@ -28,6 +28,9 @@ pub enum Error {
     /// A computation on finite inputs overflowed the floating-point range.
     #[error("{op}: result overflowed to a non-finite value at flat index {index}; inputs are too large for this precision")]
     Overflow { op: &'static str, index: usize },
+    /// A backward pass was given the cache of another layer (a caller's mistake).
+    #[error("{layer}: the cache passed to backward belongs to another kind of layer")]
+    WrongCache { layer: &'static str },
     /// A hyper-parameter is outside its domain.
     #[error("invalid {name} = {value}: {rule}")]
     Config {

@@ -66,7 +66,9 @@ pub fn dropout_forward<T: Real>(
 pub fn dropout_backward<T: Real>(cache: &Cache<T>, dy: ArrayD<T>) -> Result<ArrayD<T>> {
     match cache {
         Cache::Mask(m) => mask_backward(m, dy),
-        _ => Err(Error::shape("nn::dropout_backward (cache)", &[], &[])),
+        _ => Err(Error::WrongCache {
+            layer: "nn::dropout",
+        }),
     }
 }
 

@@ -154,7 +154,9 @@ impl<T: Real> BatchNorm2d<T> {
             train,
         } = cache
         else {
-            return Err(Error::shape("nn::BatchNorm2d::backward (cache)", &[], &[]));
+            return Err(Error::WrongCache {
+                layer: "nn::BatchNorm2d",
+            });
         };
         if dy.shape() != xhat.shape() {
             return Err(Error::shape(

@@ -143,7 +143,9 @@ impl<T: Real> Residual<T> {
             mask,
         } = cache
         else {
-            return Err(Error::shape("nn::Residual::backward (cache)", &[], &[]));
+            return Err(Error::WrongCache {
+                layer: "nn::Residual",
+            });
         };
         let d = act::mask_backward(mask, dy)?;
         let dx_main = self.main.backward(key, main, d.clone(), grads)?;

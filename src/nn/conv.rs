@@ -3,7 +3,8 @@
 use ndarray::{ArrayD, Ix1, Ix4};
 
 use crate::error::{Error, Result};
-use crate::nn::{join, Cache, Grads, Matching, ParamMut, Role};
+use crate::nn::linear::visit_matched;
+use crate::nn::{join, Cache, Grads, Matching, ParamMut};
 use crate::nrpm::conv::{self, Conv2dGeometry};
 use crate::nrpm::Iterates;
 use crate::real::Real;
@@ -109,18 +110,13 @@ impl<T: Real> Conv2d<T> {
 
     /// Visits `weight`, `bias`, θ.
     pub fn visit_mut(&mut self, key: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
-        f(ParamMut {
-            key: join(key, "weight"),
-            role: Role::Weight,
-            value: &mut self.weight,
-        });
-        if let Some(b) = &mut self.bias {
-            f(ParamMut {
-                key: join(key, "bias"),
-                role: Role::Bias,
-                value: b,
-            });
-        }
-        self.matching.visit_mut(key, "beta", f);
+        visit_matched(
+            key,
+            &mut self.weight,
+            self.bias.as_mut(),
+            &mut self.matching,
+            "beta",
+            f,
+        );
     }
 }

@@ -229,18 +229,38 @@ impl<T: Real> Linear<T> {
 
     /// Visits `weight`, `bias`, θ.
     pub fn visit_mut(&mut self, key: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
-        f(ParamMut {
-            key: join(key, "weight"),
-            role: Role::Weight,
-            value: &mut self.weight,
-        });
-        if let Some(b) = &mut self.bias {
-            f(ParamMut {
-                key: join(key, "bias"),
-                role: Role::Bias,
-                value: b,
-            });
-        }
-        self.matching.visit_mut(key, "lmbd", f);
+        visit_matched(
+            key,
+            &mut self.weight,
+            self.bias.as_mut(),
+            &mut self.matching,
+            "lmbd",
+            f,
+        );
     }
+}
+
+/// Visits the parameters of a matched layer (Linear or Conv2d): `key.weight`, `key.bias` and
+/// θ under `key.robust_sum.<slot>`.
+pub(crate) fn visit_matched<T: Real>(
+    key: &str,
+    weight: &mut ArrayD<T>,
+    bias: Option<&mut ArrayD<T>>,
+    matching: &mut Matching<T>,
+    slot: &str,
+    f: &mut dyn FnMut(ParamMut<'_, T>),
+) {
+    f(ParamMut {
+        key: join(key, "weight"),
+        role: Role::Weight,
+        value: weight,
+    });
+    if let Some(b) = bias {
+        f(ParamMut {
+            key: join(key, "bias"),
+            role: Role::Bias,
+            value: b,
+        });
+    }
+    matching.visit_mut(key, slot, f);
 }

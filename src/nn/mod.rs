@@ -332,11 +332,7 @@ impl<T: Real> Layer<T> {
         dy: ArrayD<T>,
         grads: &mut Grads<T>,
     ) -> Result<ArrayD<T>> {
-        let wrong = || Error::Shape {
-            op: "nn::Layer::backward (cache of another layer)",
-            expected: vec![],
-            got: vec![],
-        };
+        let wrong = || Error::WrongCache { layer: "nn::Layer" };
         match (self, cache) {
             (Layer::Linear(l), Cache::Matching { x, iterates }) => {
                 l.backward(key, x, iterates, dy, grads)
