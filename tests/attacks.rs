@@ -5,7 +5,9 @@
 //! ../shared/models is absent); the same seed gives the same numbers.
 
 use ndarray::{Array4, ArrayView4, Zip};
-use nrpm::attacks::{evaluate, evaluate_attacks, perturb, Attack, EvalOptions, EvalResult};
+use nrpm::attacks::{
+    evaluate, evaluate_attacks, evaluate_transfer, perturb, Attack, EvalOptions, EvalResult,
+};
 use nrpm::data::{Dataset, Split};
 use nrpm::models::{LayerSelection, Model, ModelSpec};
 use nrpm::nn::LambdaParam;
@@ -455,4 +457,55 @@ fn robust_counts_need_clean_and_attacked_both_correct() {
     );
     let r = evaluate(&model, &data, &attack, 1, 0, &mut Silent).unwrap();
     assert_eq!((r.clean_correct, r.robust_correct), (0, 0));
+}
+
+/// `evaluate_transfer` with the evaluated model as its own source is the white-box
+/// evaluation; with the LPM copy of an NRPM model as source, the adversarial images come from
+/// the linear layers' gradients (BPDA-style) but the NRPM model is still the one classified:
+/// its clean count is unchanged and the figures differ from the white-box ones.
+#[test]
+fn transfer_from_the_model_itself_is_white_box_and_lpm_source_differs() {
+    let data = mnist_test(200);
+    let attacks = [Attack::PgdLinf {
+        eps: 0.1,
+        alpha: 0.025,
+        steps: 10,
+        random_start: true,
+    }];
+    let random = random_mlp::<f32>("mlp2", 1, 28, true, 3);
+    let white = evaluate_attacks(&random, &data, &attacks, &options(50, 1), &mut Silent).unwrap();
+    let itself = evaluate_transfer(
+        &random,
+        &random,
+        &data,
+        &attacks,
+        &options(50, 1),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(figures(&white), figures(&itself));
+    let cifar = random_mlp::<f32>("mlp2", 3, 32, false, 3);
+    assert!(evaluate_transfer(
+        &random,
+        &cifar,
+        &data,
+        &attacks,
+        &options(50, 1),
+        &mut Silent
+    )
+    .is_err());
+    let Some(model) = shared_mlp3(true) else {
+        return;
+    };
+    let mut lpm = model.clone();
+    lpm.set_lpm();
+    let white = evaluate_attacks(&model, &data, &attacks, &options(50, 1), &mut Silent).unwrap();
+    let bpda =
+        evaluate_transfer(&model, &lpm, &data, &attacks, &options(50, 1), &mut Silent).unwrap();
+    assert_eq!(bpda[0].clean_correct, white[0].clean_correct);
+    assert_ne!(
+        figures(&bpda),
+        figures(&white),
+        "the LPM source must change the adversarial images"
+    );
 }

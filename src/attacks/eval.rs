@@ -122,7 +122,34 @@ pub fn evaluate_attacks<T: Real>(
     options: &EvalOptions,
     progress: &mut dyn Progress,
 ) -> Result<Vec<EvalResult>> {
+    evaluate_transfer(model, model, data, attacks, options, progress)
+}
+
+/// As [`evaluate_attacks`], but the attacks take their gradients from `source` while `model`
+/// is the one classified (before and after). With `source = model` this is the white-box
+/// evaluation; with `source` = the same weights with every layer LPM
+/// ([`Model::set_lpm`]) it is a BPDA-style check of NRPM's gradients: the attacker
+/// differentiates the linear layers instead of the IRLS steps, which catches robustness that
+/// comes only from hard-to-follow gradients (gradient masking).
+///
+/// # Errors
+/// As [`evaluate_attacks`]; [`Error::Shape`] if the two models take different inputs.
+pub fn evaluate_transfer<T: Real>(
+    model: &Model<T>,
+    source: &Model<T>,
+    data: &Dataset,
+    attacks: &[Attack],
+    options: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<Vec<EvalResult>> {
     check_inputs(data, attacks)?;
+    if source.spec.input != model.spec.input {
+        return Err(Error::shape(
+            "attacks::evaluate_transfer (source model input)",
+            &model.spec.input,
+            &source.spec.input,
+        ));
+    }
     let targets = match options.targeted {
         true => Some(random_targets(data, model.spec.classes, options.seed)?),
         false => None,
@@ -152,7 +179,7 @@ pub fn evaluate_attacks<T: Real>(
                 true => 0,
                 false => {
                     let adv = perturb(
-                        model,
+                        source,
                         x.view(),
                         &labels,
                         attack,

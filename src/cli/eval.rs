@@ -57,6 +57,11 @@ pub struct EvalArgs {
     /// Seed of random starts and targets (same seed, same figures).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where the attack takes its gradients: `model` (white box) or `lpm` (the same weights
+    /// with every layer LPM — a BPDA-style check that NRPM's robustness is not gradient
+    /// masking; the reprogrammed model is still the one classified).
+    #[arg(long, default_value = "model")]
+    pub gradients_from: String,
     /// Write settings, figures, timings and the machine to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -77,9 +82,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         seed: args.seed,
         targeted: args.targeted,
     };
+    let source = args.gradient_source(&model)?;
     let load_seconds = start.elapsed().as_secs_f64();
-    let results =
-        attacks::evaluate_attacks(&model, &data, &attacks, &options, &mut Bar::default())?;
+    let results = attacks::evaluate_transfer(
+        &model,
+        source.as_ref().unwrap_or(&model),
+        &data,
+        &attacks,
+        &options,
+        &mut Bar::default(),
+    )?;
     print!("{}", table(&args, &data, &results));
     if let Some(path) = &args.json {
         let total_seconds = start.elapsed().as_secs_f64();
@@ -97,6 +109,23 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 impl EvalArgs {
+    /// The model the attack differentiates, when it is not the evaluated one.
+    fn gradient_source(&self, model: &Model<f32>) -> Result<Option<Model<f32>>> {
+        match self.gradients_from.as_str() {
+            "model" => Ok(None),
+            "lpm" => {
+                let mut lpm = model.clone();
+                lpm.set_lpm();
+                Ok(Some(lpm))
+            }
+            other => Err(Error::UnknownName {
+                what: "gradient source",
+                name: other.into(),
+                expected: "model, lpm".into(),
+            }),
+        }
+    }
+
     /// The attack at each budget of `--eps`.
     fn attacks(&self) -> Result<Vec<Attack>> {
         let random_start = !self.no_random_start;
@@ -217,6 +246,7 @@ fn report_json(
             "alpha": pgd.then(|| args.alpha.map_or(json!("eps/4"), |a| json!(a))),
             "random_start": pgd.then_some(!args.no_random_start),
             "targeted": args.targeted,
+            "gradients_from": args.gradients_from,
         },
         "options": options,
         "clean": {
