@@ -24,6 +24,8 @@
 //! - [`train`]: the paradigms (fixed λ, learn λ, fine-tune) and training from scratch: SGD,
 //!   adversarial losses, checkpoints, bit-exact resume;
 //! - [`report`]: confidence intervals, Markdown tables, SVG charts;
+//! - [`demo`]: `nrpm demo` (and `cargo run --release`): train an MLP on the shipped MNIST
+//!   subset, reprogram it (Paradigms 1, 2), attack it, write a readable report;
 //! - [`progress`], [`tensor_file`]: progress callbacks; safetensors files;
 //! - [`cli`]: the `nrpm` command.
 //!
@@ -45,6 +47,7 @@
 pub mod attacks;
 pub mod cli;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod models;
 pub mod nn;

@@ -1,11 +1,23 @@
-//! The `nrpm` command: see `nrpm --help`, or README.md for a tour.
+//! The `nrpm` command: see `nrpm --help`, or README.md for a tour. With no subcommand it runs
+//! `nrpm demo` (what `cargo run --release` does).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = nrpm::cli::Cli::parse();
+    let cli = match nrpm::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            eprintln!("{} (see --help)", text.lines().next().unwrap_or("error"));
+            return ExitCode::from(2);
+        }
+    };
     match nrpm::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,6 +9,7 @@ use crate::nrpm::{Norm, NrpmConfig};
 pub mod analyze;
 pub mod apply;
 pub mod common;
+pub mod demo;
 pub mod eval;
 pub mod train;
 
@@ -16,14 +17,16 @@ pub mod train;
 #[derive(Debug, Parser)]
 #[command(name = "nrpm", version, about, long_about = None)]
 pub struct Cli {
-    /// What to do.
+    /// What to do (none: `demo` with its defaults).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train an MNIST MLP, reprogram it (paradigms 1, 2), attack it, write a report (default).
+    Demo(demo::DemoArgs),
     /// Run the NRPM operator (and its gradient) on tensors from a safetensors file.
     Apply(apply::ApplyArgs),
     /// Sensitivity curve, breakdown point and IRLS objective of one output (LPM, NRPM, LAD);
@@ -40,7 +43,11 @@ pub enum Command {
 /// # Errors
 /// Whatever the subcommand returns; `main` prints it as one line and exits with status 1.
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Demo(demo::DemoArgs::default()))
+    {
+        Command::Demo(args) => demo::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Eval(args) => eval::run(args),

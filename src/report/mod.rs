@@ -3,7 +3,8 @@
 //! - [`stats`]: accuracies as proportions with 95 % Clopper–Pearson intervals (`statrs`);
 //! - [`markdown`]: GitHub-flavoured tables;
 //! - [`svg`]: self-contained SVG line and grouped-bar charts (no plotting dependency);
-//! - [`write_file`]: writes a report file, creating its folder.
+//! - [`write_file`]: writes a report file, creating its folder;
+//! - [`machine`], [`load_average`]: where, and under what load, a report was made.
 
 pub mod markdown;
 pub mod stats;
@@ -41,4 +42,11 @@ pub fn machine() -> String {
         std::env::consts::OS,
         std::env::consts::ARCH
     )
+}
+
+/// The 1-, 5- and 15-minute load averages (Linux `/proc/loadavg`), or `None` elsewhere.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }

@@ -90,6 +90,15 @@ fn fmt_tick(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// How a legend entry is drawn.
+#[derive(Clone, Copy)]
+enum Swatch {
+    /// A line sample, as in line charts.
+    Line { dashed: bool },
+    /// A filled square, as for bars.
+    Square,
+}
+
 /// A plot frame: maps data to pixels and draws axes, ticks, labels, title.
 struct Frame {
     x: (f64, f64),
@@ -150,19 +159,34 @@ impl Frame {
         );
     }
 
-    fn legend(out: &mut String, i: usize, name: &str, dashed: bool) {
+    /// Legend entry `i`: a line (dashed or not) or, for bars, a filled square, then the name.
+    fn legend(out: &mut String, i: usize, name: &str, swatch: Swatch) {
         let y = TOP + 10.0 + 18.0 * i as f64;
         let x = W - RIGHT + 12.0;
-        let dash = if dashed {
-            r#" stroke-dasharray="5,3""#
-        } else {
-            ""
+        let color = COLORS[i % COLORS.len()];
+        let _ = match swatch {
+            Swatch::Line { dashed } => {
+                let dash = if dashed {
+                    r#" stroke-dasharray="5,3""#
+                } else {
+                    ""
+                };
+                write!(
+                    out,
+                    r#"<line x1="{x:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2.5"{dash}/>"#,
+                    x + 22.0,
+                )
+            }
+            Swatch::Square => write!(
+                out,
+                r#"<rect x="{:.1}" y="{:.1}" width="12" height="12" fill="{color}"/>"#,
+                x + 5.0,
+                y - 6.0,
+            ),
         };
         let _ = write!(
             out,
-            r#"<line x1="{x:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{}" stroke-width="2.5"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            x + 22.0,
-            COLORS[i % COLORS.len()],
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
             x + 28.0,
             y + 4.0,
             escape(name)
@@ -248,7 +272,7 @@ impl LineChart {
                     frame.py(p.1)
                 );
             }
-            Frame::legend(&mut out, i, &s.name, s.dashed);
+            Frame::legend(&mut out, i, &s.name, Swatch::Line { dashed: s.dashed });
         }
         out.push_str("</svg>\n");
         out
@@ -297,7 +321,7 @@ impl BarChart {
             );
         }
         for (g, (name, _)) in self.groups.iter().enumerate() {
-            Frame::legend(&mut out, g, name, false);
+            Frame::legend(&mut out, g, name, Swatch::Square);
         }
         out.push_str("</svg>\n");
         out
@@ -352,6 +376,6 @@ mod tests {
             y_range: Some((0.0, 1.0)),
         }
         .to_svg();
-        assert_eq!(bars.matches("<rect").count(), 1 + 4);
+        assert_eq!(bars.matches("<rect").count(), 1 + 4 + 2); // background, bars, legend
     }
 }
