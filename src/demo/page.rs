@@ -297,8 +297,8 @@ fn rationale(r: &DemoReport) -> String {
          - **Paradigm 2**: λ = sigmoid(θ), the authors' learnable path; FGSM ε = {p2eps} with \
          clean + adversarial loss, momentum {mom}, batch {batch}, as in `mnist_mlp.py`. The \
          authors' lr 0.001 is tuned for 10 epochs × 938 steps on 60 000 images; this run has \
-         {steps} steps, so lr = {lr} is used (with 0.001 λ hardly moves in so few steps: \
-         docs/RESULTS.md, section \"nrpm demo\").\n\
+         {steps} steps, so lr = {lr} is used (with 0.001, λ of fc2 and fc3 hardly move in so \
+         few steps: docs/RESULTS.md, section \"nrpm demo\").\n\
          - **Attacks**: FGSM is the attack of the paper's Table 1; PGD-{pgd} (α = ε/4, uniform \
          random start) is added because one-step FGSM overstates NRPM's robustness, and PGD-{pgd} \
          with gradients from the LPM layers because NRPM's weights 1/(r + ε) with a small ε can \
