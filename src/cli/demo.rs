@@ -29,11 +29,11 @@ pub struct DemoArgs {
     /// Epochs of Paradigm 2 (learning λ) [default: 2; with --quick: 1].
     #[arg(long)]
     pub p2_epochs: Option<usize>,
-    /// PGD steps [default: 20; with --quick: 5].
+    /// PGD steps [default: 20; with --quick: 3].
     #[arg(long)]
     pub pgd_steps: Option<usize>,
-    /// A reduced run (1 000 training and 100 test images, fewer epochs, budgets and steps)
-    /// that takes seconds.
+    /// A smoke run of every stage on few images (1 000 training, 100 for Paradigm 2, 50 test)
+    /// with fewer epochs, budgets and PGD steps: under a second, figures too noisy to read.
     #[arg(long)]
     pub quick: bool,
 }
