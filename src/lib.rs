@@ -26,6 +26,8 @@
 //! - [`report`]: confidence intervals, Markdown tables, SVG charts;
 //! - [`demo`]: `nrpm demo` (and `cargo run --release`): train an MLP on the shipped MNIST
 //!   subset, reprogram it (Paradigms 1, 2), attack it, write a readable report;
+//! - [`reproduce`]: the paper's experiments on the authors' checkpoints, beside the paper's
+//!   numbers (`data/paper/tables.json`);
 //! - [`progress`], [`tensor_file`]: progress callbacks; safetensors files;
 //! - [`cli`]: the `nrpm` command.
 //!
@@ -55,6 +57,7 @@ pub mod nrpm;
 pub mod progress;
 pub mod real;
 pub mod report;
+pub mod reproduce;
 pub mod robust;
 pub mod tensor_file;
 pub mod train;

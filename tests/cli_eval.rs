@@ -147,7 +147,10 @@ fn bad_input_gives_one_error_line_and_a_failure_status() {
         ),
         (vec!["--data", idx.to_str().unwrap()], "t10k-images"),
         (vec!["--attack", "cw", "--n", "5"], "unknown attack"),
-        (vec!["--gradients-from", "other", "--n", "5"], "unknown gradient source"),
+        (
+            vec!["--gradients-from", "other", "--n", "5"],
+            "unknown gradient source",
+        ),
         (vec!["--eps", "0,abc", "--n", "5"], "eps"),
         (vec!["--attack", "l0", "--eps", "1.5", "--n", "5"], "l0"),
         (

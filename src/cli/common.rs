@@ -201,10 +201,7 @@ pub fn load_data(spec: &str, split: Split) -> Result<Dataset> {
             ),
         ));
     }
-    let cifar = ["test_batch.bin", "data_batch_1.bin", "cifar-10-batches-bin"]
-        .iter()
-        .any(|f| dir.join(f).exists());
-    if cifar {
+    if data::cifar::is_cifar10_folder(dir) {
         data::load_cifar10(dir, split)
     } else {
         data::load_mnist_like(dir, split)

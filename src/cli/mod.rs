@@ -11,6 +11,7 @@ pub mod apply;
 pub mod common;
 pub mod demo;
 pub mod eval;
+pub mod reproduce;
 pub mod train;
 
 /// Nonlinear robust pattern matching: robustness reprogramming of neural layers.
@@ -36,6 +37,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Reprogram a trained model (paradigms 1–3) or train one from scratch.
     Train(train::TrainArgs),
+    /// The paper's experiments on the authors' checkpoints, our numbers beside the paper's.
+    Reproduce(reproduce::ReproduceArgs),
 }
 
 /// Runs one parsed command line.
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Analyze(args) => analyze::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Train(args) => train::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
     }
 }
 

@@ -119,6 +119,14 @@ fn read_into(path: &Path, pixels: &mut Vec<f32>, labels: &mut Vec<u8>) -> Result
     Ok(())
 }
 
+/// Whether `dir` looks like a CIFAR-10 binary folder: it holds `test_batch.bin`,
+/// `data_batch_1.bin` or the archive's `cifar-10-batches-bin/` folder.
+pub fn is_cifar10_folder(dir: &Path) -> bool {
+    [TEST_FILE, TRAIN_FILES[0], "cifar-10-batches-bin"]
+        .iter()
+        .any(|f| dir.join(f).exists())
+}
+
 /// Loads one split of CIFAR-10 from `dir` (or from `dir/cifar-10-batches-bin/`, the folder the
 /// archive unpacks to): Train = data_batch_1..5.bin concatenated in order, Test = test_batch.bin.
 ///

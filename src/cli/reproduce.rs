@@ -1,0 +1,198 @@
+//! `nrpm reproduce`: runs the paper's experiments on the authors' checkpoints and writes
+//! `OUT/report.json`, `OUT/report.md` and, with `--markdown`, a copy of the Markdown report
+//! whose hand-written analysis block is kept (see [`crate::reproduce`]).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::cli::write_json;
+use crate::data::cifar::is_cifar10_folder;
+use crate::error::{Error, Result};
+use crate::progress::Bar;
+use crate::report::write_file;
+use crate::reproduce::{self, render, Experiment, Options, Report, Status};
+
+/// The checkpoints beside the repository.
+const SHARED_MODELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models");
+
+/// Run the paper's experiments and write a report with our numbers beside the paper's.
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// Folder of the authors' checkpoints (mlp3_mnist, lenet_mnist, tinyresnet18_cifar10
+    /// .safetensors) [default: ../shared/models beside the repository].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Data: a folder of MNIST IDX files (the full 60 000 + 10 000), `mnist-subset` (shipped,
+    /// 5 000 training images), and/or a folder of CIFAR-10 binary batches; repeat the flag for
+    /// both [default: ../shared/data/mnist beside the repository].
+    #[arg(long)]
+    pub data: Vec<String>,
+    /// Experiments, comma-separated: all, mnist, training, mlp-p1, mlp-p2, mlp-p3,
+    /// mlp-nrpm-tuned, mlp-nrpm-scratch, lenet, attacks, ablation-k, ablation-eps, cifar.
+    #[arg(long, default_value = "all")]
+    pub experiments: String,
+    /// Evaluate on the first N test images (the authors: 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Seed of attack random starts and of training.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per evaluation batch (the figures do not depend on it).
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// PGD steps.
+    #[arg(long, default_value_t = 20)]
+    pub pgd_steps: usize,
+    /// Training epochs (the authors: 10); fewer shortens paradigms 2 and 3, and the report
+    /// says so.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Train on the first N training images only (the report says so).
+    #[arg(long)]
+    pub train_n: Option<usize>,
+    /// Where the NRPM operators run: cpu | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output folder: report.json, report.md, checkpoints/<experiment>/.
+    #[arg(long, default_value = "reproduction")]
+    pub out: PathBuf,
+    /// Also write the Markdown report here (e.g. docs/REPRODUCTION.md), keeping the file's
+    /// hand-written analysis block.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Also write the JSON report here (e.g. docs/REPRODUCTION.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Continue each training run from its checkpoint in OUT/checkpoints/ when there is one
+    /// (a finished run is then only evaluated).
+    #[arg(long)]
+    pub reuse_checkpoints: bool,
+}
+
+/// Runs `nrpm reproduce`.
+///
+/// # Errors
+/// Bad flags (unknown experiment, missing models or data folder, bad device); errors writing
+/// the report; an experiment that failed (after the report is written).
+pub fn run(args: ReproduceArgs) -> Result<()> {
+    let options = options(&args)?;
+    let report = reproduce::run(&options, &mut Bar::default())?;
+    write_reports(&report, &options.out, &args)?;
+    println!("{}", summary(&report, &options.out));
+    match report
+        .experiments
+        .iter()
+        .find(|e| matches!(e.status, Status::Failed { .. }))
+    {
+        Some(e) => Err(Error::config(
+            "experiment",
+            &e.name,
+            "failed; its error is in the report",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The run's options from the flags.
+fn options(args: &ReproduceArgs) -> Result<Options> {
+    let device: crate::nrpm::Device = args.device.parse()?;
+    device.open()?;
+    let (mnist, cifar) = data_folders(&args.data)?;
+    Ok(Options {
+        experiments: Experiment::parse_list(&args.experiments)?,
+        models: args
+            .models
+            .clone()
+            .unwrap_or_else(|| SHARED_MODELS_DIR.into()),
+        mnist,
+        cifar,
+        n: args.n,
+        seed: args.seed,
+        batch_size: args.batch_size,
+        pgd_steps: args.pgd_steps,
+        epochs: args.epochs,
+        train_n: args.train_n,
+        device,
+        out: args.out.clone(),
+        reuse_checkpoints: args.reuse_checkpoints,
+        command: command_line(),
+    })
+}
+
+/// Sorts the `--data` entries into the MNIST source and the CIFAR-10 folder.
+fn data_folders(entries: &[String]) -> Result<(Option<String>, Option<PathBuf>)> {
+    if entries.is_empty() {
+        let shared = crate::data::SHARED_MNIST_DIR;
+        return Ok((Path::new(shared).is_dir().then(|| shared.to_string()), None));
+    }
+    let (mut mnist, mut cifar) = (None, None);
+    for entry in entries {
+        let dir = Path::new(entry);
+        if entry != "mnist-subset" && !dir.is_dir() {
+            let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no such data folder");
+            return Err(Error::io(dir, e));
+        }
+        let slot = match entry != "mnist-subset" && is_cifar10_folder(dir) {
+            true => &mut cifar,
+            false => &mut mnist,
+        };
+        if slot.replace(entry.clone()).is_some() {
+            return Err(Error::config(
+                "data",
+                entry,
+                "names a second folder of the same kind",
+            ));
+        }
+    }
+    Ok((mnist, cifar.map(PathBuf::from)))
+}
+
+/// The command line as typed, quoted where a word needs it.
+fn command_line() -> String {
+    let words: Vec<String> = std::env::args()
+        .enumerate()
+        .map(|(i, a)| if i == 0 { "nrpm".into() } else { a })
+        .map(|a| {
+            match a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                true => format!("'{}'", a.replace('\'', r"'\''")),
+                false => a,
+            }
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// Writes OUT/report.json, OUT/report.md and the `--json` and `--markdown` copies.
+fn write_reports(report: &Report, out: &Path, args: &ReproduceArgs) -> Result<()> {
+    let value = serde_json::to_value(report).expect("the report serialises");
+    for path in std::iter::once(out.join("report.json")).chain(args.json.clone()) {
+        write_json(&path, &value)?;
+    }
+    let text = render::markdown(report);
+    write_file(&out.join("report.md"), &text)?;
+    if let Some(path) = &args.markdown {
+        let existing = std::fs::read_to_string(path).ok();
+        write_file(path, &render::keep_analysis(&text, existing.as_deref()))?;
+    }
+    Ok(())
+}
+
+/// One line per experiment and where the files went.
+fn summary(report: &Report, out: &Path) -> String {
+    let mut s = String::new();
+    for e in &report.experiments {
+        s += &format!(
+            "{:<18} {:<8} {:>8.1} s\n",
+            e.name,
+            reproduce::status_word(&e.status),
+            e.seconds
+        );
+    }
+    s += &format!(
+        "{} differences over 2 points; report: {}",
+        report.differences.len(),
+        out.join("report.md").display()
+    );
+    s
+}
