@@ -67,6 +67,36 @@ pub struct EvalResult {
     pub seconds: f64,
 }
 
+/// Images correct and seconds at each of `budgets` (0 = clean), from `results`, the
+/// evaluation of one attack at the positive budgets in order: a zero budget takes the clean
+/// pass (`clean_correct`, `clean_seconds` of `results[0]`), a positive one the next result's
+/// `robust_correct` and `seconds`.
+///
+/// # Errors
+/// [`Error::Config`] when `results` is empty or its length differs from the number of
+/// positive budgets.
+pub fn correct_by_budget(budgets: &[f64], results: &[EvalResult]) -> Result<Vec<(usize, f64)>> {
+    let positive = budgets.iter().filter(|&&b| b > 0.0).count();
+    let Some(clean) = results.first().filter(|_| results.len() == positive) else {
+        return Err(Error::config(
+            "results",
+            format!("{} for {positive} positive budget(s)", results.len()),
+            "must hold one result per positive budget, at least one",
+        ));
+    };
+    let mut attacked = results.iter();
+    Ok(budgets
+        .iter()
+        .map(|&b| match b > 0.0 {
+            true => attacked
+                .next()
+                .map(|r| (r.robust_correct, r.seconds))
+                .expect("counted above"),
+            false => (clean.clean_correct, clean.clean_seconds),
+        })
+        .collect())
+}
+
 /// Robust accuracy of `model` on every image of `data` under one untargeted `attack`.
 ///
 /// # Errors
@@ -292,5 +322,38 @@ impl Tally {
                 seconds,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(eps: f64, robust: usize, seconds: f64) -> EvalResult {
+        EvalResult {
+            attack: Attack::Fgsm { eps },
+            n: 10,
+            clean_correct: 9,
+            robust_correct: robust,
+            clean_accuracy: 90.0,
+            robust_accuracy: 10.0 * robust as f64,
+            clean_seconds: 0.5,
+            seconds,
+        }
+    }
+
+    #[test]
+    fn correct_by_budget_puts_the_clean_pass_at_zero_and_results_in_order() {
+        let results = [result(0.1, 4, 1.0), result(0.3, 1, 2.0)];
+        let got = correct_by_budget(&[0.0, 0.1, 0.0, 0.3], &results).unwrap();
+        assert_eq!(got, vec![(9, 0.5), (4, 1.0), (9, 0.5), (1, 2.0)]);
+    }
+
+    #[test]
+    fn correct_by_budget_rejects_a_count_mismatch() {
+        let one = [result(0.1, 4, 1.0)];
+        assert!(correct_by_budget(&[0.0, 0.1, 0.2], &one).is_err());
+        assert!(correct_by_budget(&[0.0], &one).is_err());
+        assert!(correct_by_budget(&[0.0, 0.1], &[]).is_err());
     }
 }

@@ -35,7 +35,9 @@ use ndarray::{Array4, ArrayView4};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-pub use eval::{evaluate, evaluate_attacks, evaluate_transfer, EvalOptions, EvalResult};
+pub use eval::{
+    correct_by_budget, evaluate, evaluate_attacks, evaluate_transfer, EvalOptions, EvalResult,
+};
 
 use crate::error::{Error, Result};
 use crate::models::Model;

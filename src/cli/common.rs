@@ -1,7 +1,7 @@
 //! Flags shared by the subcommands that load a model and data (`eval`, `train`, …), and the
 //! functions that turn them into a [`Model`] and a [`Dataset`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::Args;
@@ -178,32 +178,6 @@ impl DataArgs {
     /// # Errors
     /// Missing or malformed files.
     pub fn load(&self, split: Split) -> Result<Dataset> {
-        load_data(&self.data, split)
-    }
-}
-
-/// Loads `mnist-subset`, or a folder holding IDX files (`*-idx3-ubyte[.gz]`) or CIFAR-10
-/// binary batches (`test_batch.bin`, `data_batch_*.bin`).
-///
-/// # Errors
-/// [`Error::Io`] for a missing folder; loader errors otherwise.
-pub fn load_data(spec: &str, split: Split) -> Result<Dataset> {
-    if spec == "mnist-subset" {
-        return Dataset::mnist_subset(split);
-    }
-    let dir = Path::new(spec);
-    if !dir.is_dir() {
-        return Err(Error::io(
-            dir,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such data folder (or use mnist-subset)",
-            ),
-        ));
-    }
-    if data::cifar::is_cifar10_folder(dir) {
-        data::load_cifar10(dir, split)
-    } else {
-        data::load_mnist_like(dir, split)
+        data::load(&self.data, split)
     }
 }

@@ -113,11 +113,7 @@ impl EvalArgs {
     fn gradient_source(&self, model: &Model<f32>) -> Result<Option<Model<f32>>> {
         match self.gradients_from.as_str() {
             "model" => Ok(None),
-            "lpm" => {
-                let mut lpm = model.clone();
-                lpm.set_lpm();
-                Ok(Some(lpm))
-            }
+            "lpm" => Ok(Some(model.lpm_twin())),
             other => Err(Error::UnknownName {
                 what: "gradient source",
                 name: other.into(),

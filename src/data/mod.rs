@@ -13,7 +13,8 @@
 //! - [`cifar`]: CIFAR-10 binary batches and [`load_cifar10`];
 //! - [`Dataset`]: subsets, [`Dataset::shuffled`] (same seed → same order), [`Dataset::batches`];
 //! - [`Dataset::mnist_subset`]: the first 5 000 MNIST training and first 1 000 test images,
-//!   shipped in `data/mnist-subset/` (see its README for source and licence).
+//!   shipped in `data/mnist-subset/` (see its README for source and licence);
+//! - [`load`]: any of these by the name the CLI's `--data` takes.
 //!
 //! Flattening `[N, 1, 28, 28]` to `[N, 784]` for an MLP is the model's job, not this module's.
 //! Malformed files (bad magic, truncated or trailing bytes, count mismatch, label out of range)
@@ -75,6 +76,34 @@ impl Split {
             Split::Train => "train",
             Split::Test => "test",
         }
+    }
+}
+
+/// Loads one split of a data source named as on the command line: `mnist-subset` (the
+/// shipped subset, [`Dataset::mnist_subset`]), or a folder holding IDX files
+/// (`*-idx3-ubyte[.gz]`, [`load_mnist_like`]) or CIFAR-10 binary batches (`test_batch.bin`,
+/// `data_batch_*.bin`, [`load_cifar10`]).
+///
+/// # Errors
+/// [`Error::Io`] for a missing folder; loader errors otherwise.
+pub fn load(spec: &str, split: Split) -> Result<Dataset> {
+    if spec == "mnist-subset" {
+        return Dataset::mnist_subset(split);
+    }
+    let dir = Path::new(spec);
+    if !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such data folder (or use mnist-subset)",
+            ),
+        ));
+    }
+    if cifar::is_cifar10_folder(dir) {
+        load_cifar10(dir, split)
+    } else {
+        load_mnist_like(dir, split)
     }
 }
 

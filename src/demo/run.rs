@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use ndarray::{Array2, Ix2};
 
-use crate::attacks::{evaluate_attacks, evaluate_transfer, Attack, EvalOptions, EvalResult};
+use crate::attacks::{
+    correct_by_budget, evaluate_attacks, evaluate_transfer, Attack, EvalOptions, EvalResult,
+};
 use crate::data::{Dataset, Split};
 use crate::demo::influence::{influence_curve, InfluenceCurve, Probe};
 use crate::demo::{DemoConfig, DemoReport, Machine, Point, StageTime, Variant};
@@ -263,8 +265,7 @@ fn evaluate_variant(
     let bpda = match lambdas.is_empty() {
         true => white.clone(), // an LPM model's own gradients are the LPM gradients
         false => {
-            let mut source = model.clone();
-            source.set_lpm();
+            let source = model.lpm_twin();
             let mut p = Prefixed {
                 prefix: "LPM gradients",
                 inner: progress,
@@ -297,21 +298,14 @@ fn layer_lambdas(model: &mut Model<f32>, lambdas: Vec<(String, f64)>) -> Vec<(St
 
 /// One point per budget: ε = 0 is the clean pass, the others come from `results` in order.
 fn points(budgets: &[f64], results: &[EvalResult]) -> Result<Vec<Point>> {
-    let clean = &results[0];
-    let mut attacked = results.iter();
+    let n = results.first().map_or(0, |r| r.n);
     budgets
         .iter()
-        .map(|&eps| {
-            let (k, seconds) = match eps > 0.0 {
-                true => {
-                    let r = attacked.next().expect("one result per budget > 0");
-                    (r.robust_correct, r.seconds)
-                }
-                false => (clean.clean_correct, clean.clean_seconds),
-            };
+        .zip(correct_by_budget(budgets, results)?)
+        .map(|(&eps, (k, seconds))| {
             Ok(Point {
                 eps,
-                accuracy: Proportion::new(k, clean.n)?,
+                accuracy: Proportion::new(k, n)?,
                 seconds,
             })
         })

@@ -78,6 +78,15 @@ impl<T: Real> Model<T> {
         });
     }
 
+    /// A copy with the same weights and every matching layer LPM: the gradient source of a
+    /// BPDA-style attack ([`crate::attacks::evaluate_transfer`]), which differentiates the
+    /// linear layers instead of the IRLS steps.
+    pub fn lpm_twin(&self) -> Self {
+        let mut twin = self.clone();
+        twin.set_lpm();
+        twin
+    }
+
     /// Reprograms the selected layers with NRPM (`cfg`: norm, K, ε, groups) and λ — one value
     /// for all layers, or one per selected layer in execution order — and sets the others to
     /// LPM. Returns the selected keys.

@@ -254,10 +254,10 @@ impl<'a> Context<'a> {
     }
 
     fn load_mnist(&self, split: Split) -> Result<Dataset> {
-        match self.options.mnist.as_deref().expect("checked by missing()") {
-            "mnist-subset" => Dataset::mnist_subset(split),
-            dir => data::load_mnist_like(dir, split),
-        }
+        data::load(
+            self.options.mnist.as_deref().expect("checked by missing()"),
+            split,
+        )
     }
 
     /// Builds `setup`'s model from the models folder and puts its operators on the device.

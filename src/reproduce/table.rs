@@ -196,29 +196,19 @@ pub fn measure(
     let results = match plan.lpm_gradients {
         false => attacks::evaluate_attacks(model, data, &attacks, options, progress)?,
         true => {
-            let mut source = model.clone();
-            source.set_lpm();
+            let source = model.lpm_twin();
             attacks::evaluate_transfer(model, &source, data, &attacks, options, progress)?
         }
     };
     let n = data.len();
-    let clean = results[0].clean_correct;
-    let mut positive = results.iter().filter(|r| r.attack.budget() > 0.0);
-    let cells = budgets
-        .iter()
-        .map(|&b| {
-            let k = match b > 0.0 {
-                true => {
-                    positive
-                        .next()
-                        .expect("one result per budget")
-                        .robust_correct
-                }
-                false => clean,
-            };
-            Proportion::new(k, n)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let cells = match budgets.iter().any(|&b| b > 0.0) {
+        true => attacks::correct_by_budget(budgets, &results)?,
+        // Only clean columns: `attacks` is one zero-budget FGSM run for its clean pass.
+        false => vec![(results[0].clean_correct, results[0].clean_seconds); budgets.len()],
+    }
+    .into_iter()
+    .map(|(k, _)| Proportion::new(k, n))
+    .collect::<Result<Vec<_>>>()?;
     Ok((cells, clock.elapsed().as_secs_f64()))
 }
 
