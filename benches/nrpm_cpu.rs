@@ -9,23 +9,20 @@
 //!
 //! Run: `cargo bench --bench nrpm_cpu` (set `NRPM_BENCH_QUICK=1` for a short smoke run).
 
-use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
 
+use std::hint::black_box;
+
+use common::{criterion, criterion_dir, estimate_ns, uniform};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use ndarray::{Array1, Array2, Array4};
+use ndarray::{Array1, Array2};
 use nrpm::nrpm::conv::{self, Conv2dGeometry};
 use nrpm::{Exec, Norm, NrpmConfig};
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 
 const EPS: f64 = 1e-3;
 const LAMBDA: f64 = 0.5;
-
-fn uniform(shape: &[usize], scale: f32, rng: &mut StdRng) -> ndarray::ArrayD<f32> {
-    ndarray::ArrayD::from_shape_simple_fn(shape, || rng.random_range(-scale..scale))
-}
 
 struct Linear {
     x: Array2<f32>,
@@ -37,12 +34,11 @@ struct Linear {
 impl Linear {
     fn new(b: usize, d: usize, o: usize) -> Self {
         let mut rng = StdRng::seed_from_u64(42);
-        let as2 = |a: ndarray::ArrayD<f32>| a.into_dimensionality().unwrap();
         Self {
-            x: as2(uniform(&[b, d], 1.0, &mut rng)),
-            w: as2(uniform(&[o, d], (1.0 / d as f32).sqrt(), &mut rng)),
-            b: uniform(&[o], 0.1, &mut rng).into_dimensionality().unwrap(),
-            gy: as2(uniform(&[b, o], 1.0, &mut rng)),
+            x: uniform((b, d), 1.0, &mut rng),
+            w: uniform((o, d), (1.0 / d as f32).sqrt(), &mut rng),
+            b: uniform(o, 0.1, &mut rng),
+            gy: uniform((b, o), 1.0, &mut rng),
         }
     }
 
@@ -74,20 +70,6 @@ impl Linear {
     }
 }
 
-fn criterion() -> Criterion {
-    let quick = std::env::var_os("NRPM_BENCH_QUICK").is_some();
-    let c = Criterion::default().configure_from_args();
-    if quick {
-        c.sample_size(10)
-            .warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(500))
-    } else {
-        c.sample_size(20)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(4))
-    }
-}
-
 fn bench_linear(c: &mut Criterion, (b, d, o): (usize, usize, usize), k: usize) {
     let data = Linear::new(b, d, o);
     let cfg = NrpmConfig::new(Norm::L1, k, EPS, LAMBDA).unwrap();
@@ -112,10 +94,9 @@ fn bench_conv(c: &mut Criterion, k: usize) {
     let (b, ch, hw, o, ks) = (32, 16, 16, 32, 3);
     let geom = Conv2dGeometry::new(1, 1);
     let mut rng = StdRng::seed_from_u64(7);
-    let as4 = |a: ndarray::ArrayD<f32>| -> Array4<f32> { a.into_dimensionality().unwrap() };
-    let x = as4(uniform(&[b, ch, hw, hw], 1.0, &mut rng));
-    let w = as4(uniform(&[o, ch, ks, ks], 0.1, &mut rng));
-    let gy = as4(uniform(&[b, o, hw, hw], 1.0, &mut rng));
+    let x = uniform((b, ch, hw, hw), 1.0, &mut rng);
+    let w = uniform((o, ch, ks, ks), 0.1, &mut rng);
+    let gy = uniform((b, o, hw, hw), 1.0, &mut rng);
     let cfg = NrpmConfig::new(Norm::L1, k, EPS, LAMBDA).unwrap();
     let d = ch * ks * ks;
     let mut g = c.benchmark_group(format!("conv_b{b}_c{ch}_hw{hw}_o{o}_k3x3_k{k}"));
@@ -140,20 +121,14 @@ fn bench_conv(c: &mut Criterion, k: usize) {
     g.finish();
 }
 
-/// Criterion's point estimate (ns per iteration) of one benchmark, if it ran.
-fn estimate_ns(dir: &Path, group: &str, id: &str) -> Option<f64> {
-    let path = dir.join(group).join(id).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
+/// Criterion's mean estimate (ns per iteration) of one benchmark, if it ran.
+fn mean_ns(dir: &std::path::Path, group: &str, id: &str) -> Option<f64> {
+    estimate_ns(dir, group, id, "mean")
 }
 
 /// Prints term-iterations/s and the ratios the issue asks for, from criterion's estimates.
 fn summary(groups: &[(String, u64)]) {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("criterion");
+    let dir = criterion_dir();
     let paths = [
         ("lpm", "lpm_fwd", "lpm_fwd_bwd"),
         ("reference", "reference/fwd", "reference/fwd_bwd"),
@@ -165,7 +140,7 @@ fn summary(groups: &[(String, u64)]) {
     for (group, elements) in groups {
         let t: Vec<Option<(f64, f64)>> = paths
             .iter()
-            .map(|(_, f, fb)| Some((estimate_ns(&dir, group, f)?, estimate_ns(&dir, group, fb)?)))
+            .map(|(_, f, fb)| Some((mean_ns(&dir, group, f)?, mean_ns(&dir, group, fb)?)))
             .collect();
         for ((path, _, _), t) in paths.iter().zip(&t) {
             if let Some((f, fb)) = t {

@@ -15,11 +15,13 @@
 //! `NRPM_BENCH_TILE=1|2|4`: force the tile of the tiled kernels). Without a usable device it
 //! prints why and exits 0.
 
+mod common;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{criterion, criterion_dir, estimate_ns, uniform};
 use criterion::{Criterion, Throughput};
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
@@ -32,24 +34,6 @@ use rand::{RngExt, SeedableRng};
 
 const EPS: f64 = 1e-3;
 const LAMBDA: f64 = 0.5;
-
-fn criterion() -> Criterion {
-    let quick = std::env::var_os("NRPM_BENCH_QUICK").is_some();
-    let c = Criterion::default().configure_from_args();
-    if quick {
-        c.sample_size(10)
-            .warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(500))
-    } else {
-        c.sample_size(20)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(4))
-    }
-}
-
-fn uniform(rows: usize, cols: usize, scale: f32, rng: &mut StdRng) -> Array2<f32> {
-    Array2::from_shape_fn((rows, cols), |_| rng.random_range(-scale..scale))
-}
 
 /// Times `iters` runs of `f` on the device: queue them all, synchronise, read the clock.
 fn gpu_time(dev: &CudaNrpm, iters: u64, mut f: impl FnMut()) -> Duration {
@@ -330,24 +314,10 @@ fn conv_end_to_end(c: &mut Criterion, dev: &Arc<CudaNrpm>, group: &str, k: usize
     g.finish();
 }
 
-/// Criterion's point estimate (ns per iteration) of one benchmark, if it ran.
-fn estimate_ns(dir: &Path, group: &str, id: &str) -> Option<f64> {
-    let path = dir.join(group).join(id).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["median"]["point_estimate"].as_f64()
-}
-
 /// The table for docs/PERFORMANCE.md: times, term-iterations/s, ratios to sgemm and to the
 /// materialised forward.
 fn summary(device: &str, groups: &[(String, u64)]) {
-    // Where criterion wrote: $CRITERION_HOME, else $CARGO_TARGET_DIR/criterion, else target/.
-    let dir = std::env::var_os("CRITERION_HOME")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("criterion"))
-        })
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/criterion"));
+    let dir = criterion_dir();
     let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.3}", v / 1e6));
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => format!("{:.1}×", a / b),
@@ -361,7 +331,7 @@ fn summary(device: &str, groups: &[(String, u64)]) {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (group, elements) in groups {
-        let e = |id: &str| estimate_ns(&dir, group, id);
+        let e = |id: &str| estimate_ns(&dir, group, id, "median");
         let (sf, sfb) = (e("sgemm_fwd"), e("sgemm_fwd_bwd"));
         let (nf, nfb) = (e("nrpm_cuda_fwd"), e("nrpm_cuda_fwd_bwd"));
         let rate = nf.map_or("–".into(), |t| {
@@ -420,9 +390,9 @@ fn main() {
     }
     shapes.push(("cuda_linear_b1024_d4608_o512_k3".into(), 1024, 4608, 512, 3));
     for (group, b, d, o, k) in shapes {
-        let x = uniform(b, d, 1.0, &mut rng);
-        let w = uniform(o, d, (1.0 / d as f32).sqrt(), &mut rng);
-        let gy = uniform(b, o, 1.0, &mut rng);
+        let x = uniform((b, d), 1.0, &mut rng);
+        let w = uniform((o, d), (1.0 / d as f32).sqrt(), &mut rng);
+        let gy = uniform((b, o), 1.0, &mut rng);
         bench_linear(&mut c, &dev, &group, (&x, &w, &gy), k);
         groups.push((group, (b * o * d * k) as u64));
     }
