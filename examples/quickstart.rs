@@ -30,6 +30,7 @@ fn main() -> nrpm::Result<()> {
         lr_steps: vec![],
         adversary: None,
         seed: 0,
+        frozen_batchnorm: false,
     };
     train(
         &mut model,

@@ -18,16 +18,17 @@ pub enum Error {
         expected: Vec<usize>,
         got: Vec<usize>,
     },
-    /// An input or parameter holds NaN or ±Inf.
-    #[error("{what} holds a non-finite value ({value}) at flat index {index}")]
+    /// An input or parameter holds NaN or ±Inf; `index` has one entry per axis.
+    #[error("{what} holds a non-finite value ({value}){}", at_index(.index))]
     NonFinite {
         what: &'static str,
-        index: usize,
+        index: Vec<usize>,
         value: String,
     },
-    /// A computation on finite inputs overflowed the floating-point range.
-    #[error("{op}: result overflowed to a non-finite value at flat index {index}; inputs are too large for this precision")]
-    Overflow { op: &'static str, index: usize },
+    /// A computation on finite inputs overflowed the floating-point range; `index` (one entry
+    /// per axis) locates the first bad value of the result.
+    #[error("{op}: {}", overflow_message(.index))]
+    Overflow { op: &'static str, index: Vec<usize> },
     /// A backward pass was given the cache of another layer (a caller's mistake).
     #[error("{layer}: the cache passed to backward belongs to another kind of layer")]
     WrongCache { layer: &'static str },
@@ -38,6 +39,10 @@ pub enum Error {
         value: String,
         rule: &'static str,
     },
+    /// A command-line flag that cannot be used as given (it would have no effect, or it
+    /// contradicts another).
+    #[error("{flag} {problem}")]
+    Flag { flag: String, problem: String },
     /// A name (norm, model, attack, experiment, …) that nrpm does not know.
     #[error("unknown {what} '{name}' (expected one of: {expected})")]
     UnknownName {
@@ -70,6 +75,91 @@ pub enum Error {
         what: &'static str,
         feature: &'static str,
     },
+    /// An error inside one layer of a network, with the layer's state-dict key
+    /// (`fc2`, `layer2.0.conv1`).
+    #[error("layer {layer}: {}", source.message_in_layer())]
+    InLayer {
+        layer: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A training run stopped because its numbers left the floating-point range; the
+    /// [`Divergence`] says where, what to change, and what was kept.
+    #[error("{0}")]
+    Diverged(Box<Divergence>),
+}
+
+/// Where and how a training run diverged, and what it kept: the per-epoch history up to the
+/// last finished epoch, and the folder holding that epoch's checkpoint.
+#[derive(Debug)]
+pub struct Divergence {
+    /// 1-based epoch in which it happened.
+    pub epoch: usize,
+    /// Epochs planned in all.
+    pub epochs: usize,
+    /// 1-based step (batch) of that epoch.
+    pub step: usize,
+    /// Steps per epoch.
+    pub steps: usize,
+    /// The layer whose output left the range, when known.
+    pub layer: Option<String>,
+    /// The underlying error (overflow, non-finite loss).
+    pub cause: Box<Error>,
+    /// What to change, in words (e.g. "lower --lr (now 0.001) or raise --eps-irls").
+    pub hint: String,
+    /// The reports of the finished epochs (resumed ones included), as JSON.
+    pub history: serde_json::Value,
+    /// The checkpoint folder holding the last finished epoch, if checkpoints were written.
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "training diverged in epoch {}/{}, step {}/{}",
+            self.epoch, self.epochs, self.step, self.steps
+        )?;
+        let cause = match (&self.layer, self.cause.as_ref()) {
+            (Some(_), Error::InLayer { .. }) => self.cause.to_string(),
+            (Some(layer), other) => format!("layer {layer}: {other}"),
+            (None, other) => other.to_string(),
+        };
+        write!(f, " ({cause}); {}", self.hint)?;
+        match (&self.last_checkpoint, self.epoch > 1) {
+            (Some(dir), true) => write!(
+                f,
+                "; the checkpoint of epoch {} is kept in {}",
+                self.epoch - 1,
+                dir.display()
+            ),
+            (Some(_), false) => write!(f, "; no epoch finished, so no checkpoint was written"),
+            (None, _) => write!(f, "; no checkpoint folder was given (--out)"),
+        }
+    }
+}
+
+/// `[3, 17]`.
+fn show_index(index: &[usize]) -> String {
+    let parts: Vec<String> = index.iter().map(usize::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// ` at [3, 17]`, or nothing for a scalar.
+fn at_index(index: &[usize]) -> String {
+    match index.is_empty() {
+        true => String::new(),
+        false => format!(" at {}", show_index(index)),
+    }
+}
+
+/// What an overflow means, in words.
+fn overflow_message(index: &[usize]) -> String {
+    format!(
+        "the result overflowed to ±Inf or NaN{}: the inputs or weights are too large for this \
+         precision",
+        at_index(index)
+    )
 }
 
 /// `Result` with nrpm's [`Error`].
@@ -99,6 +189,51 @@ impl Error {
             value: value.to_string(),
             rule,
         }
+    }
+
+    /// This error as raised inside the layer `name` of a network (nested names are joined
+    /// with dots: `layer2` + `0.conv1` → `layer2.0.conv1`); an empty name changes nothing.
+    pub fn in_layer(self, name: &str) -> Self {
+        match (name.is_empty(), self) {
+            (true, e) => e,
+            (false, Error::InLayer { layer, source }) => Error::InLayer {
+                layer: format!("{name}.{layer}"),
+                source,
+            },
+            (false, e) => Error::InLayer {
+                layer: name.to_string(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// The message as shown under a layer's name: an overflow is the layer's output, whatever
+    /// internal function found it.
+    fn message_in_layer(&self) -> String {
+        match self {
+            Error::Overflow { index, .. } => format!(
+                "the output {}",
+                overflow_message(index).trim_start_matches("the result ")
+            ),
+            other => other.to_string(),
+        }
+    }
+
+    /// The innermost error under any [`Error::InLayer`] wrappers, and the full layer key.
+    pub fn layer_root(&self) -> (Option<&str>, &Error) {
+        match self {
+            Error::InLayer { layer, source } => (Some(layer.as_str()), source.layer_root().1),
+            other => (None, other),
+        }
+    }
+
+    /// Whether the error means numbers left the floating-point range (an overflow or a
+    /// non-finite value), also inside a layer.
+    pub fn is_numeric_blowup(&self) -> bool {
+        matches!(
+            self.layer_root().1,
+            Error::NonFinite { .. } | Error::Overflow { .. } | Error::Diverged(_)
+        )
     }
 
     /// A shape mismatch in `op`.

@@ -131,7 +131,8 @@ impl TensorFile {
         Ok(file)
     }
 
-    /// Writes the file (tensors sorted as safetensors requires, metadata kept).
+    /// Writes the file (tensors sorted as safetensors requires, metadata kept), with the
+    /// permissions of any new file (the umask); the folder must exist.
     ///
     /// # Errors
     /// [`Error::Io`] / [`Error::Format`] if it cannot be written.
@@ -154,13 +155,10 @@ impl TensorFile {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         });
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        safetensors::serialize_to_file(views, meta, path).map_err(|e| match e {
-            safetensors::SafeTensorError::IoError(io) => Error::io(path, io),
-            other => Error::format(path, other.to_string()),
-        })
+        let bytes =
+            safetensors::serialize(views, meta).map_err(|e| Error::format(path, e.to_string()))?;
+        // std::fs::write creates the file with the process umask (as JSON reports are).
+        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
     }
 
     /// `true` if the file has a tensor called `key`.
@@ -226,6 +224,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_values_dtypes_and_metadata() {
         let dir = std::env::temp_dir().join(format!("nrpm-tf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.safetensors");
         let mut f = TensorFile::new(&path);
         f.insert(
@@ -240,6 +239,15 @@ mod tests {
             .insert("n".into(), Tensor::I64(ArrayD::from_elem(IxDyn(&[]), 7)));
         f.metadata.insert("source".into(), "test".into());
         f.write(&path).unwrap();
+        #[cfg(unix)]
+        {
+            // Same permissions as any file the process creates (the umask), not 0600.
+            use std::os::unix::fs::PermissionsExt;
+            let plain = dir.join("plain.json");
+            std::fs::write(&plain, "{}").unwrap();
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), mode(&plain));
+        }
         let g = TensorFile::read(&path).unwrap();
         assert_eq!(g.tensors, f.tensors);
         assert_eq!(g.metadata, f.metadata);

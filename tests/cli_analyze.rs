@@ -70,7 +70,7 @@ fn analyze_reports_breakdown_points_and_influence() {
             "16",
             "--k",
             "3",
-            "--eps",
+            "--eps-irls",
             "1e-3",
             "--grid-min",
             "-20",
@@ -235,7 +235,7 @@ fn analyze_rejects_bad_input_with_one_line() {
     assert_one_line_error(&["--grid-min", "nan"], "grid");
     assert_one_line_error(&["--d", "10", "--group", "3"], "groups");
     assert_one_line_error(&["--escalation-steps", "1"], "escalation");
-    assert_one_line_error(&["--eps", "0"], "eps");
+    assert_one_line_error(&["--eps-irls", "0"], "eps");
 }
 
 #[test]

@@ -65,27 +65,32 @@ fn apply_matches_authors_robust_sum() {
         let (input, output) = (tmp(&format!("{case}.in")), tmp(&format!("{case}.out")));
         write_input(&input, &[("x", x.clone()), ("weight", w.clone())]);
         let s = |k: &str| cfg[k].to_string().trim_matches('"').to_string();
-        let args = [
-            "apply",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--norm",
-            &s("norm"),
-            "--k",
-            &s("k"),
-            "--eps",
-            &s("eps"),
-            "--lambda",
-            &s("lambda"),
-            "--gamma",
-            &s("gamma"),
-            "--delta",
-            &s("delta"),
-            "--group",
-            &s("group"),
+        let norm = s("norm");
+        let mut args = vec![
+            "apply".to_string(),
+            "--input".into(),
+            input.to_str().unwrap().into(),
+            "--output".into(),
+            output.to_str().unwrap().into(),
+            "--norm".into(),
+            norm.clone(),
+            "--k".into(),
+            s("k"),
+            "--eps-irls".into(),
+            s("eps"),
+            "--lambda".into(),
+            s("lambda"),
+            "--group".into(),
+            s("group"),
         ];
+        // γ and δ only for the norms that have them (others refuse them as no-effect flags).
+        if ["mcp", "hm"].contains(&norm.as_str()) {
+            args.extend(["--gamma".into(), s("gamma")]);
+        }
+        if ["huber", "hm"].contains(&norm.as_str()) {
+            args.extend(["--delta".into(), s("delta")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = nrpm(&args);
         assert!(
             out.status.success(),
@@ -132,7 +137,7 @@ fn apply_writes_gradients_that_match_finite_differences() {
         "l1",
         "--k",
         "3",
-        "--eps",
+        "--eps-irls",
         "0.05",
         "--lambda",
         "0.3",
@@ -219,7 +224,7 @@ fn apply_rejects_bad_input_with_one_line() {
             "unknown norm",
         ),
         (
-            vec!["--input", good.to_str().unwrap(), "--eps", "0"],
+            vec!["--input", good.to_str().unwrap(), "--eps-irls", "0"],
             "invalid eps",
         ),
         (

@@ -71,19 +71,28 @@ fn eval_prints_the_table_and_writes_every_setting_and_figure() {
         .collect();
     assert_eq!(rows.len(), 3, "one row per budget:\n{stdout}");
     assert_eq!(report["model"]["name"], "mlp2");
-    assert_eq!(report["model"]["norm"], "l1");
-    assert_eq!(report["model"]["k"], 2);
-    let lambdas: Vec<f64> = report["model"]["reprogrammed"]
-        .as_array()
-        .unwrap()
+    assert_eq!(report["model"]["flags"]["norm"], "l1");
+    assert_eq!(report["model"]["flags"]["lambda"], "0.6,0.8");
+    let layers = report["model"]["reprogrammed"].as_array().unwrap();
+    let lambdas: Vec<f64> = layers
         .iter()
         .map(|l| l["lambda"].as_f64().unwrap())
         .collect();
-    assert_eq!(report["model"]["lambda"], "0.6,0.8");
     assert!(
         lambdas.len() == 2 && (lambdas[0] - 0.6).abs() < 1e-6 && (lambdas[1] - 0.8).abs() < 1e-6
     );
-    assert_eq!(report["data"]["n"], 40);
+    for l in layers {
+        assert_eq!(l["norm"]["kind"], "l1");
+        assert_eq!(l["k"], 2);
+        assert_eq!(l["eps_irls"], 1e-3);
+        assert_eq!(l["groups"], 1);
+        assert_eq!(l["lambda_param"], "raw");
+    }
+    assert_eq!(report["data"]["record"]["n"], 40);
+    assert_eq!(
+        report["data"]["record"]["sha256"].as_str().unwrap().len(),
+        64
+    );
     assert_eq!(report["attack"]["name"], "pgd-linf");
     assert_eq!(
         report["attack"]["budgets"],

@@ -186,14 +186,14 @@ fn operator_handles_empty_batch_and_outputs() {
 }
 
 /// NaN or ±Inf in x, weight, bias or grad_output: `Error::NonFinite` naming the input and
-/// the flat index, on both paths, f32 and f64, linear, conv and LAD.
+/// the index (one entry per axis), on both paths, f32 and f64, linear, conv and LAD.
 #[test]
 fn operator_rejects_non_finite_inputs() {
     let x = array![[1.0_f64, 2.0, 3.0]];
     let w = array![[1.0_f64, 1.0, 1.0]];
     let b = array![0.0];
     let c = cfg(Norm::L1, 2, 0.5);
-    let expect = |r: nrpm::Result<()>, what: &str, index: usize| match r {
+    let expect = |r: nrpm::Result<()>, what: &str, index: &[usize]| match r {
         Err(Error::NonFinite {
             what: got,
             index: i,
@@ -211,7 +211,7 @@ fn operator_rejects_non_finite_inputs() {
             expect(
                 forward_with(exec, xb.view(), w.view(), None, &c).map(|_| ()),
                 "x",
-                2,
+                &[0, 2],
             );
             expect(
                 forward_with(
@@ -223,26 +223,26 @@ fn operator_rejects_non_finite_inputs() {
                 )
                 .map(|_| ()),
                 "x",
-                2,
+                &[0, 2],
             );
             let mut wb = w.clone();
             wb[[0, 1]] = bad;
             expect(
                 forward_with(exec, x.view(), wb.view(), None, &c).map(|_| ()),
                 "weight",
-                1,
+                &[0, 1],
             );
             let bb = array![bad];
             expect(
                 forward_with(exec, x.view(), w.view(), Some(bb.view()), &c).map(|_| ()),
                 "bias",
-                0,
+                &[0],
             );
             let (_, it) = forward_with(exec, x.view(), w.view(), Some(b.view()), &c).unwrap();
             expect(
                 backward_with(exec, x.view(), w.view(), &it, array![[bad]].view(), &c).map(|_| ()),
                 "grad_output",
-                0,
+                &[0, 0],
             );
             // conv
             let xc = Array4::from_shape_fn(

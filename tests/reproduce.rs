@@ -192,9 +192,14 @@ fn mlp_p1_writes_reports_with_paper_numbers_differences_and_kept_analysis() {
         &format!("{ANALYSIS_START}\nMY ANALYSIS\n"),
     );
     std::fs::write(&md, edited).unwrap();
-    let mut rerun = vec!["--experiments", "cifar"]; // quick: not run without CIFAR-10
+    // A rerun where nothing can run (no CIFAR-10) still writes the report, keeps the analysis,
+    // and exits non-zero, saying why.
+    let mut rerun = vec!["--experiments", "cifar", "--out", dir.to_str().unwrap()];
     rerun.extend(md_args);
-    run_ok(&dir, &rerun);
+    let out = nrpm_reproduce(&rerun);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("none of them could run"), "{stderr}");
     let again = std::fs::read_to_string(&md).unwrap();
     assert!(again.contains("MY ANALYSIS") && again.contains(ANALYSIS_END));
     std::fs::remove_dir_all(dir).ok();
@@ -280,7 +285,7 @@ fn cifar_runs_on_a_generated_binary_batch() {
         "--data",
         data.to_str().unwrap(),
         "--n",
-        "1000",
+        "4",
         "--pgd-steps",
         "1",
     ];
@@ -290,7 +295,7 @@ fn cifar_runs_on_a_generated_binary_batch() {
     let main = &cifar["tables"][0];
     assert_eq!(main["rows"].as_array().unwrap().len(), 7); // LPM, λ = 0.9 … 0.4
     assert_eq!(main["rows"][0]["cells"][0]["paper"], 67.89);
-    assert_eq!(main["rows"][0]["cells"][0]["accuracy"]["n"], 4); // all the folder holds
+    assert_eq!(main["rows"][0]["cells"][0]["accuracy"]["n"], 4);
     assert_eq!(cifar["tables"][1]["rows"][0]["cells"][7]["paper"], 0.0); // 512/255
     assert!(cifar["notes"]
         .as_array()

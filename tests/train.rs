@@ -65,6 +65,7 @@ fn config(paradigm: Paradigm, epochs: usize, lr: f64, adversary: Option<Adversar
         lr_steps: vec![],
         adversary,
         seed: 3,
+        frozen_batchnorm: false,
     }
 }
 

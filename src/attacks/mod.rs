@@ -94,13 +94,101 @@ pub enum Attack {
 /// The names [`Attack::from_name`] accepts.
 pub const ATTACK_NAMES: &str = "fgsm, pgd-linf (or pgd), pgd-l2, l2, l1, l0";
 
-/// PGD's step size when none is given: α = ε/4 (the authors' CIFAR setting 2/255 for 8/255).
-pub const DEFAULT_ALPHA_RATIO: f64 = 0.25;
+/// The authors' CIFAR-10 PGD step ratio: α = ε/4 (2/255 for 8/255), used where their settings
+/// are reproduced.
+pub const AUTHORS_ALPHA_RATIO: f64 = 0.25;
+
+/// Madry et al.'s step size factor: α = 2.5·ε/steps, the default of every PGD.
+pub const MADRY_ALPHA_FACTOR: f64 = 2.5;
+
+/// PGD's default step size `α = 2.5·ε/steps` (Madry et al. 2018): with any number of steps
+/// the iterates can travel 2.5·ε, so PGD-1 reaches the ε-sphere as FGSM does, and longer runs
+/// can move along it.
+///
+/// ```
+/// assert_eq!(nrpm::attacks::default_alpha(0.1, 1), 0.25);
+/// assert!((nrpm::attacks::default_alpha(0.1, 20) - 0.0125).abs() < 1e-15);
+/// ```
+pub fn default_alpha(eps: f64, steps: usize) -> f64 {
+    MADRY_ALPHA_FACTOR * eps / steps.max(1) as f64
+}
+
+/// How a PGD step size is chosen for each budget ε.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StepSize {
+    /// `α = 2.5·ε/steps` ([`default_alpha`]).
+    Madry,
+    /// `α = r·ε` (the authors' CIFAR setting is r = 1/4).
+    Relative(f64),
+    /// The same α at every budget.
+    Absolute(f64),
+}
+
+impl StepSize {
+    /// α for budget `eps` and `steps` steps.
+    pub fn alpha(self, eps: f64, steps: usize) -> f64 {
+        match self {
+            StepSize::Madry => default_alpha(eps, steps),
+            StepSize::Relative(r) => r * eps,
+            StepSize::Absolute(a) => a,
+        }
+    }
+}
+
+impl std::str::FromStr for StepSize {
+    type Err = Error;
+
+    /// `0.01` (absolute), `eps/4`, `0.25*eps` or `0.25eps` (relative to each budget), or
+    /// `madry` (2.5·ε/steps).
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase().replace(' ', "");
+        let number = |v: &str| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    Error::config(
+                        "alpha",
+                        s,
+                        "must be a number ≥ 0, eps/N, R*eps, or madry (2.5·eps/steps)",
+                    )
+                })
+        };
+        if t == "madry" {
+            return Ok(StepSize::Madry);
+        }
+        if let Some(div) = t.strip_prefix("eps/") {
+            let d = number(div)?;
+            return match d > 0.0 {
+                true => Ok(StepSize::Relative(1.0 / d)),
+                false => Err(Error::config("alpha", s, "eps/N needs N > 0")),
+            };
+        }
+        if let Some(r) = t.strip_suffix("*eps").or_else(|| t.strip_suffix("eps")) {
+            return Ok(StepSize::Relative(number(r)?));
+        }
+        Ok(StepSize::Absolute(number(&t)?))
+    }
+}
+
+impl std::fmt::Display for StepSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepSize::Madry => f.write_str("2.5·ε/steps"),
+            StepSize::Relative(r) if *r > 0.0 && (1.0 / r).fract() == 0.0 => {
+                write!(f, "ε/{}", 1.0 / r)
+            }
+            StepSize::Relative(r) => write!(f, "{r}·ε"),
+            StepSize::Absolute(a) => write!(f, "{a}"),
+        }
+    }
+}
 
 impl Attack {
     /// The attack called `name` (`fgsm | pgd-linf | pgd | pgd-l2 | l2 | l1 | l0`) with budget
     /// `eps`. `steps`, `alpha` and `random_start` are used by PGD only; `alpha = None` means
-    /// `α = ε/4`. For `l0`, `eps` is the number of entries and must be a whole number.
+    /// `α = 2.5·ε/steps` ([`default_alpha`]). For `l0`, `eps` is the number of entries and
+    /// must be a whole number.
     ///
     /// # Errors
     /// [`Error::UnknownName`] for another name; [`Error::Config`] for a negative or non-finite
@@ -112,7 +200,7 @@ impl Attack {
     /// use nrpm::attacks::Attack;
     /// let pgd = Attack::from_name("pgd-linf", 8.0 / 255.0, 20, None, true)?;
     /// assert_eq!(pgd.budget(), 8.0 / 255.0);
-    /// assert!(matches!(pgd, Attack::PgdLinf { alpha, .. } if (alpha - 2.0 / 255.0).abs() < 1e-12));
+    /// assert!(matches!(pgd, Attack::PgdLinf { alpha, .. } if (alpha - 1.0 / 255.0).abs() < 1e-12));
     /// assert_eq!(Attack::from_name("l0", 128.0, 0, None, false)?, Attack::L0 { pixels: 128 });
     /// assert!(Attack::from_name("cw", 0.1, 0, None, false).is_err());
     /// # Ok(()) }
@@ -124,7 +212,7 @@ impl Attack {
         alpha: Option<f64>,
         random_start: bool,
     ) -> Result<Self> {
-        let alpha = alpha.unwrap_or(DEFAULT_ALPHA_RATIO * eps);
+        let alpha = alpha.unwrap_or_else(|| default_alpha(eps, steps));
         let attack = match name.to_ascii_lowercase().as_str() {
             "fgsm" => Self::Fgsm { eps },
             "pgd-linf" | "pgd" => Self::PgdLinf {
@@ -154,6 +242,31 @@ impl Attack {
         };
         attack.validate()?;
         Ok(attack)
+    }
+
+    /// Whether the steps can reach the ε-sphere from the clean image: `steps·α ≥ ε` for PGD
+    /// (always `true` for the one-step attacks, which step to the sphere).
+    pub fn reaches_sphere(&self) -> bool {
+        match *self {
+            Self::PgdLinf {
+                eps, alpha, steps, ..
+            }
+            | Self::PgdL2 {
+                eps, alpha, steps, ..
+            } => steps as f64 * alpha >= eps * (1.0 - 1e-12),
+            _ => true,
+        }
+    }
+
+    /// `steps·α` for PGD (how far the steps can carry an iterate), `ε` for the one-step
+    /// attacks.
+    pub fn steps_times_alpha(&self) -> f64 {
+        match *self {
+            Self::PgdLinf { alpha, steps, .. } | Self::PgdL2 { alpha, steps, .. } => {
+                steps as f64 * alpha
+            }
+            _ => self.budget(),
+        }
     }
 
     /// The budget: ε, or the number of entries for [`Attack::L0`].
@@ -214,6 +327,39 @@ impl Attack {
             }
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Display for Attack {
+    /// In words: `FGSM L∞ ε = 0.3`, `PGD-20 L∞ ε = 0.1 (α = 0.0125, random start)`,
+    /// `L0 128 pixels`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Fgsm { eps } => write!(f, "FGSM L∞ ε = {eps}"),
+            Self::PgdLinf {
+                eps,
+                alpha,
+                steps,
+                random_start,
+            }
+            | Self::PgdL2 {
+                eps,
+                alpha,
+                steps,
+                random_start,
+            } => {
+                let ball = if self.norm() == "l2" { "L2" } else { "L∞" };
+                let start = if random_start {
+                    "random start"
+                } else {
+                    "clean start"
+                };
+                write!(f, "PGD-{steps} {ball} ε = {eps} (α = {alpha}, {start})")
+            }
+            Self::L2Step { eps } => write!(f, "one-step L2 ε = {eps}"),
+            Self::L1Step { eps } => write!(f, "one-step L1 ε = {eps}"),
+            Self::L0 { pixels } => write!(f, "L0 {pixels} pixels"),
+        }
     }
 }
 

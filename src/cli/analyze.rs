@@ -10,8 +10,11 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::cli::common::check_output_file;
 use crate::cli::{write_json, OperatorArgs};
 use crate::error::Result;
+use crate::models::ModelRecord;
+use crate::nrpm::NrpmConfig;
 use crate::robust::{
     self, breakdown::BREAKDOWN_SLOPE, lipschitz, BreakdownEstimate, Escalation, Estimator,
     LayerNorms, ObjectiveStep, SensitivityPoint,
@@ -75,12 +78,27 @@ struct EstimatorReport {
 /// Invalid flags (unknown norm, D = 0, empty grid, outlier index ≥ D, groups not dividing D,
 /// bad escalation); an unreadable or malformed `--weights` file; an unwritable `--json` path.
 pub fn run(args: AnalyzeArgs) -> Result<()> {
-    let cfg = args.op.config()?;
-    let layers = args
-        .weights
-        .as_ref()
-        .map(|path| TensorFile::read(path).and_then(|f| robust::layer_norms(&f)))
-        .transpose()?;
+    if let Some(path) = &args.json {
+        check_output_file("--json", path)?;
+    }
+    let file = args.weights.as_ref().map(TensorFile::read).transpose()?;
+    let cfg = match checkpoint_operator(file.as_ref())? {
+        Some((key, op)) if !args.op.any_given() => {
+            eprintln!("note: analysing the operator of the checkpoint's layer {key}: {op}");
+            op
+        }
+        Some((key, op)) => {
+            let cfg = args.op.config_over(op)?;
+            if cfg != op {
+                eprintln!(
+                    "note: the operator flags replace the checkpoint's operator of {key} ({op})"
+                );
+            }
+            cfg
+        }
+        None => args.op.config()?,
+    };
+    let layers = file.as_ref().map(robust::layer_norms).transpose()?;
     let terms = robust::synthetic_terms(args.d, args.seed)?;
     let grid = robust::linear_grid(args.grid_min, args.grid_max, args.grid_points)?;
     let escalation = Escalation {
@@ -100,11 +118,21 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     if let Some(path) = &args.json {
         write_json(
             path,
-            &report_json(&args, &terms, &reports, &trace, layers.as_deref()),
+            &report_json(&args, &cfg, &terms, &reports, &trace, layers.as_deref()),
         )?;
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The operator of the first NRPM layer of a checkpoint written by nrpm (`None` for files
+/// without a record, or with no NRPM layer).
+fn checkpoint_operator(file: Option<&TensorFile>) -> Result<Option<(String, NrpmConfig)>> {
+    let Some(file) = file else { return Ok(None) };
+    let layers = ModelRecord::from_file(file)?
+        .and_then(|r| r.nrpm_layers)
+        .unwrap_or_default();
+    Ok(layers.first().map(|l| (l.key.clone(), l.operator)))
 }
 
 fn analyse(
@@ -149,10 +177,13 @@ fn print_summary(
     );
     println!(
         "{:<46} {:>11} {:>11} {:>11} {:>11} {:>13} {:>5} {:>7}",
-        "estimator", "T(t)", "SC(min)", "SC(max)", "max|SC|", "bias(m=1,M_J)", "m*", "m*/D"
+        "estimator", "T(t)", "min SC", "max SC", "max|SC|", "bias(m=1,M_J)", "m*", "m*/D"
     );
     for r in reports {
-        let (first, last) = (&r.influence[0], &r.influence[r.influence.len() - 1]);
+        let sc = r.influence.iter().map(|p| p.sc);
+        let (lo, hi) = sc.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
         let bias1 = r.breakdown.rows[0].bias[mags.len() - 1];
         let (m, frac) = match (r.breakdown.m, r.breakdown.fraction) {
             (Some(m), Some(f)) => (m.to_string(), format!("{f:.4}")),
@@ -160,7 +191,7 @@ fn print_summary(
         };
         println!(
             "{:<46} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>13.4e} {:>5} {:>7}",
-            r.label, r.clean_output, first.sc, last.sc, r.gross_error_sensitivity, bias1, m, frac
+            r.label, r.clean_output, lo, hi, r.gross_error_sensitivity, bias1, m, frac
         );
     }
     let (start, end) = (&trace[0], &trace[trace.len() - 1]);
@@ -212,6 +243,7 @@ fn method_name() -> String {
 
 fn report_json(
     args: &AnalyzeArgs,
+    cfg: &NrpmConfig,
     terms: &[f64],
     reports: &[EstimatorReport],
     trace: &[ObjectiveStep],
@@ -219,7 +251,7 @@ fn report_json(
 ) -> Value {
     json!({
         "command": "analyze",
-        "settings": settings_json(args),
+        "settings": settings_json(args, cfg),
         "terms": terms,
         "estimators": reports,
         "objective_trace": trace,
@@ -233,11 +265,10 @@ fn report_json(
     })
 }
 
-fn settings_json(args: &AnalyzeArgs) -> Value {
-    let op = &args.op;
+fn settings_json(args: &AnalyzeArgs, cfg: &NrpmConfig) -> Value {
     json!({
-        "norm": op.norm, "k": op.k, "eps": op.eps, "lambda": op.lambda,
-        "gamma": op.gamma, "delta": op.delta, "group": op.group,
+        "operator": cfg, "norm": cfg.norm().name(), "k": cfg.k(), "eps_irls": cfg.eps(),
+        "lambda": cfg.lambda(), "group": cfg.groups(),
         "d": args.d, "seed": args.seed, "terms_distribution": "N(0, 1)",
         "outlier_index": args.outlier_index,
         "grid_min": args.grid_min, "grid_max": args.grid_max, "grid_points": args.grid_points,

@@ -1,11 +1,12 @@
 //! `nrpm apply`: the operator on tensors from a file, so anyone can check nrpm against the
 //! authors' PyTorch code (same inputs in, compare `z` and the gradients).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use ndarray::{Array2, Ix1, Ix2};
 
+use crate::cli::common::check_output_file;
 use crate::cli::OperatorArgs;
 use crate::error::{Error, Result};
 use crate::nrpm::{backward_with, forward_with, Exec, NrpmConfig};
@@ -14,7 +15,8 @@ use crate::tensor_file::{Tensor, TensorFile};
 
 /// Reads `x` [B, D], `weight` [O, D], optional `bias` [O] and `grad_output` [B, O]; writes `z`
 /// [B, O] and, when `grad_output` is given, `grad_x`, `grad_weight`, `grad_bias`, `grad_lambda`.
-/// f64 inputs are computed in f64, anything else in f32.
+/// All tensors must have one type: f64 inputs are computed in f64, f32 inputs in f32; any other
+/// tensor name is refused.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// Input safetensors file.
@@ -48,8 +50,9 @@ pub fn run(args: ApplyArgs) -> Result<()> {
             })
         }
     };
+    check_paths(&args.input, &args.output)?;
     let input = TensorFile::read(&args.input)?;
-    let f64_input = matches!(input.tensors.get("x"), Some(Tensor::F64(_)));
+    let f64_input = check_tensors(&input)?;
     let out = if f64_input {
         apply::<f64>(&input, &cfg, exec)?
     } else {
@@ -63,6 +66,55 @@ pub fn run(args: ApplyArgs) -> Result<()> {
         out.tensors.keys().cloned().collect::<Vec<_>>().join(", ")
     );
     Ok(())
+}
+
+/// The tensor names `apply` reads.
+const KNOWN: [&str; 4] = ["x", "weight", "bias", "grad_output"];
+
+/// `--output` must be writable and must not be `--input` (checked before any work).
+fn check_paths(input: &Path, output: &Path) -> Result<()> {
+    check_output_file("--output", output)?;
+    let same = match (input.canonicalize(), output.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::Flag {
+            flag: format!("--output {}", output.display()),
+            problem: "is the input file; give another path (the input would be overwritten)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Every tensor is one `apply` reads, and all are of one float type; returns `true` for f64.
+fn check_tensors(input: &TensorFile) -> Result<bool> {
+    if let Some(key) = input.tensors.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(Error::format(
+            &input.path,
+            format!(
+                "unknown tensor '{key}' (apply reads {}; a misspelt name would silently drop \
+                 its part of the computation)",
+                KNOWN.join(", ")
+            ),
+        ));
+    }
+    let dtypes: Vec<(&String, &'static str)> = input
+        .tensors
+        .iter()
+        .map(|(k, t)| (k, t.dtype_name()))
+        .collect();
+    if let Some((key, dtype)) = dtypes.iter().find(|(_, d)| *d != dtypes[0].1) {
+        return Err(Error::format(
+            &input.path,
+            format!(
+                "tensors of mixed types: '{}' is {} but '{key}' is {dtype}; give every \
+                 tensor one type (f32 or f64)",
+                dtypes[0].0, dtypes[0].1
+            ),
+        ));
+    }
+    Ok(matches!(input.tensors.get("x"), Some(Tensor::F64(_))))
 }
 
 fn matrix<T: Real>(file: &TensorFile, key: &str) -> Result<Array2<T>> {

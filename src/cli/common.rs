@@ -1,71 +1,13 @@
-//! Flags shared by the subcommands that load a model and data (`eval`, `train`, …), and the
-//! functions that turn them into a [`Model`] and a [`Dataset`].
+//! Flags shared by the subcommands that load data (`eval`, `train`, …), number lists, and the
+//! checks of output paths that run before any work starts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clap::Args;
 
 use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
-use crate::models::{LayerSelection, Model, ModelSpec};
-use crate::nn::LambdaParam;
-use crate::nrpm::{Device, Norm, NrpmConfig};
-
-/// Which model, which checkpoint, and how it is reprogrammed.
-#[derive(Debug, Clone, Args)]
-pub struct ModelArgs {
-    /// Architecture: mlp1 | mlp2 | mlp3 | lenet | resnet{10,18,34,50}[-tiny].
-    #[arg(long, default_value = "mlp3")]
-    pub model: String,
-    /// Checkpoint (safetensors, PyTorch key names); without it the weights are initialised
-    /// from --init-seed.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Seed of the initial weights when no checkpoint is given.
-    #[arg(long, default_value_t = 0)]
-    pub init_seed: u64,
-    /// Add ReLU between MLP layers (the authors' MLP has none).
-    #[arg(long)]
-    pub mlp_relu: bool,
-    /// Add the convolution bias (the authors' robust convolution never does).
-    #[arg(long)]
-    pub conv_bias: bool,
-    /// Take λ from the checkpoint's robust_sum slots where present.
-    #[arg(long)]
-    pub lambda_from_weights: bool,
-    /// Matching of the selected layers: lpm | l1 | huber | mcp | hm.
-    #[arg(long, default_value = "lpm")]
-    pub norm: String,
-    /// IRLS steps K.
-    #[arg(long, default_value_t = 3)]
-    pub k: usize,
-    /// ε of the IRLS weight 1/(r + ε).
-    #[arg(long, default_value_t = 1e-3)]
-    pub eps_irls: f64,
-    /// λ for every reprogrammed layer, or one per layer: 0.7 or 0.5,0.3,0.1.
-    #[arg(long, default_value = "1.0")]
-    pub lambda: String,
-    /// γ of mcp and hm.
-    #[arg(long, default_value_t = crate::nrpm::norm::DEFAULT_GAMMA)]
-    pub gamma: f64,
-    /// δ of huber and hm.
-    #[arg(long, default_value_t = crate::nrpm::norm::DEFAULT_DELTA)]
-    pub delta: f64,
-    /// Split each operator's D terms into N groups.
-    #[arg(long, default_value_t = 1)]
-    pub group: usize,
-    /// Layers to reprogram: default | all | convs | linears | from:I | key1,key2.
-    #[arg(long, default_value = "default")]
-    pub layers: String,
-    /// λ parametrisation: raw (λ = θ) or sigmoid (λ = sigmoid(θ), for learning λ).
-    #[arg(long, default_value = "raw")]
-    pub lambda_param: String,
-    /// Where the NRPM operators run: cpu | cuda | cuda:N (the other layers stay on the CPU).
-    /// CUDA needs nrpm built with `--features cuda`, an NVIDIA driver, NVRTC and a GPU.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-}
 
 /// Parses a comma-separated list of numbers (`0,0.05,0.1`).
 ///
@@ -88,82 +30,6 @@ pub fn parse_list<T: FromStr>(what: &'static str, s: &str) -> Result<Vec<T>> {
     Ok(items)
 }
 
-impl ModelArgs {
-    /// The operator configuration of the reprogrammed layers (λ set per layer later).
-    ///
-    /// # Errors
-    /// Unknown norm, values out of range.
-    pub fn nrpm_config(&self) -> Result<NrpmConfig> {
-        let norm = Norm::from_name(&self.norm, self.gamma, self.delta)?;
-        NrpmConfig::new(norm, self.k, self.eps_irls, 1.0)?.with_groups(self.group)
-    }
-
-    /// The λ parametrisation.
-    ///
-    /// # Errors
-    /// [`Error::UnknownName`] for anything but raw or sigmoid.
-    pub fn lambda_param(&self) -> Result<LambdaParam> {
-        match self.lambda_param.as_str() {
-            "raw" => Ok(LambdaParam::Raw),
-            "sigmoid" => Ok(LambdaParam::Sigmoid),
-            other => Err(Error::UnknownName {
-                what: "lambda parametrisation",
-                name: other.into(),
-                expected: "raw, sigmoid".into(),
-            }),
-        }
-    }
-
-    /// The device of `--device`, checked to work (for CUDA: driver, NVRTC, a GPU, the kernels
-    /// compiled).
-    ///
-    /// # Errors
-    /// [`Error::UnknownName`] for a bad name; [`Error::NoCuda`] (one line saying why: built
-    /// without the cuda feature, libcuda not found, no CUDA device, …) when CUDA is unusable.
-    pub fn device(&self) -> Result<Device> {
-        let device: Device = self.device.parse()?;
-        device.open()?;
-        Ok(device)
-    }
-
-    /// Builds the model for images `[C, H, W]`, loads the checkpoint, reprograms the
-    /// selected layers (nothing is reprogrammed for `--norm lpm`) and puts their operators on
-    /// `--device`, which is checked first.
-    ///
-    /// # Errors
-    /// Unknown names, bad checkpoints (every missing or mis-shaped key), bad flags, an
-    /// unusable `--device`.
-    pub fn build(&self, image: [usize; 3]) -> Result<Model<f32>> {
-        let device = self.device()?;
-        let [c, h, w] = image;
-        if h != w {
-            return Err(Error::config(
-                "image",
-                format!("{h}×{w}"),
-                "models take square images",
-            ));
-        }
-        let spec = ModelSpec::from_name(&self.model, c, h)?.with_mlp_relu(self.mlp_relu);
-        let spec = ModelSpec {
-            conv_bias: self.conv_bias,
-            ..spec
-        };
-        let mut model = Model::<f32>::new(spec);
-        let cfg = self.nrpm_config()?;
-        let lambdas: Vec<f64> = parse_list("lambda", &self.lambda)?;
-        if !cfg.norm().is_lpm() {
-            let selection: LayerSelection = self.layers.parse()?;
-            model.reprogram(&selection, cfg, &lambdas, self.lambda_param()?)?;
-        }
-        match &self.weights {
-            Some(path) => model.load_file(path, self.lambda_from_weights)?,
-            None => model.init(self.init_seed),
-        }
-        model.set_exec(device.exec());
-        Ok(model)
-    }
-}
-
 /// Which images.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
@@ -179,5 +45,76 @@ impl DataArgs {
     /// Missing or malformed files.
     pub fn load(&self, split: Split) -> Result<Dataset> {
         data::load(&self.data, split)
+    }
+}
+
+/// Checks, before any work, that `path` can be written as a file: it is not a folder, its
+/// folder exists (it is not created), and a file can be created there. `flag` names the flag
+/// in the error.
+///
+/// # Errors
+/// [`Error::Flag`] naming the flag and the problem.
+pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
+    let bad = |problem: String| Error::Flag {
+        flag: format!("{flag} {}", path.display()),
+        problem,
+    };
+    if path.is_dir() {
+        return Err(bad("is a folder; give a file name".into()));
+    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(bad(format!(
+            "cannot be written: the folder {} does not exist (it is not created)",
+            dir.display()
+        )));
+    }
+    probe_writable(&dir).map_err(|e| bad(format!("cannot be written: {e}")))?;
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| bad(format!("cannot be overwritten: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Checks, before any work, that `dir` can hold output files: an existing folder that can be
+/// written to, or a path that can be created (it is created now, with its missing parents, as
+/// the flags that take a folder document).
+///
+/// # Errors
+/// [`Error::Flag`] naming the flag and the problem.
+pub fn prepare_output_dir(flag: &str, dir: &Path) -> Result<()> {
+    let bad = |problem: String| Error::Flag {
+        flag: format!("{flag} {}", dir.display()),
+        problem,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(bad("is a file; give a folder".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot be created: {e}")))?;
+    probe_writable(dir).map_err(|e| bad(format!("cannot be written: {e}")))
+}
+
+/// Creates and removes a probe file in `dir`.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".nrpm-write-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// The first `n` images of `data` (all of them when `n` is `None`), refusing a count the data
+/// does not hold.
+///
+/// # Errors
+/// [`Error::Config`] naming `flag` for n = 0 or n larger than the data.
+pub fn first_n(data: Dataset, n: Option<usize>, flag: &'static str) -> Result<Dataset> {
+    match n {
+        None => Ok(data),
+        Some(n) => data.take(n, flag),
     }
 }

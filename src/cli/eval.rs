@@ -9,8 +9,9 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::attacks::{self, Attack, EvalOptions, EvalResult};
-use crate::cli::common::{parse_list, DataArgs, ModelArgs};
+use crate::attacks::{self, Attack, EvalOptions, EvalResult, StepSize};
+use crate::cli::common::{check_output_file, first_n, parse_list, DataArgs};
+use crate::cli::model_args::{describe, Built, ModelArgs};
 use crate::cli::write_json;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
@@ -36,16 +37,18 @@ pub struct EvalArgs {
     /// Budgets, comma-separated: ε (L∞ per pixel; L2, L1 per image) or, for l0, pixel counts.
     #[arg(long, default_value = "0,0.05,0.1,0.15,0.2,0.25,0.3")]
     pub eps: String,
-    /// PGD steps.
-    #[arg(long, default_value_t = 20)]
-    pub steps: usize,
-    /// PGD step size α [default: ε/4 at each budget].
+    /// PGD steps [default: 20; PGD only].
     #[arg(long)]
-    pub alpha: Option<f64>,
-    /// PGD starts at a random point of the ε-ball (the default).
+    pub steps: Option<usize>,
+    /// PGD step size α: a number, or relative to each budget (eps/4, 0.25*eps), or madry
+    /// [default: madry = 2.5·ε/steps, which lets any number of steps reach the ε-sphere; PGD
+    /// only].
+    #[arg(long)]
+    pub alpha: Option<String>,
+    /// PGD starts at a random point of the ε-ball (the default; PGD only).
     #[arg(long, overrides_with = "no_random_start")]
     pub random_start: bool,
-    /// PGD starts at the clean image.
+    /// PGD starts at the clean image (PGD only).
     #[arg(long, overrides_with = "random_start")]
     pub no_random_start: bool,
     /// Targeted attack, towards a wrong class drawn per image from --seed.
@@ -62,42 +65,62 @@ pub struct EvalArgs {
     /// masking; the reprogrammed model is still the one classified).
     #[arg(long, default_value = "model")]
     pub gradients_from: String,
-    /// Write settings, figures, timings and the machine to this JSON file.
+    /// Write settings, figures, timings and the machine to this JSON file (its folder must
+    /// exist; checked before the run).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
+/// PGD's default number of steps.
+pub const DEFAULT_STEPS: usize = 20;
+
 /// Runs `nrpm eval`.
 ///
 /// # Errors
-/// Bad flags (unknown attack or model, bad budgets, n out of range), unreadable or malformed
-/// data and checkpoints, images the model cannot take, attack errors.
+/// Bad flags (unknown attack or model, bad budgets, n out of range, flags with no effect),
+/// an unwritable `--json`, unreadable or malformed data and checkpoints, images the model
+/// cannot take, attack errors.
 pub fn run(args: EvalArgs) -> Result<()> {
     let start = Instant::now();
+    if let Some(path) = &args.json {
+        check_output_file("--json", path)?;
+    }
     let attacks = args.attacks()?;
-    let data = args.test_images()?;
-    let model = args.model.build(data.image_shape())?;
+    let data = first_n(args.data.load(Split::Test)?, args.n, "n")?;
+    let built = args.model.build(data.image_shape(), false)?;
+    for note in &built.notices {
+        eprintln!("note: {note}");
+    }
+    if let Some(a) = attacks.iter().find(|a| !a.reaches_sphere()) {
+        eprintln!(
+            "warning: {a}: steps·α = {:.4} < ε, so the attack cannot reach the ε-sphere from the \
+             clean image; raise --steps or --alpha",
+            a.steps_times_alpha()
+        );
+    }
     let options = EvalOptions {
         batch_size: args.batch_size,
         seed: args.seed,
         targeted: args.targeted,
     };
-    let source = args.gradient_source(&model)?;
+    let model = &built.model;
+    let source = args.gradient_source(model)?;
+    print!("{}", header(&args, &data, model, &attacks[0]));
     let load_seconds = start.elapsed().as_secs_f64();
     let results = attacks::evaluate_transfer(
-        &model,
-        source.as_ref().unwrap_or(&model),
+        model,
+        source.as_ref().unwrap_or(model),
         &data,
         &attacks,
         &options,
         &mut Bar::default(),
     )?;
-    print!("{}", table(&args, &data, &results));
+    print!("{}", table(&results));
     if let Some(path) = &args.json {
         let total_seconds = start.elapsed().as_secs_f64();
         let report = report_json(
             &args,
-            model,
+            &built,
             &data,
             &options,
             &results,
@@ -122,51 +145,109 @@ impl EvalArgs {
         }
     }
 
-    /// The attack at each budget of `--eps`.
+    /// Whether `--attack` is a PGD.
+    fn is_pgd(&self) -> bool {
+        matches!(
+            self.attack.to_ascii_lowercase().as_str(),
+            "pgd" | "pgd-linf" | "pgd-l2"
+        )
+    }
+
+    /// The attack at each budget of `--eps`; PGD flags with another attack are refused.
     fn attacks(&self) -> Result<Vec<Attack>> {
+        if !self.is_pgd() {
+            let given = [
+                ("--steps", self.steps.is_some()),
+                ("--alpha", self.alpha.is_some()),
+                ("--random-start", self.random_start),
+                ("--no-random-start", self.no_random_start),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(Error::Flag {
+                    flag: flag.to_string(),
+                    problem: format!(
+                        "has no effect with --attack {}: only pgd-linf and pgd-l2 take steps, \
+                         a step size and a random start",
+                        self.attack
+                    ),
+                });
+            }
+        }
+        let steps = self.steps.unwrap_or(DEFAULT_STEPS);
+        let rule: StepSize = match &self.alpha {
+            Some(s) => s.parse()?,
+            None => StepSize::Madry,
+        };
         let random_start = !self.no_random_start;
         parse_list::<f64>("eps", &self.eps)?
             .into_iter()
-            .map(|eps| Attack::from_name(&self.attack, eps, self.steps, self.alpha, random_start))
+            .map(|eps| {
+                let alpha = Some(rule.alpha(eps, steps));
+                Attack::from_name(&self.attack, eps, steps, alpha, random_start)
+            })
             .collect()
     }
 
-    /// The first `--n` test images.
-    fn test_images(&self) -> Result<Dataset> {
-        let data = self.data.load(Split::Test)?;
-        match self.n {
-            None => Ok(data),
-            Some(0) => Err(Error::config("n", 0, "must be at least 1")),
-            Some(n) if n > data.len() => Err(Error::config(
-                "n",
-                format!("{n} ({} holds {})", data.name(), data.len()),
-                "exceeds the number of test images",
-            )),
-            Some(n) => Ok(data.first(n)),
-        }
+    /// The step-size rule as given, for the report.
+    fn step_size(&self) -> String {
+        self.alpha.clone().unwrap_or_else(|| "madry".into())
     }
 }
 
-/// The accuracy-vs-budget table, with a header line naming the run.
-fn table(args: &EvalArgs, data: &Dataset, results: &[EvalResult]) -> String {
+/// The run's header: model and checkpoint, the reprogramming as used (λ per layer), the data,
+/// the attack, and where its gradients come from.
+fn header(args: &EvalArgs, data: &Dataset, model: &Model<f32>, attack: &Attack) -> String {
+    let weights = args
+        .model
+        .weights
+        .as_ref()
+        .map_or("initialised weights".to_string(), |p| {
+            p.display().to_string()
+        });
+    let gradients = match args.gradients_from.as_str() {
+        "lpm" => "gradients from the LPM twin (BPDA-style check)",
+        _ => "gradients from the model (white box)",
+    };
+    let kind = match attack {
+        Attack::PgdLinf {
+            steps,
+            random_start,
+            ..
+        }
+        | Attack::PgdL2 {
+            steps,
+            random_start,
+            ..
+        } => {
+            let start = if *random_start {
+                "random start"
+            } else {
+                "clean start"
+            };
+            format!(
+                "{} ({steps} steps, α = {}, {start})",
+                attack.name(),
+                args.step_size()
+            )
+        }
+        _ => attack.name().to_string(),
+    };
+    format!(
+        "{} ({weights}): {}\n{kind} attack{}, {gradients}, {} images of {}\n",
+        model.spec.name,
+        describe(model),
+        if args.targeted { " (targeted)" } else { "" },
+        data.len(),
+        data.name(),
+    )
+}
+
+/// The clean accuracy and the accuracy-vs-budget table.
+fn table(results: &[EvalResult]) -> String {
     let first = &results[0];
     let mut out = format!(
-        "{} ({}), norm {}, {} attack{}, {} images of {}\nclean accuracy: {:.1} % ({}/{})\n",
-        args.model.model,
-        args.model
-            .weights
-            .as_ref()
-            .map_or("initialised weights".to_string(), |p| p
-                .display()
-                .to_string()),
-        args.model.norm,
-        first.attack.name(),
-        if args.targeted { " (targeted)" } else { "" },
-        first.n,
-        data.name(),
-        first.clean_accuracy,
-        first.clean_correct,
-        first.n,
+        "clean accuracy: {:.1} % ({}/{})\n",
+        first.clean_accuracy, first.clean_correct, first.n,
     );
     out += &format!(
         "{:>10} {:>10} {:>8} {:>9}\n",
@@ -198,48 +279,24 @@ fn budget_header(attack: &Attack) -> &'static str {
 /// Everything about a run: settings, model reprogramming, figures, timings, machine.
 fn report_json(
     args: &EvalArgs,
-    mut model: Model<f32>,
+    built: &Built,
     data: &Dataset,
     options: &EvalOptions,
     results: &[EvalResult],
     [load_seconds, total_seconds]: [f64; 2],
 ) -> Value {
-    let m = &args.model;
-    let pgd = matches!(
-        results[0].attack,
-        Attack::PgdLinf { .. } | Attack::PgdL2 { .. }
-    );
-    let lambdas: Vec<Value> = model
-        .lambdas()
-        .into_iter()
-        .map(|(key, lambda)| json!({ "layer": key, "lambda": lambda }))
-        .collect();
+    let pgd = args.is_pgd();
     json!({
         "command": "eval",
         "nrpm_version": env!("CARGO_PKG_VERSION"),
-        "model": {
-            "name": m.model,
-            "spec": model.spec,
-            "weights": m.weights,
-            "init_seed": m.weights.is_none().then_some(m.init_seed),
-            "norm": m.norm,
-            "lambda": m.lambda,
-            "k": m.k,
-            "eps_irls": m.eps_irls,
-            "gamma": m.gamma,
-            "delta": m.delta,
-            "group": m.group,
-            "layers": m.layers,
-            "lambda_param": m.lambda_param,
-            "reprogrammed": lambdas,
-        },
-        "data": { "source": args.data.data, "name": data.name(), "split": "test", "n": data.len() },
+        "model": args.model.report_json(built),
+        "data": { "source": args.data.data, "split": "test", "record": data.record() },
         "attack": {
             "name": results[0].attack.name(),
             "norm": results[0].attack.norm(),
             "budgets": results.iter().map(|r| r.attack.budget()).collect::<Vec<_>>(),
-            "steps": pgd.then_some(args.steps),
-            "alpha": pgd.then(|| args.alpha.map_or(json!("eps/4"), |a| json!(a))),
+            "steps": pgd.then(|| args.steps.unwrap_or(DEFAULT_STEPS)),
+            "alpha_rule": pgd.then(|| args.step_size()),
             "random_start": pgd.then_some(!args.no_random_start),
             "targeted": args.targeted,
             "gradients_from": args.gradients_from,
@@ -255,7 +312,6 @@ fn report_json(
         "machine": machine_info(),
     })
 }
-
 /// The machine a run used: logical CPUs available to the process, the CPU model (Linux
 /// `/proc/cpuinfo`), OS and architecture, rayon's thread count.
 pub fn machine_info() -> Value {

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod common;
 pub mod demo;
 pub mod eval;
+pub mod model_args;
 pub mod reproduce;
 pub mod train;
 
@@ -59,52 +60,99 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The operator flags shared by the subcommands that configure one NRPM operator.
-#[derive(Debug, Clone, Args)]
+/// The operator flags shared by the subcommands that configure one NRPM operator (`analyze`,
+/// `apply`); names and defaults are those of the model flags of `eval` and `train`.
+#[derive(Debug, Clone, Default, Args)]
 pub struct OperatorArgs {
-    /// Robust norm: lpm | l1 | huber | mcp | hm.
-    #[arg(long, default_value = "l1")]
-    pub norm: String,
-    /// IRLS steps K.
-    #[arg(long, default_value_t = 3)]
-    pub k: usize,
-    /// ε in the weight 1/(r + ε).
-    #[arg(long, default_value_t = 1e-3)]
-    pub eps: f64,
-    /// λ: the LPM share of the output (1 = plain layer, 0 = pure NRPM).
-    #[arg(long, default_value_t = 0.0)]
-    pub lambda: f64,
-    /// γ of the mcp and hm norms.
-    #[arg(long, default_value_t = crate::nrpm::norm::DEFAULT_GAMMA)]
-    pub gamma: f64,
-    /// δ of the huber and hm norms.
-    #[arg(long, default_value_t = crate::nrpm::norm::DEFAULT_DELTA)]
-    pub delta: f64,
-    /// Split the D terms into this many equal groups (the authors' N).
-    #[arg(long, default_value_t = 1)]
-    pub group: usize,
+    /// Robust norm: lpm | l1 | huber | mcp | hm [default: l1].
+    #[arg(long)]
+    pub norm: Option<String>,
+    /// IRLS steps K [default: 3].
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// ε of the IRLS weight 1/(r + ε) [default: 1e-3].
+    #[arg(long)]
+    pub eps_irls: Option<f64>,
+    /// λ: the LPM share of the output (1 = plain layer, 0 = pure NRPM) [default: 0].
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// γ of the mcp and hm norms [default: 4].
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// δ of the huber and hm norms [default: 3].
+    #[arg(long)]
+    pub delta: Option<f64>,
+    /// Split the D terms into this many equal groups (the authors' N) [default: 1].
+    #[arg(long)]
+    pub group: Option<usize>,
 }
 
 impl OperatorArgs {
-    /// The validated operator configuration.
+    /// Whether any operator flag was given.
+    pub fn any_given(&self) -> bool {
+        self.norm.is_some()
+            || self.k.is_some()
+            || self.eps_irls.is_some()
+            || self.lambda.is_some()
+            || self.gamma.is_some()
+            || self.delta.is_some()
+            || self.group.is_some()
+    }
+
+    /// The validated operator configuration: the flags given, the rest from `base` (or
+    /// [`NrpmConfig::default`]).
     ///
     /// # Errors
     /// [`crate::Error::UnknownName`] for an unknown norm, [`crate::Error::Config`] for values
-    /// out of range.
+    /// out of range, [`crate::Error::Flag`] for a γ or δ the norm does not use.
+    pub fn config_over(&self, base: NrpmConfig) -> Result<NrpmConfig> {
+        let (bg, bd) = match base.norm() {
+            Norm::Mcp { gamma } => (gamma, crate::nrpm::norm::DEFAULT_DELTA),
+            Norm::Huber { delta } => (crate::nrpm::norm::DEFAULT_GAMMA, delta),
+            Norm::Hm { gamma, delta } => (gamma, delta),
+            _ => (
+                crate::nrpm::norm::DEFAULT_GAMMA,
+                crate::nrpm::norm::DEFAULT_DELTA,
+            ),
+        };
+        let name = self.norm.as_deref().unwrap_or(base.norm().name());
+        let norm = Norm::from_name(name, self.gamma.unwrap_or(bg), self.delta.unwrap_or(bd))?;
+        let has_gamma = matches!(norm, Norm::Mcp { .. } | Norm::Hm { .. });
+        let has_delta = matches!(norm, Norm::Huber { .. } | Norm::Hm { .. });
+        let unused = [
+            ("--gamma", self.gamma.is_some() && !has_gamma),
+            ("--delta", self.delta.is_some() && !has_delta),
+        ];
+        if let Some((flag, _)) = unused.iter().find(|(_, u)| *u) {
+            return Err(crate::Error::Flag {
+                flag: flag.to_string(),
+                problem: format!("has no effect with --norm {}", norm.name()),
+            });
+        }
+        NrpmConfig::new(
+            norm,
+            self.k.unwrap_or(base.k()),
+            self.eps_irls.unwrap_or(base.eps()),
+            self.lambda.unwrap_or(base.lambda()),
+        )?
+        .with_groups(self.group.unwrap_or(base.groups()))
+    }
+
+    /// [`OperatorArgs::config_over`] the defaults.
+    ///
+    /// # Errors
+    /// As [`OperatorArgs::config_over`].
     pub fn config(&self) -> Result<NrpmConfig> {
-        let norm = Norm::from_name(&self.norm, self.gamma, self.delta)?;
-        NrpmConfig::new(norm, self.k, self.eps, self.lambda)?.with_groups(self.group)
+        self.config_over(NrpmConfig::default())
     }
 }
 
-/// Writes `value` as pretty JSON to `path` (creating its folder).
+/// Writes `value` as pretty JSON to `path` (its folder must exist: commands check their
+/// output paths before they start).
 ///
 /// # Errors
 /// [`crate::Error::Io`] if the file cannot be written.
 pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-    }
     let text = serde_json::to_string_pretty(value).expect("JSON values always serialise");
     std::fs::write(path, text + "\n").map_err(|e| crate::Error::io(path, e))
 }

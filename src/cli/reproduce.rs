@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::cli::common::{check_output_file, prepare_output_dir};
 use crate::cli::write_json;
 use crate::data::cifar::is_cifar10_folder;
 use crate::error::{Error, Result};
@@ -54,14 +55,14 @@ pub struct ReproduceArgs {
     /// Where the NRPM operators run: cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Output folder: report.json, report.md, checkpoints/<experiment>/.
+    /// Output folder: report.json, report.md, checkpoints/<experiment>/ (created if missing).
     #[arg(long, default_value = "reproduction")]
     pub out: PathBuf,
     /// Also write the Markdown report here (e.g. docs/REPRODUCTION.md), keeping the file's
-    /// hand-written analysis block.
+    /// hand-written analysis block (its folder must exist).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
-    /// Also write the JSON report here (e.g. docs/REPRODUCTION.json).
+    /// Also write the JSON report here (e.g. docs/REPRODUCTION.json; its folder must exist).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Continue each training run from its checkpoint in OUT/checkpoints/ when there is one
@@ -76,22 +77,48 @@ pub struct ReproduceArgs {
 /// Bad flags (unknown experiment, missing models or data folder, bad device); errors writing
 /// the report; an experiment that failed (after the report is written).
 pub fn run(args: ReproduceArgs) -> Result<()> {
+    for (flag, path) in [("--json", &args.json), ("--markdown", &args.markdown)] {
+        if let Some(path) = path {
+            check_output_file(flag, path)?;
+        }
+    }
+    prepare_output_dir("--out", &args.out)?;
     let options = options(&args)?;
     let report = reproduce::run(&options, &mut Bar::default())?;
     write_reports(&report, &options.out, &args)?;
     println!("{}", summary(&report, &options.out));
-    match report
+    outcome(&report)
+}
+
+/// `Ok` when no experiment failed and at least one ran.
+fn outcome(report: &Report) -> Result<()> {
+    if let Some(e) = report
         .experiments
         .iter()
         .find(|e| matches!(e.status, Status::Failed { .. }))
     {
-        Some(e) => Err(Error::config(
+        return Err(Error::config(
             "experiment",
             &e.name,
             "failed; its error is in the report",
-        )),
-        None => Ok(()),
+        ));
     }
+    if report.experiments.iter().all(|e| e.status != Status::Ran) {
+        let reasons: Vec<String> = report
+            .experiments
+            .iter()
+            .filter_map(|e| match &e.status {
+                Status::NotRun { reason } => Some(format!("{}: {reason}", e.name)),
+                _ => None,
+            })
+            .collect();
+        return Err(Error::config(
+            "experiments",
+            reasons.join("; "),
+            "none of them could run",
+        ));
+    }
+    Ok(())
 }
 
 /// The run's options from the flags.

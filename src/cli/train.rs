@@ -13,17 +13,22 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::attacks::Attack;
-use crate::cli::common::{parse_list, DataArgs, ModelArgs};
+use crate::attacks::{Attack, StepSize, AUTHORS_ALPHA_RATIO};
+use crate::cli::common::{check_output_file, first_n, parse_list, prepare_output_dir, DataArgs};
+use crate::cli::model_args::{Built, ModelArgs};
 use crate::cli::write_json;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::progress::Bar;
 use crate::train::{
-    self, Adversary, Checkpoints, Paradigm, Recipe, SgdConfig, Snapshot, TrainConfig, TrainReport,
+    self, checkpoint, Adversary, Checkpoints, Paradigm, Recipe, SgdConfig, Snapshot, TrainConfig,
+    TrainReport,
 };
 
 /// Reprogram a trained model and learn λ (and weights), or train a model from scratch.
+///
+/// Left-out training flags take the authors' defaults for the data: one-channel images (MNIST)
+/// follow mnist_mlp.py, three-channel images (CIFAR-10) train_cifar10_resnet.py.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// The model, its checkpoint and its reprogramming.
@@ -33,61 +38,75 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// 1: fixed λ, evaluate only; 2: learn λ only; 3: learn weights and λ; scratch: train every
-    /// parameter from --init-seed. Paradigms 2, 3 and scratch learn λ = sigmoid(θ) (the
-    /// authors' learnable path), whatever --lambda-param says.
+    /// parameter from --init-seed. Learned λ is λ = sigmoid(θ) (the authors' learnable path)
+    /// unless --lambda-param raw is given.
     #[arg(long)]
     pub paradigm: String,
-    /// Epochs in all (a resumed run continues up to this many).
+    /// Epochs in all; a resumed run continues up to this many [default: 10 for MNIST, 100 for
+    /// CIFAR-10].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Base learning rate.
+    /// Base learning rate [default: 0.001 for MNIST, 0.1 for CIFAR-10].
     #[arg(long)]
     pub lr: Option<f64>,
-    /// SGD momentum.
+    /// SGD momentum [default: 0.9].
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Weight decay (L2), on every trained tensor.
+    /// Weight decay (L2), on every trained tensor [default: 0 for MNIST, 2e-4 for CIFAR-10].
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Images per step.
+    /// Images per step [default: 64 for MNIST, 128 for CIFAR-10].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Epochs at which the learning rate is divided by 10: 50,75 — or none.
+    /// Epochs at which the learning rate is divided by 10: 50,75 — or none [default: none for
+    /// MNIST, 50,75 for CIFAR-10].
     #[arg(long)]
     pub lr_steps: Option<String>,
-    /// Adversarial training: fgsm | pgd-linf | none (paradigm 1: the evaluation attack).
+    /// Adversarial training: fgsm | pgd-linf | none (paradigm 1: the evaluation attack)
+    /// [default: fgsm for MNIST, pgd-linf for CIFAR-10; none for --paradigm scratch].
     #[arg(long)]
     pub adv: Option<String>,
-    /// Attack budget ε (L∞).
+    /// Attack budget ε (L∞) [default: 0.3 for MNIST, 8/255 for CIFAR-10].
     #[arg(long)]
     pub adv_eps: Option<f64>,
-    /// PGD steps.
+    /// PGD steps [default: 7; pgd-linf only].
     #[arg(long)]
     pub adv_steps: Option<usize>,
-    /// PGD step size α [default: ε/4].
+    /// PGD step size: a number, eps/4, 0.25*eps or madry [default: eps/4 for CIFAR-10 (the
+    /// authors' 2/255 at 8/255), madry = 2.5·ε/steps otherwise; pgd-linf only].
     #[arg(long)]
-    pub adv_alpha: Option<f64>,
-    /// Loss of adversarial training: clean+adv (authors' MNIST) | adv (authors' CIFAR-10).
+    pub adv_alpha: Option<String>,
+    /// Loss of adversarial training: clean+adv | adv [default: clean+adv for MNIST (the
+    /// authors'), adv for CIFAR-10].
     #[arg(long)]
     pub adv_loss: Option<String>,
+    /// Run BatchNorm in eval mode while training: running statistics used and never updated.
+    /// Without it BatchNorm trains as PyTorch's net.train(), as the authors' scripts do in
+    /// every paradigm, so even paradigm 2 (λ only) moves the running statistics.
+    #[arg(long)]
+    pub frozen_batchnorm: bool,
     /// Seed of shuffling, dropout and attack random starts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Train on the first N training images only.
+    /// Train on the first N training images only (at most the number there are) [default:
+    /// all].
     #[arg(long)]
     pub train_n: Option<usize>,
     /// Evaluate on the first N test images (the paper: 1000).
     #[arg(long, default_value_t = 1000)]
     pub eval_n: usize,
     /// Write a checkpoint here after every epoch (model.safetensors, optimizer.safetensors,
-    /// state.json).
+    /// state.json); the folder is created if missing. Without it (and without --resume) the
+    /// trained model is not saved.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue from this checkpoint folder (same flags; --epochs may grow); checkpoints go
-    /// on to --out, or to this folder when --out is not given.
+    /// Continue from this checkpoint folder: the model is rebuilt from its model.safetensors
+    /// (no --weights), and the settings and data must be the checkpoint's (--epochs may
+    /// grow); checkpoints go on to --out, or to this folder when --out is not given.
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Write settings, per-epoch history and before/after results as JSON to this file.
+    /// Write settings, per-epoch history and before/after results as JSON to this file (its
+    /// folder must exist; checked before training; also written when training diverges).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -99,34 +118,69 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     let paradigm: Paradigm = args.paradigm.parse()?;
     check_weights(&args, paradigm)?;
+    check_outputs(&args)?;
     let (data, eval) = load_data(&args)?;
     let mut model_args = args.model.clone();
-    if paradigm.is_trained() {
-        model_args.lambda_param = "sigmoid".into();
+    if let Some(dir) = &args.resume {
+        model_args.weights = Some(dir.join(checkpoint::MODEL_FILE));
     }
-    let mut model = model_args.build(data.image_shape())?;
+    let built = model_args.build(data.image_shape(), paradigm.is_trained())?;
+    for note in &built.notices {
+        eprintln!("note: {note}");
+    }
+    let mut model = built.model;
     let cfg = config(&args, paradigm, Recipe::for_images(data.image_shape()))?;
     let dirs = Checkpoints {
         out: args.out.clone().or_else(|| args.resume.clone()),
         resume: args.resume.clone(),
     };
-    let report = train::train(&mut model, &data, &eval, &cfg, &dirs, &mut Bar::default())?;
+    let model_json = model_args.report_json(&Built {
+        model: model.clone(),
+        notices: Vec::new(),
+        from_record: built.from_record,
+    });
+    let result = train::train(&mut model, &data, &eval, &cfg, &dirs, &mut Bar::default());
+    let report = match result {
+        Ok(report) => report,
+        Err(Error::Diverged(d)) => {
+            if let Some(path) = &args.json {
+                let doc = json!({
+                    "command": "train", "settings": cfg.to_json(true), "model": model_json,
+                    "diverged": d.to_string(), "history": d.history,
+                });
+                write_json(path, &doc)?;
+            }
+            return Err(Error::Diverged(d));
+        }
+        Err(e) => return Err(e),
+    };
     println!("{}", summary(&report, &cfg));
     if let Some(path) = &args.json {
-        write_json(path, &report_json(&args, &cfg, &data, &eval, &report))?;
+        write_json(path, &report_json(&cfg, model_json, &data, &eval, &report))?;
+    }
+    if dirs.out.is_none() && paradigm.is_trained() {
+        eprintln!("note: no --out was given, so the trained model was not saved");
     }
     Ok(())
 }
 
-/// Paradigms 1–3 reprogram a trained model; scratch starts from the initialisation.
+/// Paradigms 1–3 reprogram a trained model; scratch starts from the initialisation; a resumed
+/// run takes its model from the checkpoint.
 fn check_weights(args: &TrainArgs, paradigm: Paradigm) -> Result<()> {
-    match (paradigm, &args.model.weights) {
-        (Paradigm::Scratch, Some(w)) => Err(Error::config(
+    match (paradigm, &args.model.weights, &args.resume) {
+        (_, Some(_), Some(dir)) => Err(Error::Flag {
+            flag: "--weights".into(),
+            problem: format!(
+                "has no effect with --resume: the model comes from {}",
+                dir.join(checkpoint::MODEL_FILE).display()
+            ),
+        }),
+        (Paradigm::Scratch, Some(w), None) => Err(Error::config(
             "weights",
             w.display(),
             "--paradigm scratch trains from --init-seed; use --paradigm 3 to fine-tune a checkpoint",
         )),
-        (p, None) if p != Paradigm::Scratch && args.resume.is_none() => Err(Error::config(
+        (p, None, None) if p != Paradigm::Scratch => Err(Error::config(
             "paradigm",
             p.name(),
             "reprograms a trained model: give --weights (or use --paradigm scratch)",
@@ -135,20 +189,22 @@ fn check_weights(args: &TrainArgs, paradigm: Paradigm) -> Result<()> {
     }
 }
 
+/// `--json` and `--out` can be written (checked before any work).
+fn check_outputs(args: &TrainArgs) -> Result<()> {
+    if let Some(path) = &args.json {
+        check_output_file("--json", path)?;
+    }
+    if let Some(dir) = &args.out {
+        prepare_output_dir("--out", dir)?;
+    }
+    Ok(())
+}
+
 /// The training split (first --train-n images) and the evaluation images (first --eval-n).
 fn load_data(args: &TrainArgs) -> Result<(Dataset, Dataset)> {
-    let mut data = args.data.load(Split::Train)?;
-    if let Some(n) = args.train_n {
-        data = data.first(n);
-    }
-    if data.is_empty() || args.eval_n == 0 {
-        return Err(Error::config(
-            "data",
-            format!("{} training, {} evaluation images", data.len(), args.eval_n),
-            "needs at least one image of each",
-        ));
-    }
-    Ok((data, args.data.load(Split::Test)?.first(args.eval_n)))
+    let data = first_n(args.data.load(Split::Train)?, args.train_n, "train-n")?;
+    let eval = args.data.load(Split::Test)?.take(args.eval_n, "eval-n")?;
+    Ok((data, eval))
 }
 
 /// The run's settings: flags, else the recipe.
@@ -170,14 +226,15 @@ fn config(args: &TrainArgs, paradigm: Paradigm, recipe: Recipe) -> Result<TrainC
         lr_steps,
         adversary: adversary(args, paradigm, &recipe)?,
         seed: args.seed,
+        frozen_batchnorm: args.frozen_batchnorm,
     };
     cfg.validate()?;
     Ok(cfg)
 }
 
 /// `--adv` and its flags; left out, the recipe's attack (clean training for scratch), with
-/// ε from the recipe, α = ε/4 and 7 steps with a random start (the recipe's PGD-7 at 8/255
-/// has α = 2/255).
+/// ε from the recipe and 7 steps with a random start; α = ε/4 when the recipe is the authors'
+/// PGD-7 (2/255 at 8/255), 2.5·ε/steps otherwise.
 fn adversary(args: &TrainArgs, paradigm: Paradigm, recipe: &Recipe) -> Result<Option<Adversary>> {
     let (recipe_name, recipe_eps) = match recipe.attack {
         Attack::PgdLinf { eps, .. } => ("pgd-linf", eps),
@@ -200,9 +257,27 @@ fn adversary(args: &TrainArgs, paradigm: Paradigm, recipe: &Recipe) -> Result<Op
             expected: "fgsm, pgd-linf, none".into(),
         });
     }
+    if name == "fgsm" {
+        let pgd_only = [
+            ("--adv-steps", args.adv_steps.is_some()),
+            ("--adv-alpha", args.adv_alpha.is_some()),
+        ];
+        if let Some((flag, _)) = pgd_only.iter().find(|(_, set)| *set) {
+            return Err(Error::Flag {
+                flag: flag.to_string(),
+                problem: "has no effect with --adv fgsm (one step of size ε)".into(),
+            });
+        }
+    }
     let eps = args.adv_eps.unwrap_or(recipe_eps);
     let steps = args.adv_steps.unwrap_or(7);
-    let attack = Attack::from_name(name, eps, steps, args.adv_alpha, true)?;
+    let rule = match (&args.adv_alpha, recipe_name) {
+        (Some(s), _) => s.parse()?,
+        (None, "pgd-linf") => StepSize::Relative(AUTHORS_ALPHA_RATIO),
+        (None, _) => StepSize::Madry,
+    };
+    let alpha = Some(rule.alpha(eps, steps));
+    let attack = Attack::from_name(name, eps, steps, alpha, true)?;
     let loss = match &args.adv_loss {
         Some(s) => s.parse()?,
         None => recipe.adv_loss,
@@ -241,7 +316,7 @@ fn summary(report: &TrainReport, cfg: &TrainConfig) -> String {
         pct(a.clean)
     );
     if let (Some(rb), Some(ra), Some(adv)) = (b.robust, a.robust, &cfg.adversary) {
-        line += &format!("; robust {} → {} ({:?})", pct(rb), pct(ra), adv.attack);
+        line += &format!("; robust {} → {} ({})", pct(rb), pct(ra), adv.attack);
     }
     for ((key, lb), (_, la)) in b.lambdas.iter().zip(&a.lambdas) {
         line += &format!("; λ {key} {lb:.4} → {la:.4}");
@@ -254,21 +329,18 @@ fn snapshot_json(s: &Snapshot) -> Value {
 }
 
 fn report_json(
-    args: &TrainArgs,
     cfg: &TrainConfig,
+    model: Value,
     data: &Dataset,
     eval: &Dataset,
     report: &TrainReport,
 ) -> Value {
-    let m = &args.model;
     json!({
         "command": "train",
+        "nrpm_version": env!("CARGO_PKG_VERSION"),
         "settings": cfg.to_json(true),
-        "model": {
-            "model": m.model, "weights": m.weights, "norm": m.norm, "k": m.k,
-            "eps_irls": m.eps_irls, "lambda": m.lambda, "layers": m.layers,
-        },
-        "data": { "train": data.name(), "train_n": data.len(), "eval": eval.name(), "eval_n": eval.len() },
+        "model": model,
+        "data": { "train": data.record(), "eval": eval.record() },
         "resumed_from": report.resumed_from,
         "epochs": report.epochs,
         "seconds": report.seconds,

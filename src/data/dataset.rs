@@ -8,6 +8,27 @@ use super::batch::{permutation, Batches};
 use super::{idx, Split, MNIST_SUBSET_DIR};
 use crate::error::{Error, Result};
 
+/// What identifies a dataset: its name (source and split, e.g. `mnist-subset/train`), its
+/// number of images and the SHA-256 of its contents ([`Dataset::sha256`]). Two records
+/// describe the same data when `n` and `sha256` agree (the name may differ when the files
+/// moved).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataRecord {
+    /// Name (source and split).
+    pub name: String,
+    /// Number of images.
+    pub n: usize,
+    /// SHA-256 of the contents, hex.
+    pub sha256: String,
+}
+
+impl DataRecord {
+    /// Whether `other` holds the same images and labels (count and hash agree).
+    pub fn same_data(&self, other: &DataRecord) -> bool {
+        self.n == other.n && self.sha256 == other.sha256
+    }
+}
+
 /// Labelled images: `images [N, C, H, W]` (NCHW, PyTorch's layout) with every value in
 /// `[0, 1]`, `labels [N]` with every label `< classes`. [`Dataset::new`] checks all of it, so
 /// the fields are private and always consistent.
@@ -173,10 +194,52 @@ impl Dataset {
         })
     }
 
-    /// The first `min(n, len())` images, in order.
+    /// The first `min(n, len())` images, in order (see [`Dataset::take`] for the checked
+    /// version).
     pub fn first(&self, n: usize) -> Self {
         self.subset(0..n.min(self.len()))
             .expect("0..min(n, len) is in range")
+    }
+
+    /// The first `n` images, in order; `flag` names the count in the error (`--n`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `n` is 0 or larger than the number of images: a count never
+    /// silently shrinks.
+    pub fn take(&self, n: usize, flag: &'static str) -> Result<Self> {
+        if n == 0 || n > self.len() {
+            return Err(Error::config(
+                flag,
+                format!("{n} ({} holds {} images)", self.name, self.len()),
+                "must be between 1 and the number of images",
+            ));
+        }
+        Ok(self.first(n))
+    }
+
+    /// SHA-256 (hex) of the dataset's contents: its shape, classes, every pixel's f32 bits
+    /// (little-endian) and every label, in order. Equal for the same images in the same
+    /// order, whatever the dataset's name or where its files lie.
+    pub fn sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for d in self.images.shape().iter().chain([&self.classes]) {
+            h.update((*d as u64).to_le_bytes());
+        }
+        for v in self.images.iter() {
+            h.update(v.to_bits().to_le_bytes());
+        }
+        h.update(&self.labels);
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// What identifies this dataset in a report or a checkpoint: name, count and SHA-256.
+    pub fn record(&self) -> DataRecord {
+        DataRecord {
+            name: self.name.clone(),
+            n: self.len(),
+            sha256: self.sha256(),
+        }
     }
 
     /// The images at `indices`, in that order (repeats allowed).

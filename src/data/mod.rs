@@ -45,7 +45,7 @@ pub mod idx;
 
 pub use batch::{permutation, Batch, Batches};
 pub use cifar::load_cifar10;
-pub use dataset::Dataset;
+pub use dataset::{DataRecord, Dataset};
 pub use idx::load_mnist_like;
 
 /// Folder of the shipped MNIST subset: `data/mnist-subset/` in the crate's source tree.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attacks::{Attack, DEFAULT_ALPHA_RATIO};
+use crate::attacks::{default_alpha, Attack};
 use crate::error::{Error, Result};
 use crate::nrpm::{Norm, NrpmConfig};
 use crate::train::{AdvLoss, Adversary, Paradigm, SgdConfig, TrainConfig};
@@ -41,6 +41,7 @@ impl SgdRun {
             lr_steps: Vec::new(),
             adversary,
             seed,
+            frozen_batchnorm: false,
         }
     }
 }
@@ -56,7 +57,7 @@ impl SgdRun {
 /// P2        λ = sigmoid(θ) per layer from paradigm2_lambda0, FGSM(paradigm2_fgsm_eps)
 ///           adversarial training (clean + adversarial loss), `paradigm2` SGD, on the first
 ///           paradigm2_train_n training images
-/// attacks   FGSM and PGD-L∞ (pgd_steps, α = ε/4, random start) at each of budgets,
+/// attacks   FGSM and PGD-L∞ (pgd_steps, α = 2.5·ε/steps, random start) at each budget,
 ///           on test_n images; ε = 0 is the clean accuracy
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,7 +88,7 @@ pub struct DemoConfig {
     pub paradigm2_fgsm_eps: f64,
     /// L∞ budgets of the evaluation (0 = clean accuracy; at least one must be > 0).
     pub budgets: Vec<f64>,
-    /// PGD steps (step size α = ε/4, uniform random start in the ε-ball).
+    /// PGD steps (step size α = 2.5·ε/steps, uniform random start in the ε-ball).
     pub pgd_steps: usize,
     /// Images per evaluation batch (figures do not depend on it).
     pub eval_batch: usize,
@@ -272,11 +273,12 @@ impl DemoConfig {
         self.budgets.iter().copied().filter(|&e| e > 0.0).collect()
     }
 
-    /// PGD-L∞ at `eps`: `pgd_steps` steps of α = ε/4 from a uniform random start.
+    /// PGD-L∞ at `eps`: `pgd_steps` steps of α = 2.5·ε/steps ([`default_alpha`]) from a
+    /// uniform random start.
     pub fn pgd(&self, eps: f64) -> Attack {
         Attack::PgdLinf {
             eps,
-            alpha: DEFAULT_ALPHA_RATIO * eps,
+            alpha: default_alpha(eps, self.pgd_steps),
             steps: self.pgd_steps,
             random_start: true,
         }
@@ -334,7 +336,7 @@ mod tests {
             c.pgd(0.2),
             Attack::PgdLinf {
                 eps: 0.2,
-                alpha: 0.05,
+                alpha: 2.5 * 0.2 / 20.0,
                 steps: 20,
                 random_start: true
             }

@@ -90,7 +90,7 @@ fn report_json(report: &DemoReport, command: &str) -> Value {
             "evaluation": {
                 "budgets": cfg.budgets, "norm": "linf",
                 "fgsm": "x' = clip01(x + ε·sign(∇x CE))",
-                "pgd": { "steps": cfg.pgd_steps, "alpha": "eps/4", "random_start": true },
+                "pgd": { "steps": cfg.pgd_steps, "alpha": "2.5*eps/steps", "random_start": true },
                 "bpda": "the same PGD with gradients from the same weights with every layer LPM (attacks::evaluate_transfer)",
                 "batch_size": cfg.eval_batch, "seed": cfg.seed,
                 "counting": "correct before and after the attack, over all n images; ε = 0 is the clean pass",

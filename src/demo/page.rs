@@ -125,7 +125,7 @@ fn about(attack: AttackKind, steps: usize) -> String {
     match attack {
         AttackKind::Fgsm => "One step x' = clip₀₁(x + ε·sign(∇ₓ CE)), the attack of the paper's Table 1.".into(),
         AttackKind::Pgd => format!(
-            "{steps} steps of size α = ε/4 from a uniform random start in the ε-ball, each projected \
+            "{steps} steps of size α = 2.5·ε/steps from a uniform random start in the ε-ball, each projected \
              on the ball and on [0, 1]; gradients through the unrolled IRLS steps (white box)."
         ),
         AttackKind::Bpda => format!(
@@ -299,7 +299,7 @@ fn rationale(r: &DemoReport) -> String {
          authors' lr 0.001 is tuned for 10 epochs × 938 steps on 60 000 images; this run has \
          {steps} steps, so lr = {lr} is used (with 0.001, λ of fc2 and fc3 hardly move in so \
          few steps: docs/RESULTS.md, section \"nrpm demo\").\n\
-         - **Attacks**: FGSM is the attack of the paper's Table 1; PGD-{pgd} (α = ε/4, uniform \
+         - **Attacks**: FGSM is the attack of the paper's Table 1; PGD-{pgd} (α = 2.5·ε/steps, uniform \
          random start) is added because one-step FGSM overstates NRPM's robustness, and PGD-{pgd} \
          with gradients from the LPM layers because NRPM's weights 1/(r + ε) with a small ε can \
          make input gradients uninformative (gradient masking; docs/RESULTS.md, \"Adaptive \
@@ -360,7 +360,7 @@ fn settings(r: &DemoReport) -> String {
         ("budgets ε (L∞)", join(&c.budgets)),
         (
             "PGD",
-            format!("{} steps, α = ε/4, random start", c.pgd_steps),
+            format!("{} steps, α = 2.5·ε/steps, random start", c.pgd_steps),
         ),
         ("evaluation batch", c.eval_batch.to_string()),
     ];

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use ndarray::ArrayD;
 
 use crate::error::{Error, Result};
-use crate::models::Model;
+use crate::models::{Model, ModelRecord};
 use crate::nn::{Layer, Role};
 use crate::real::Real;
 use crate::tensor_file::{Tensor, TensorFile};
@@ -109,10 +109,31 @@ impl<T: Real> Model<T> {
                 );
             }
         });
-        file.metadata.insert(
-            "nrpm_model".into(),
-            serde_json::to_string(&self.spec).expect("spec serialises"),
-        );
+        self.record().store(&mut file);
         file
+    }
+
+    /// The model a checkpoint written by nrpm holds, rebuilt from its record (architecture
+    /// flags, reprogrammed layers with their operators and λ parametrisation) with every tensor
+    /// loaded, θ included: it computes exactly what the saved model computed.
+    ///
+    /// # Errors
+    /// [`Error::Format`] when the file carries no nrpm record (e.g. the authors' checkpoints:
+    /// build the model with [`Model::new`], reprogram it, then [`Model::load`]), or does not
+    /// fit its own record; I/O errors.
+    pub fn from_checkpoint(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let file = TensorFile::read(path)?;
+        let record = ModelRecord::from_file(&file)?
+            .filter(|r| r.nrpm_layers.is_some())
+            .ok_or_else(|| {
+                Error::format(
+                    &file.path,
+                    "carries no nrpm model record (not written by nrpm ≥ 0.2): build the \
+                     model with Model::new, reprogram it, then load it",
+                )
+            })?;
+        let mut model = record.build::<T>()?;
+        model.load(&file, true)?;
+        Ok(model)
     }
 }

@@ -7,6 +7,7 @@
 //! `checkpoint.rs` loads and saves safetensors files.
 
 mod checkpoint;
+mod record;
 mod select;
 
 use ndarray::{Array2, Array4, ArrayD, ArrayView4, Ix2, Ix4};
@@ -14,6 +15,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+pub use record::{ModelRecord, NrpmLayer};
 pub use select::LayerSelection;
 
 use crate::error::{Error, Result};
@@ -384,16 +386,11 @@ impl<T: Real> Model<T> {
         out
     }
 
-    /// `(key, λ)` of every NRPM layer, in execution order.
-    pub fn lambdas(&mut self) -> Vec<(String, f64)> {
+    /// `(key, λ)` of every NRPM layer, in execution order: the λ the forward pass uses.
+    pub fn lambdas(&self) -> Vec<(String, f64)> {
         let mut out = Vec::new();
-        self.net.visit_layers_mut("", &mut |key, layer| {
-            let m = match layer {
-                Layer::Linear(l) => &l.matching,
-                Layer::Conv2d(c) => &c.matching,
-                _ => return,
-            };
-            if let Matching::Nrpm(m) = m {
+        self.net.visit_layers("", &mut |key, layer| {
+            if let Some(Matching::Nrpm(m)) = layer.matching() {
                 out.push((key.to_string(), m.lambda()));
             }
         });
@@ -401,14 +398,13 @@ impl<T: Real> Model<T> {
     }
 
     /// Keys of the Linear/Conv2d layers in execution order, with `true` for convolutions.
-    pub fn matching_layers(&mut self) -> Vec<(String, bool)> {
+    pub fn matching_layers(&self) -> Vec<(String, bool)> {
         let mut out = Vec::new();
-        self.net
-            .visit_layers_mut("", &mut |key, layer| match layer {
-                Layer::Linear(_) => out.push((key.to_string(), false)),
-                Layer::Conv2d(_) => out.push((key.to_string(), true)),
-                _ => {}
-            });
+        self.net.visit_layers("", &mut |key, layer| match layer {
+            Layer::Linear(_) => out.push((key.to_string(), false)),
+            Layer::Conv2d(_) => out.push((key.to_string(), true)),
+            _ => {}
+        });
         out
     }
 }

@@ -3,8 +3,8 @@
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::models::{Arch, Model};
-use crate::nn::{LambdaParam, Layer, Matching, RobustMatch};
+use crate::models::{Arch, Model, NrpmLayer};
+use crate::nn::{LambdaParam, Layer, Matching};
 use crate::nrpm::{Device, Exec, NrpmConfig};
 use crate::real::Real;
 
@@ -48,6 +48,20 @@ impl FromStr for LayerSelection {
     }
 }
 
+impl std::fmt::Display for LayerSelection {
+    /// The CLI spelling: `default`, `all`, `convs`, `linears`, `from:I`, `key1,key2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::All => f.write_str("all"),
+            Self::Convs => f.write_str("convs"),
+            Self::Linears => f.write_str("linears"),
+            Self::From(i) => write!(f, "from:{i}"),
+            Self::Names(keys) => f.write_str(&keys.join(",")),
+        }
+    }
+}
+
 impl LayerSelection {
     /// Whether the `index`-th matching layer `key` (a convolution when `conv`) is selected.
     fn picks(&self, arch: &Arch, index: usize, key: &str, conv: bool) -> bool {
@@ -87,14 +101,60 @@ impl<T: Real> Model<T> {
         twin
     }
 
-    /// Reprograms the selected layers with NRPM (`cfg`: norm, K, ε, groups) and λ — one value
-    /// for all layers, or one per selected layer in execution order — and sets the others to
-    /// LPM. Returns the selected keys.
+    /// The keys `selection` picks among this model's Linear/Conv2d layers: in the order typed
+    /// for [`LayerSelection::Names`], in execution order otherwise.
     ///
     /// # Errors
-    /// [`Error::UnknownName`] for a named key that is not a Linear/Conv2d layer;
-    /// [`Error::Config`] if nothing is selected, the number of λ
-    /// values fits neither 1 nor the selection, or a λ is invalid for `param`.
+    /// [`Error::UnknownName`] for a named key that is not a Linear/Conv2d layer (or is named
+    /// twice); [`Error::Config`] if nothing is selected.
+    pub fn select_layers(&self, selection: &LayerSelection) -> Result<Vec<String>> {
+        let layers = self.matching_layers();
+        let known = || {
+            layers
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let chosen: Vec<String> = match selection {
+            LayerSelection::Names(keys) => {
+                for (i, key) in keys.iter().enumerate() {
+                    if !layers.iter().any(|(k, _)| k == key) || keys[..i].contains(key) {
+                        return Err(Error::UnknownName {
+                            what: "layer (or a layer named twice)",
+                            name: key.clone(),
+                            expected: known(),
+                        });
+                    }
+                }
+                keys.clone()
+            }
+            _ => layers
+                .iter()
+                .enumerate()
+                .filter(|(i, (key, conv))| selection.picks(&self.spec.arch, *i, key, *conv))
+                .map(|(_, (key, _))| key.clone())
+                .collect(),
+        };
+        if chosen.is_empty() {
+            return Err(Error::config(
+                "layers",
+                selection,
+                "selects no layer of this model",
+            ));
+        }
+        Ok(chosen)
+    }
+
+    /// Reprograms the selected layers with NRPM (`cfg`: norm, K, ε, groups) and λ — one value
+    /// for all layers, or one per selected layer: paired with the keys in the order they are
+    /// named for [`LayerSelection::Names`] (`fc3,fc1` with `0.9,0.1` gives fc3 λ = 0.9), in
+    /// execution order otherwise — and sets the others to LPM. Returns the selected keys, in
+    /// the order the λ values were paired with.
+    ///
+    /// # Errors
+    /// As [`Model::select_layers`]; [`Error::Config`] if the number of λ values fits neither
+    /// 1 nor the selection, or a λ is invalid for `param`. The model is unchanged on error.
     pub fn reprogram(
         &mut self,
         selection: &LayerSelection,
@@ -102,57 +162,55 @@ impl<T: Real> Model<T> {
         lambdas: &[f64],
         param: LambdaParam,
     ) -> Result<Vec<String>> {
-        let layers = self.matching_layers();
-        let arch = self.spec.arch.clone();
-        let chosen: Vec<String> = layers
-            .iter()
-            .enumerate()
-            .filter(|(i, (key, conv))| selection.picks(&arch, *i, key, *conv))
-            .map(|(_, (key, _))| key.clone())
-            .collect();
-        if let LayerSelection::Names(keys) = selection {
-            if let Some(missing) = keys.iter().find(|k| !chosen.contains(k)) {
-                let known: Vec<&str> = layers.iter().map(|(k, _)| k.as_str()).collect();
-                return Err(Error::UnknownName {
-                    what: "layer",
-                    name: missing.clone(),
-                    expected: known.join(", "),
-                });
-            }
-        }
-        if chosen.is_empty() {
-            return Err(Error::config(
-                "layers",
-                format!("{selection:?}"),
-                "selects no layer of this model",
-            ));
-        }
+        let chosen = self.select_layers(selection)?;
         if lambdas.len() != 1 && lambdas.len() != chosen.len() {
             return Err(Error::Config {
                 name: "lambda",
-                value: format!("{} values", lambdas.len()),
+                value: format!("{} values for {} layers", lambdas.len(), chosen.len()),
                 rule: "give one λ for all layers or one per reprogrammed layer",
             });
         }
-        let mut matches = Vec::with_capacity(chosen.len());
-        for i in 0..chosen.len() {
-            let lambda = lambdas[if lambdas.len() == 1 { 0 } else { i }];
-            matches.push(RobustMatch::<T>::new(cfg.with_lambda(lambda)?, param)?);
-        }
-        let mut next = matches.into_iter();
-        self.net.visit_layers_mut("", &mut |key, layer| {
-            let slot = match layer {
-                Layer::Linear(l) => &mut l.matching,
-                Layer::Conv2d(c) => &mut c.matching,
-                _ => return,
-            };
-            *slot = if chosen.iter().any(|k| k == key) {
-                Matching::Nrpm(next.next().expect("one match per chosen layer"))
-            } else {
-                Matching::Lpm
-            };
-        });
+        let layers = chosen
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let lambda = lambdas[if lambdas.len() == 1 { 0 } else { i }];
+                Ok(NrpmLayer {
+                    key: key.clone(),
+                    operator: cfg.with_lambda(lambda)?,
+                    lambda_param: param,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.reprogram_layers(&layers)?;
         Ok(chosen)
+    }
+
+    /// Sets λ of the named NRPM layers (`(key, λ)` pairs).
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] for a key that is not an NRPM layer; [`Error::Config`] for a λ
+    /// its parametrisation cannot take. Layers before the bad one keep their new λ.
+    pub fn set_lambdas(&mut self, values: &[(String, f64)]) -> Result<()> {
+        let nrpm: Vec<String> = self.lambdas().into_iter().map(|(k, _)| k).collect();
+        if let Some((key, _)) = values.iter().find(|(k, _)| !nrpm.contains(k)) {
+            return Err(Error::UnknownName {
+                what: "NRPM layer",
+                name: key.clone(),
+                expected: nrpm.join(", "),
+            });
+        }
+        let mut result = Ok(());
+        self.net.visit_layers_mut("", &mut |key, layer| {
+            if let (Some(Matching::Nrpm(m)), Some((_, lambda))) =
+                (layer.matching_mut(), values.iter().find(|(k, _)| k == key))
+            {
+                if result.is_ok() {
+                    result = m.set_lambda(*lambda);
+                }
+            }
+        });
+        result
     }
 
     /// Runs every NRPM layer's operator on `exec` (e.g. [`Exec::Cuda`]); LPM layers and the

@@ -101,7 +101,9 @@ impl<T: Real> Residual<T> {
     /// Errors of the inner layers, or main/shortcut shapes that differ.
     pub fn forward(&self, x: ArrayD<T>, ctx: &mut Ctx) -> Result<(ArrayD<T>, Cache<T>)> {
         let (sc, sc_caches) = match &self.shortcut {
-            Some(s) => s.forward(x.clone(), ctx)?,
+            Some(s) => s
+                .forward(x.clone(), ctx)
+                .map_err(|e| e.in_layer("shortcut"))?,
             None => (x.clone(), Vec::new()),
         };
         let (out, main) = self.main.forward(x, ctx)?;
@@ -150,7 +152,9 @@ impl<T: Real> Residual<T> {
         let d = act::mask_backward(mask, dy)?;
         let dx_main = self.main.backward(key, main, d.clone(), grads)?;
         let dx_sc = match &self.shortcut {
-            Some(s) => s.backward(&join(key, "shortcut"), shortcut, d, grads)?,
+            Some(s) => s
+                .backward(&join(key, "shortcut"), shortcut, d, grads)
+                .map_err(|e| e.in_layer("shortcut"))?,
             None => d,
         };
         Ok(dx_main + dx_sc)
@@ -161,6 +165,14 @@ impl<T: Real> Residual<T> {
         self.main.visit_mut(key, f);
         if let Some(s) = &mut self.shortcut {
             s.visit_mut(&join(key, "shortcut"), f);
+        }
+    }
+
+    /// Visits the leaf layers read-only (main path, then shortcut).
+    pub fn visit_layers(&self, key: &str, f: &mut dyn FnMut(&str, &Layer<T>)) {
+        self.main.visit_layers(key, f);
+        if let Some(s) = &self.shortcut {
+            s.visit_layers(&join(key, "shortcut"), f);
         }
     }
 

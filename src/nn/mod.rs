@@ -47,11 +47,15 @@ pub enum Mode {
     Eval,
 }
 
-/// The per-pass context: mode, and the seeded generator dropout draws from.
+/// The per-pass context: mode, whether BatchNorm is frozen, and the seeded generator dropout
+/// draws from.
 #[derive(Debug)]
 pub struct Ctx {
     /// Train or eval.
     pub mode: Mode,
+    /// In `Mode::Train`, run BatchNorm as in eval mode (running statistics used and left
+    /// unchanged) while dropout stays active: PyTorch's "frozen BatchNorm" fine-tuning.
+    pub frozen_batchnorm: bool,
     /// Random source of dropout masks (only used in `Mode::Train`).
     pub rng: StdRng,
 }
@@ -61,15 +65,26 @@ impl Ctx {
     pub fn eval() -> Self {
         Self {
             mode: Mode::Eval,
+            frozen_batchnorm: false,
             rng: StdRng::seed_from_u64(0),
         }
     }
 
-    /// Training context drawing dropout masks from `seed`.
+    /// Training context drawing dropout masks from `seed`; BatchNorm uses batch statistics
+    /// and updates its running statistics.
     pub fn train(seed: u64) -> Self {
         Self {
             mode: Mode::Train,
+            frozen_batchnorm: false,
             rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The mode BatchNorm runs in: eval when frozen.
+    pub fn batchnorm_mode(&self) -> Mode {
+        match self.frozen_batchnorm {
+            true => Mode::Eval,
+            false => self.mode,
         }
     }
 }
@@ -242,12 +257,13 @@ impl<T: Real> Sequential<T> {
     /// Runs the layers in order.
     ///
     /// # Errors
-    /// The first layer error (shape, non-finite, overflow).
+    /// The first layer error (shape, non-finite, overflow), inside [`Error::InLayer`] naming
+    /// the layer's key when it has one.
     pub fn forward(&self, x: ArrayD<T>, ctx: &mut Ctx) -> Result<(ArrayD<T>, Vec<Cache<T>>)> {
         let mut caches = Vec::with_capacity(self.layers.len());
         let mut h = x;
-        for (_, layer) in &self.layers {
-            let (y, c) = layer.forward(h, ctx)?;
+        for (name, layer) in &self.layers {
+            let (y, c) = layer.forward(h, ctx).map_err(|e| e.in_layer(name))?;
             caches.push(c);
             h = y;
         }
@@ -275,7 +291,9 @@ impl<T: Real> Sequential<T> {
         }
         let mut d = dy;
         for ((name, layer), cache) in self.layers.iter().zip(caches).rev() {
-            d = layer.backward(&join(prefix, name), cache, d, grads)?;
+            d = layer
+                .backward(&join(prefix, name), cache, d, grads)
+                .map_err(|e| e.in_layer(name))?;
         }
         Ok(d)
     }
@@ -284,6 +302,14 @@ impl<T: Real> Sequential<T> {
     pub fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
         for (name, layer) in &mut self.layers {
             layer.visit_mut(&join(prefix, name), f);
+        }
+    }
+
+    /// Visits every leaf layer (not `Sequential` or `Residual`) read-only with its key, in
+    /// execution order (a residual block's main path before its shortcut).
+    pub fn visit_layers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Layer<T>)) {
+        for (name, layer) in &self.layers {
+            layer.visit_layers(&join(prefix, name), f);
         }
     }
 
@@ -305,7 +331,7 @@ impl<T: Real> Layer<T> {
         match self {
             Layer::Linear(l) => l.forward(x),
             Layer::Conv2d(c) => c.forward(x),
-            Layer::BatchNorm2d(bn) => bn.forward(x, ctx.mode),
+            Layer::BatchNorm2d(bn) => bn.forward(x, ctx.batchnorm_mode()),
             Layer::Relu => Ok(act::relu_forward(x)),
             Layer::MaxPool2d { kernel, stride } => pool::max_forward(x, *kernel, *stride),
             Layer::AvgPool2d { kernel, stride } => pool::avg_forward(x, *kernel, *stride),
@@ -366,6 +392,33 @@ impl<T: Real> Layer<T> {
             Layer::Residual(b) => b.visit_mut(key, f),
             Layer::Sequential(s) => s.visit_mut(key, f),
             _ => {}
+        }
+    }
+
+    /// Visits this layer read-only, or the leaves inside a container.
+    pub fn visit_layers(&self, key: &str, f: &mut dyn FnMut(&str, &Layer<T>)) {
+        match self {
+            Layer::Residual(b) => b.visit_layers(key, f),
+            Layer::Sequential(s) => s.visit_layers(key, f),
+            leaf => f(key, leaf),
+        }
+    }
+
+    /// The matching of a Linear or Conv2d layer (`None` for other layers).
+    pub fn matching(&self) -> Option<&Matching<T>> {
+        match self {
+            Layer::Linear(l) => Some(&l.matching),
+            Layer::Conv2d(c) => Some(&c.matching),
+            _ => None,
+        }
+    }
+
+    /// The matching of a Linear or Conv2d layer, mutable (`None` for other layers).
+    pub fn matching_mut(&mut self) -> Option<&mut Matching<T>> {
+        match self {
+            Layer::Linear(l) => Some(&mut l.matching),
+            Layer::Conv2d(c) => Some(&mut c.matching),
+            _ => None,
         }
     }
 

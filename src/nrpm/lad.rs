@@ -29,7 +29,7 @@ pub fn median<T: Real>(values: &mut [T]) -> Result<T> {
             "the median needs at least one value",
         ));
     }
-    crate::nrpm::check_finite("median input", values.iter())?;
+    crate::nrpm::check_finite("median input", &values[..])?;
     Ok(median_finite(values))
 }
 
@@ -76,8 +76,8 @@ pub fn weighted_median(values: &[f64], weights: &[f64]) -> Result<f64> {
             &[weights.len()],
         ));
     }
-    crate::nrpm::check_finite("weighted_median values", values.iter())?;
-    crate::nrpm::check_finite("weighted_median weights", weights.iter())?;
+    crate::nrpm::check_finite("weighted_median values", values)?;
+    crate::nrpm::check_finite("weighted_median weights", weights)?;
     if weights.iter().any(|&c| c < 0.0) {
         return Err(Error::config("weights", "negative", "must be ≥ 0"));
     }
@@ -144,7 +144,7 @@ pub fn forward<T: Real>(
                 *out = total + bias.as_ref().map_or(T::zero(), |b| b[o]);
             }
         });
-    crate::nrpm::check_overflow("nrpm::lad::forward", y.iter())?;
+    crate::nrpm::check_overflow("nrpm::lad::forward", &y)?;
     Ok(y)
 }
 

@@ -44,7 +44,7 @@ pub mod simd;
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, AsArray, Axis, Dimension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -62,7 +62,11 @@ pub const MAX_K: usize = 10_000;
 /// - `lambda`: λ, the LPM share of the output (1 = vanilla model, 0 = pure NRPM); any finite
 ///   value is accepted, as in the authors' raw-λ training path;
 /// - `groups`: N ≥ 1 equal chunks of the D terms (must divide D at call time).
+///
+/// Deserialising (e.g. from a checkpoint's metadata) runs the same checks as
+/// [`NrpmConfig::new`] and [`NrpmConfig::with_groups`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "NrpmConfigFields")]
 pub struct NrpmConfig {
     norm: Norm,
     k: usize,
@@ -70,6 +74,42 @@ pub struct NrpmConfig {
     lambda: f64,
     groups: usize,
 }
+
+/// The serialised fields of [`NrpmConfig`], checked on the way in.
+#[derive(Deserialize)]
+struct NrpmConfigFields {
+    norm: Norm,
+    k: usize,
+    eps: f64,
+    lambda: f64,
+    groups: usize,
+}
+
+impl TryFrom<NrpmConfigFields> for NrpmConfig {
+    type Error = Error;
+
+    fn try_from(f: NrpmConfigFields) -> Result<Self> {
+        NrpmConfig::new(f.norm, f.k, f.eps, f.lambda)?.with_groups(f.groups)
+    }
+}
+
+impl Default for NrpmConfig {
+    /// The CLI's defaults: L1, K = 3, ε = 1e-3, λ = 0 (pure NRPM), one group.
+    fn default() -> Self {
+        Self {
+            norm: Norm::L1,
+            k: DEFAULT_K,
+            eps: DEFAULT_EPS,
+            lambda: 0.0,
+            groups: 1,
+        }
+    }
+}
+
+/// The default number of IRLS steps K (the authors' `RobustSum` default; their scripts pass 1).
+pub const DEFAULT_K: usize = 3;
+/// The default ε of the IRLS weight 1/(r + ε) (the authors' LeNet and CIFAR training value).
+pub const DEFAULT_EPS: f64 = 1e-3;
 
 impl NrpmConfig {
     /// A validated configuration with one group.
@@ -180,6 +220,21 @@ impl NrpmConfig {
         } else {
             self.k
         }
+    }
+}
+
+impl fmt::Display for NrpmConfig {
+    /// `l1, K = 3, ε = 0.001, λ = 0.7` (and `, N = 2` with groups).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}, K = {}, ε = {}, λ = {}",
+            self.norm, self.k, self.eps, self.lambda
+        )?;
+        if self.groups > 1 {
+            write!(f, ", N = {}", self.groups)?;
+        }
+        Ok(())
     }
 }
 
@@ -404,19 +459,35 @@ pub(crate) struct Dims {
 /// Checks that a value array holds only finite numbers.
 ///
 /// # Errors
-/// [`Error::NonFinite`] naming `what` and the first bad flat index.
-pub fn check_finite<'a, T: Real + 'a>(
+/// [`Error::NonFinite`] naming `what` and the index (one entry per axis) of the first bad value.
+pub fn check_finite<'a, T: Real + 'a, D: Dimension>(
     what: &'static str,
-    values: impl IntoIterator<Item = &'a T>,
+    values: impl AsArray<'a, T, D>,
 ) -> Result<()> {
-    match values.into_iter().position(|v| !v.is_finite()) {
+    let view = values.into();
+    match view.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(index) => Err(Error::NonFinite {
-            what,
-            index,
-            value: "NaN or ±Inf".to_string(),
-        }),
+        Some(flat) => {
+            let bad = view.iter().nth(flat).copied().unwrap_or_else(T::zero);
+            Err(Error::NonFinite {
+                what,
+                index: unravel(flat, view.shape()),
+                value: format!("{bad}"),
+            })
+        }
     }
+}
+
+/// The index (one entry per axis) of the `flat`-th element in row-major order of `shape`.
+pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (i, &d) in shape.iter().enumerate().rev() {
+        if d > 0 {
+            index[i] = flat % d;
+            flat /= d;
+        }
+    }
+    index
 }
 
 /// Validates the inputs of a forward pass and returns its dimensions.
@@ -451,10 +522,10 @@ pub(crate) fn check_forward<T: Real>(
         if bias.len() != o {
             return Err(Error::shape(op, &[o], &[bias.len()]));
         }
-        check_finite("bias", bias.iter())?;
+        check_finite("bias", bias)?;
     }
-    check_finite("input x", x.iter())?;
-    check_finite("weight", weight.iter())?;
+    check_finite("input x", x)?;
+    check_finite("weight", weight)?;
     Ok(Dims {
         b,
         d,
@@ -482,7 +553,7 @@ pub(crate) fn check_backward<T: Real>(
     if grad_output.dim() != (dims.b, dims.o) {
         return Err(Error::shape(op, &[dims.b, dims.o], grad_output.shape()));
     }
-    check_finite("grad_output", grad_output.iter())?;
+    check_finite("grad_output", grad_output)?;
     Ok(dims)
 }
 
@@ -502,21 +573,23 @@ pub(crate) fn mix_output<T: Real>(
     if let Some(bias) = bias {
         y += &bias;
     }
-    check_overflow(op, y.iter())?;
-    if let Some(index) = iterates.z.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Overflow { op, index });
-    }
+    check_overflow(op, &y)?;
+    check_overflow(op, &iterates.z)?;
     Ok(y)
 }
 
-/// [`Error::Overflow`] if a computed value is not finite.
-pub(crate) fn check_overflow<'a, T: Real + 'a>(
+/// [`Error::Overflow`] if a computed value is not finite, with its index.
+pub(crate) fn check_overflow<'a, T: Real + 'a, D: Dimension>(
     op: &'static str,
-    values: impl IntoIterator<Item = &'a T>,
+    values: impl AsArray<'a, T, D>,
 ) -> Result<()> {
-    match values.into_iter().position(|v| !v.is_finite()) {
+    let view = values.into();
+    match view.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(index) => Err(Error::Overflow { op, index }),
+        Some(flat) => Err(Error::Overflow {
+            op,
+            index: unravel(flat, view.shape()),
+        }),
     }
 }
 

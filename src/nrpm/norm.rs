@@ -34,8 +34,10 @@ use crate::real::Real;
 ///
 /// `Lpm` is the plain linear pattern match (the weighted sum of the layer); the others are the
 /// robust variants of the authors' code. γ and δ default to the authors' 4 and 3.
+///
+/// Deserialising checks γ and δ as [`Norm::validate`] does.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "lowercase", try_from = "NormFields")]
 pub enum Norm {
     /// Linear pattern matching: `w = 1`, `z = Σ_d t_d`.
     Lpm,
@@ -58,6 +60,108 @@ pub enum Norm {
         /// δ > 0 (authors' default 3).
         delta: f64,
     },
+}
+
+impl std::fmt::Display for Norm {
+    /// `lpm`, `l1`, `huber(delta=3)`, `mcp(gamma=4)`, `hm(gamma=4,delta=3)`: what
+    /// [`Norm::from_str`](std::str::FromStr) reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Norm::Lpm | Norm::L1 => f.write_str(self.name()),
+            Norm::Huber { delta } => write!(f, "huber(delta={delta})"),
+            Norm::Mcp { gamma } => write!(f, "mcp(gamma={gamma})"),
+            Norm::Hm { gamma, delta } => write!(f, "hm(gamma={gamma},delta={delta})"),
+        }
+    }
+}
+
+impl std::str::FromStr for Norm {
+    type Err = Error;
+
+    /// A name (`lpm`, `l1`, `huber`, `mcp`, `hm`; γ and δ at the authors' defaults 4 and 3),
+    /// optionally with parameters: `huber(delta=2)`, `mcp(gamma=5)`, `hm(gamma=4,delta=1)`.
+    ///
+    /// ```
+    /// use nrpm::Norm;
+    /// assert_eq!("hm(gamma=5,delta=1)".parse::<Norm>()?, Norm::Hm { gamma: 5.0, delta: 1.0 });
+    /// assert_eq!("huber".parse::<Norm>()?, Norm::Huber { delta: 3.0 });
+    /// let n = Norm::Mcp { gamma: 2.5 };
+    /// assert_eq!(n.to_string().parse::<Norm>()?, n);
+    /// assert!("huber(gamma=2)".parse::<Norm>().is_err()); // huber has no γ
+    /// # Ok::<(), nrpm::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase().replace(' ', "");
+        let (name, params) = match t.split_once('(') {
+            Some((n, rest)) => match rest.strip_suffix(')') {
+                Some(p) => (n.to_string(), p.to_string()),
+                None => return Err(Error::config("norm", s, "a '(' needs its ')'")),
+            },
+            None => (t.clone(), String::new()),
+        };
+        let (mut gamma, mut delta) = (None, None);
+        for item in params.split(',').filter(|p| !p.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| Error::config("norm", s, "parameters are gamma=… or delta=…"))?;
+            let value: f64 = value
+                .parse()
+                .map_err(|_| Error::config("norm", s, "a parameter value is not a number"))?;
+            match key {
+                "gamma" => gamma = Some(value),
+                "delta" => delta = Some(value),
+                _ => {
+                    return Err(Error::config(
+                        "norm",
+                        s,
+                        "parameters are gamma=… or delta=…",
+                    ))
+                }
+            }
+        }
+        let norm = Norm::from_name(
+            &name,
+            gamma.unwrap_or(DEFAULT_GAMMA),
+            delta.unwrap_or(DEFAULT_DELTA),
+        )?;
+        let has_gamma = matches!(norm, Norm::Mcp { .. } | Norm::Hm { .. });
+        let has_delta = matches!(norm, Norm::Huber { .. } | Norm::Hm { .. });
+        if (gamma.is_some() && !has_gamma) || (delta.is_some() && !has_delta) {
+            return Err(Error::config(
+                "norm",
+                s,
+                "gives a parameter this norm does not have",
+            ));
+        }
+        Ok(norm)
+    }
+}
+
+/// The serialised form of [`Norm`], checked on the way in.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum NormFields {
+    Lpm,
+    L1,
+    Huber { delta: f64 },
+    Mcp { gamma: f64 },
+    Hm { gamma: f64, delta: f64 },
+}
+
+impl TryFrom<NormFields> for Norm {
+    type Error = Error;
+
+    fn try_from(f: NormFields) -> Result<Self> {
+        let norm = match f {
+            NormFields::Lpm => Norm::Lpm,
+            NormFields::L1 => Norm::L1,
+            NormFields::Huber { delta } => Norm::Huber { delta },
+            NormFields::Mcp { gamma } => Norm::Mcp { gamma },
+            NormFields::Hm { gamma, delta } => Norm::Hm { gamma, delta },
+        };
+        norm.validate()?;
+        Ok(norm)
+    }
 }
 
 /// The authors' default γ.

@@ -9,6 +9,7 @@
 
 use serde_json::json;
 
+use crate::attacks::StepSize;
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Subject};
@@ -33,7 +34,7 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<Body> {
     let spec = AttackSpec {
         name: "pgd-linf",
         steps: ctx.options.pgd_steps,
-        alpha: Some(2.0 / 255.0),
+        alpha: StepSize::Absolute(2.0 / 255.0),
     };
     let mut sheet = Sheet::default();
     let title = "Narrow ResNet18, Paradigm 1 under PGD, ours beside §6.2";

@@ -224,7 +224,7 @@ impl<'a> Context<'a> {
     pub fn mnist_test(&mut self) -> Result<Arc<Dataset>> {
         if self.mnist_test.is_none() {
             let all = self.load_mnist(Split::Test)?;
-            self.mnist_test = Some(Arc::new(first_n(all, self.options.n)?));
+            self.mnist_test = Some(Arc::new(all.take(self.options.n, "n")?));
         }
         Ok(Arc::clone(self.mnist_test.as_ref().expect("loaded")))
     }
@@ -236,21 +236,19 @@ impl<'a> Context<'a> {
     pub fn mnist_train(&mut self) -> Result<Arc<Dataset>> {
         if self.mnist_train.is_none() {
             let all = self.load_mnist(Split::Train)?;
-            let n = self.options.train_n.unwrap_or(all.len()).min(all.len());
-            self.mnist_train = Some(Arc::new(all.first(n)));
+            let n = self.options.train_n.unwrap_or(all.len());
+            self.mnist_train = Some(Arc::new(all.take(n, "train-n")?));
         }
         Ok(Arc::clone(self.mnist_train.as_ref().expect("loaded")))
     }
 
-    /// The first n CIFAR-10 test images (all of them when the folder holds fewer).
+    /// The first n CIFAR-10 test images.
     ///
     /// # Errors
-    /// Missing or malformed files.
+    /// Missing or malformed files; n larger than the test set.
     pub fn cifar_test(&self) -> Result<Dataset> {
         let dir = self.options.cifar.as_ref().expect("checked by missing()");
-        let all = data::load_cifar10(dir, Split::Test)?;
-        let n = self.options.n.min(all.len());
-        Ok(all.first(n))
+        data::load_cifar10(dir, Split::Test)?.take(self.options.n, "n")
     }
 
     fn load_mnist(&self, split: Split) -> Result<Dataset> {
@@ -342,16 +340,4 @@ impl<'a> Context<'a> {
     pub fn checkpoint_dir(&self, name: &str) -> PathBuf {
         self.options.out.join("checkpoints").join(name)
     }
-}
-
-/// The first n images, or an error when there are fewer.
-fn first_n(all: Dataset, n: usize) -> Result<Dataset> {
-    if n > all.len() {
-        return Err(crate::Error::config(
-            "n",
-            format!("{n} ({} holds {})", all.name(), all.len()),
-            "exceeds the number of test images",
-        ));
-    }
-    Ok(all.first(n))
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::attacks::{self, Attack, EvalOptions};
+use crate::attacks::{self, Attack, EvalOptions, StepSize};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::models::Model;
@@ -82,15 +82,15 @@ pub struct ResultTable {
 }
 
 /// How the attacks of a table are made: a name for [`Attack::from_name`], PGD's step count
-/// and step size (`None`: α = ε/4).
+/// and step size rule.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttackSpec {
     /// `fgsm`, `pgd-linf`, `l2`, `l1`, `l0`.
     pub name: &'static str,
     /// PGD steps (ignored by one-step attacks).
     pub steps: usize,
-    /// PGD step size, `None` for ε/4.
-    pub alpha: Option<f64>,
+    /// PGD step size at each budget.
+    pub alpha: StepSize,
 }
 
 impl AttackSpec {
@@ -99,7 +99,7 @@ impl AttackSpec {
         Self {
             name,
             steps: 1,
-            alpha: None,
+            alpha: StepSize::Madry,
         }
     }
 
@@ -108,9 +108,10 @@ impl AttackSpec {
         match self.name {
             "fgsm" => "FGSM L∞ (one step ε·sign(∇))".into(),
             "pgd-linf" => {
-                let alpha = self
-                    .alpha
-                    .map_or("ε/4".into(), |a| format!("{:.0}/255", a * 255.0));
+                let alpha = match self.alpha {
+                    StepSize::Absolute(a) => format!("{:.0}/255", a * 255.0),
+                    rule => rule.to_string(),
+                };
                 format!("PGD-{} L∞, α = {alpha}, uniform random start", self.steps)
             }
             "l2" | "l1" => format!(
@@ -131,7 +132,15 @@ impl AttackSpec {
         }
         positive
             .iter()
-            .map(|&b| Attack::from_name(self.name, b, self.steps, self.alpha, true))
+            .map(|&b| {
+                Attack::from_name(
+                    self.name,
+                    b,
+                    self.steps,
+                    Some(self.alpha.alpha(b, self.steps)),
+                    true,
+                )
+            })
             .collect()
     }
 }

@@ -24,7 +24,8 @@ use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Operator, Subject
 use crate::reproduce::{Body, Experiment};
 use crate::train::checkpoint::{self, STATE_FILE};
 use crate::train::{
-    self, Adversary, Checkpoints, Paradigm, Recipe, Sgd, Snapshot, TrainConfig, TrainReport,
+    self, Adversary, Checkpoints, DataRecords, Paradigm, Recipe, Sgd, Snapshot, TrainConfig,
+    TrainReport,
 };
 
 /// λ that stands for 0 under λ = σ(θ): θ = logit(1e-12) ≈ −27.6. The LPM share is far below
@@ -117,6 +118,7 @@ fn config(ctx: &Context, paradigm: Paradigm) -> TrainConfig {
             loss: r.adv_loss,
         }),
         seed: ctx.options.seed,
+        frozen_batchnorm: false,
     }
 }
 
@@ -221,14 +223,18 @@ fn measure(
 
 /// The model of `spec` (ε = `eps`) as saved in `dir` after its last finite epoch, with the
 /// history of that run.
-fn last_finite(ctx: &Context, spec: &TrainSpec, eps: f64, dir: &Path) -> Result<Trained> {
+fn last_finite(ctx: &mut Context, spec: &TrainSpec, eps: f64, dir: &Path) -> Result<Trained> {
+    let records = DataRecords {
+        train: ctx.mnist_train()?.record(),
+        eval: ctx.mnist_test()?.record(),
+    };
     let setup = spec
         .setup(ctx.options.seed)
         .with_operator(Operator { k: 1, eps });
     let mut model = ctx.build(&setup)?;
     let cfg = config(ctx, spec.paradigm);
     let mut sgd = Sgd::new(cfg.sgd)?;
-    let state = checkpoint::load(dir, &mut model, &mut sgd, &cfg)?;
+    let state = checkpoint::load(dir, &mut model, &mut sgd, &cfg, &records)?;
     let last = state.history.last();
     let report = TrainReport {
         paradigm: cfg.paradigm,
@@ -301,7 +307,7 @@ fn epochs_done(dir: &Path) -> usize {
 
 /// Whether training stopped because its numbers left the f32 range.
 fn diverged(e: &Error) -> bool {
-    matches!(e, Error::NonFinite { .. } | Error::Overflow { .. })
+    e.is_numeric_blowup()
 }
 
 /// What happened with ε = `eps`.
@@ -346,10 +352,13 @@ mod tests {
 
     #[test]
     fn only_numeric_blowups_count_as_divergence() {
-        let overflow = Error::Overflow { op: "f", index: 0 };
+        let overflow = Error::Overflow {
+            op: "f",
+            index: vec![0],
+        };
         let nan = Error::NonFinite {
             what: "loss",
-            index: 3,
+            index: vec![3],
             value: "NaN".into(),
         };
         assert!(diverged(&overflow) && diverged(&nan));

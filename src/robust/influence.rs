@@ -132,7 +132,7 @@ fn check_grid(grid: &[f64]) -> Result<()> {
     if grid.is_empty() {
         return Err(Error::config("grid", "[]", "needs at least one value"));
     }
-    nrpm::check_finite("grid", grid.iter())
+    nrpm::check_finite("grid", grid)
 }
 
 #[cfg(test)]

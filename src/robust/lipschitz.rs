@@ -99,7 +99,7 @@ pub fn spectral_norm(w: ArrayView2<f64>) -> Result<SpectralNorm> {
 /// }
 /// ```
 pub fn spectral_norm_svd(w: ArrayView2<f64>) -> Result<f64> {
-    nrpm::check_finite("weight matrix", w.iter())?;
+    nrpm::check_finite("weight matrix", &w)?;
     if w.is_empty() {
         return Ok(0.0);
     }
@@ -131,7 +131,7 @@ pub fn spectral_norm_svd(w: ArrayView2<f64>) -> Result<f64> {
 /// # Ok(()) }
 /// ```
 pub fn spectral_norm_power(w: ArrayView2<f64>, tol: f64, max_iter: usize) -> Result<SpectralNorm> {
-    nrpm::check_finite("weight matrix", w.iter())?;
+    nrpm::check_finite("weight matrix", &w)?;
     if !(tol.is_finite() && tol > 0.0) {
         return Err(Error::config(
             "power tolerance",
@@ -192,7 +192,7 @@ fn power_result(value: f64, tol: f64, iterations: usize, converged: bool) -> Spe
 /// # Ok(()) }
 /// ```
 pub fn inf_norm(w: ArrayView2<f64>) -> Result<f64> {
-    nrpm::check_finite("weight matrix", w.iter())?;
+    nrpm::check_finite("weight matrix", &w)?;
     Ok(w.rows()
         .into_iter()
         .map(|row| row.iter().map(|v| v.abs()).sum::<f64>())

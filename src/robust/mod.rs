@@ -98,7 +98,7 @@ impl Estimator {
         match self {
             Estimator::Lpm => {
                 let z: f64 = terms.iter().sum();
-                nrpm::check_overflow("robust::Estimator::estimate", [z].iter())?;
+                nrpm::check_overflow("robust::Estimator::estimate", &[z][..])?;
                 Ok(z)
             }
             Estimator::Lad => lad::lad_sum(&mut terms.to_vec()),
@@ -144,7 +144,7 @@ fn check_terms(terms: &[f64]) -> Result<()> {
     if terms.is_empty() {
         return Err(Error::config("D", 0, "an output needs at least one term"));
     }
-    nrpm::check_finite("terms", terms.iter())
+    nrpm::check_finite("terms", terms)
 }
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ fn check_objective_inputs(eps: f64, z: f64, terms: &[f64]) -> Result<()> {
     if !(eps.is_finite() && eps > 0.0) {
         return Err(Error::config("eps", eps, "must be finite and > 0"));
     }
-    nrpm::check_finite("z", [z].iter())
+    nrpm::check_finite("z", &[z][..])
 }
 
 #[cfg(test)]

@@ -20,10 +20,9 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::nn::{Layer, Matching};
 use crate::real::Real;
 use crate::tensor_file::TensorFile;
-use crate::train::{EpochReport, Sgd, Snapshot, TrainConfig};
+use crate::train::{DataRecords, EpochReport, Sgd, Snapshot, TrainConfig};
 
 /// Format tag of `state.json`.
 const FORMAT: &str = "nrpm-train/1";
@@ -82,20 +81,20 @@ pub struct TrainState {
 }
 
 /// What identifies a model's setup beyond its tensors: the spec and, for every NRPM layer, its
-/// operator configuration (norm, K, ε, groups, initial λ) and λ parametrisation.
-pub fn fingerprint<T: Real>(model: &mut Model<T>) -> Value {
-    let mut layers = Vec::new();
-    model.net.visit_layers_mut("", &mut |key, layer| {
-        let matching = match layer {
-            Layer::Linear(l) => &l.matching,
-            Layer::Conv2d(c) => &c.matching,
-            _ => return,
-        };
-        if let Matching::Nrpm(m) = matching {
-            layers.push(json!({ "key": key, "operator": m.cfg, "lambda_param": m.param }));
-        }
-    });
-    json!({ "spec": model.spec, "nrpm_layers": layers })
+/// operator configuration (norm, K, ε, groups) and λ parametrisation (λ itself is a trained
+/// value, not part of the setup).
+pub fn fingerprint<T: Real>(model: &Model<T>) -> Value {
+    let record = model.record();
+    let layers: Vec<Value> = record
+        .nrpm_layers
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            let op = l.operator.with_lambda(0.0).unwrap_or(l.operator);
+            json!({ "key": l.key, "operator": op, "lambda_param": l.lambda_param })
+        })
+        .collect();
+    json!({ "spec": record.spec, "nrpm_layers": layers })
 }
 
 /// Writes `file` to `dir/name` through a temporary file and a rename.
@@ -106,7 +105,8 @@ fn write_atomic(dir: &Path, name: &str, write: impl FnOnce(&Path) -> Result<()>)
     std::fs::rename(&tmp, &dest).map_err(|e| Error::io(dest, e))
 }
 
-/// Saves the model, the optimiser and `state` to `dir` (created if missing).
+/// Saves the model, the optimiser and `state` to `dir` (created if missing), with the run's
+/// settings and data records.
 ///
 /// # Errors
 /// [`Error::Io`] if the folder or a file cannot be written.
@@ -115,6 +115,7 @@ pub fn save<T: Real>(
     model: &mut Model<T>,
     sgd: &Sgd<T>,
     cfg: &TrainConfig,
+    data: &DataRecords,
     state: &TrainState,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -123,6 +124,7 @@ pub fn save<T: Real>(
     let doc = json!({
         "format": FORMAT,
         "settings": cfg.to_json(false),
+        "data": data,
         "fingerprint": fingerprint(model),
         "state": state,
     });
@@ -133,8 +135,14 @@ pub fn save<T: Real>(
 }
 
 /// Reads `dir/state.json` and checks that it belongs to this run: same format, same settings
-/// apart from the epoch count, same model setup.
-fn read_state<T: Real>(dir: &Path, model: &mut Model<T>, cfg: &TrainConfig) -> Result<TrainState> {
+/// apart from the epoch count (which may grow, not shrink), same data (count and SHA-256 of the
+/// training and evaluation images), same model setup.
+fn read_state<T: Real>(
+    dir: &Path,
+    model: &Model<T>,
+    cfg: &TrainConfig,
+    data: &DataRecords,
+) -> Result<TrainState> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let doc: Value =
@@ -143,14 +151,57 @@ fn read_state<T: Real>(dir: &Path, model: &mut Model<T>, cfg: &TrainConfig) -> R
         return Err(Error::format(&path, format!("not an {FORMAT} checkpoint")));
     }
     mismatch(&path, "settings", &doc["settings"], &cfg.to_json(false))?;
+    check_data(&path, &doc["data"], data)?;
     mismatch(
         &path,
         "model setup",
         &doc["fingerprint"],
         &fingerprint(model),
     )?;
-    serde_json::from_value(doc["state"].clone())
-        .map_err(|e| Error::format(&path, format!("bad 'state': {e}")))
+    let state: TrainState = serde_json::from_value(doc["state"].clone())
+        .map_err(|e| Error::format(&path, format!("bad 'state': {e}")))?;
+    if state.epochs_done > cfg.epochs {
+        return Err(Error::format(
+            &path,
+            format!(
+                "has {} epochs done, more than the {} asked for: resume needs --epochs ≥ {}",
+                state.epochs_done, cfg.epochs, state.epochs_done
+            ),
+        ));
+    }
+    Ok(state)
+}
+
+/// [`Error::Format`] unless the checkpoint's data records describe the same images as `now`.
+fn check_data(path: &Path, stored: &Value, now: &DataRecords) -> Result<()> {
+    let stored: DataRecords = serde_json::from_value(stored.clone()).map_err(|_| {
+        Error::format(
+            path,
+            "records no training data (written by nrpm before 0.2): it cannot be checked \
+             against the data of this run, so it is not resumed",
+        )
+    })?;
+    for (what, s, n) in [
+        ("training", &stored.train, &now.train),
+        ("evaluation", &stored.eval, &now.eval),
+    ] {
+        if !s.same_data(n) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "resume needs the same {what} images as the checkpoint: it was made on {} \
+                     ({} images, sha256 {}…), this run has {} ({} images, sha256 {}…)",
+                    s.name,
+                    s.n,
+                    &s.sha256[..12.min(s.sha256.len())],
+                    n.name,
+                    n.n,
+                    &n.sha256[..12.min(n.sha256.len())]
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// [`Error::Format`] if `stored` and `given` differ, naming the differing fields.
@@ -183,15 +234,17 @@ fn mismatch(path: &Path, what: &str, stored: &Value, given: &Value) -> Result<()
 /// Loads a checkpoint folder into `model` and `sgd` and returns the run's state.
 ///
 /// # Errors
-/// [`Error::Io`] for missing files; [`Error::Format`] when the settings (other than the epoch
-/// count) or the model setup differ from the checkpoint's, or a file does not fit the model.
+/// [`Error::Io`] for missing files; [`Error::Format`] when the settings (other than a growing
+/// epoch count), the data or the model setup differ from the checkpoint's, or a file does not
+/// fit the model.
 pub fn load<T: Real>(
     dir: &Path,
     model: &mut Model<T>,
     sgd: &mut Sgd<T>,
     cfg: &TrainConfig,
+    data: &DataRecords,
 ) -> Result<TrainState> {
-    let state = read_state(dir, model, cfg)?;
+    let state = read_state(dir, model, cfg, data)?;
     model.load_file(dir.join(MODEL_FILE), true)?;
     sgd.load_state(
         &TensorFile::read(dir.join(OPTIMIZER_FILE))?,

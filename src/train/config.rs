@@ -82,17 +82,25 @@ pub struct TrainConfig {
     pub adversary: Option<Adversary>,
     /// Seed of everything random: the epoch's shuffling, dropout masks, attack random starts.
     pub seed: u64,
+    /// Run BatchNorm in eval mode while training (running statistics used, never updated).
+    /// `false` is PyTorch's `net.train()`, which the authors use for every paradigm: their
+    /// λ-only CIFAR training (`train_cifar10_resnet.py --paradigm 1`) freezes every parameter
+    /// but still updates the BatchNorm running statistics.
+    pub frozen_batchnorm: bool,
 }
 
 impl TrainConfig {
     /// Checks every field.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero batch size, bad SGD values, or milestones that are not
-    /// strictly increasing.
+    /// [`Error::Config`] for zero epochs or batch size, bad SGD values, or milestones that are
+    /// not strictly increasing.
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
             return Err(Error::config("batch size", 0, "must be at least 1"));
+        }
+        if self.epochs == 0 && self.paradigm.is_trained() {
+            return Err(Error::config("epochs", 0, "must be at least 1"));
         }
         self.sgd.validate()?;
         self.schedule().map(|_| ())
@@ -119,6 +127,7 @@ impl TrainConfig {
             "attack": self.adversary.as_ref().map(|a| &a.attack),
             "adv_loss": self.adversary.as_ref().map(|a| a.loss.name()),
             "seed": self.seed,
+            "frozen_batchnorm": self.frozen_batchnorm,
         });
         if with_epochs {
             v["epochs"] = json!(self.epochs);

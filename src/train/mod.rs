@@ -58,6 +58,7 @@
 //!     lr_steps: vec![],
 //!     adversary: None,
 //!     seed: 7,
+//!     frozen_batchnorm: false,
 //! };
 //! let report = train(&mut model, &data, &test, &cfg, &Checkpoints::default(),
 //!                    &mut nrpm::progress::Silent)?;
@@ -79,4 +80,6 @@ pub use paradigm::Paradigm;
 pub use schedule::StepSchedule;
 pub use sgd::{Sgd, SgdConfig, MOMENTUM_PREFIX};
 pub use step::{batch_gradient, BatchGradient};
-pub use trainer::{clean_accuracy, train, Checkpoints, EpochReport, Snapshot, TrainReport};
+pub use trainer::{
+    clean_accuracy, train, Checkpoints, DataRecords, EpochReport, Snapshot, TrainReport,
+};

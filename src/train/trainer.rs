@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::attacks;
-use crate::data::Dataset;
+use crate::data::{DataRecord, Dataset};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::nn::Ctx;
@@ -114,8 +114,10 @@ pub struct TrainReport {
 ///
 /// # Errors
 /// [`Error::Config`] for invalid settings or `LearnLambda` on a model with no NRPM layer;
-/// checkpoint errors ([`checkpoint::load`], [`checkpoint::save`]); [`Error::NonFinite`] when
-/// the training loss diverges; model, data and attack errors.
+/// checkpoint errors ([`checkpoint::load`], [`checkpoint::save`]; resuming with other data,
+/// settings or model setup); [`Error::Diverged`] when the numbers leave the floating-point
+/// range (it names the epoch, step and layer, and keeps the finished epochs' history and
+/// checkpoint); model, data and attack errors.
 pub fn train<T: Real>(
     model: &mut Model<T>,
     data: &Dataset,
@@ -126,7 +128,11 @@ pub fn train<T: Real>(
 ) -> Result<TrainReport> {
     let started = Instant::now();
     let mut sgd = Sgd::new(cfg.sgd)?;
-    let mut state = initial_state(model, &mut sgd, eval, cfg, dirs, progress)?;
+    let records = DataRecords {
+        train: data.record(),
+        eval: eval.record(),
+    };
+    let mut state = initial_state(model, &mut sgd, eval, cfg, dirs, &records, progress)?;
     let resumed_from = dirs.resume.as_ref().map(|_| state.epochs_done);
     let last = if cfg.paradigm.is_trained() {
         cfg.epochs
@@ -135,16 +141,17 @@ pub fn train<T: Real>(
     };
     let first = state.epochs_done;
     for epoch in first..last {
-        let report = run_epoch(model, &mut sgd, data, eval, cfg, epoch, progress)?;
+        let report = run_epoch(model, &mut sgd, data, eval, cfg, epoch, progress)
+            .map_err(|e| with_history(e, &state, dirs))?;
         progress.finish(&report.line(cfg.epochs));
         state.history.push(report);
         state.epochs_done = epoch + 1;
         if let Some(dir) = &dirs.out {
-            checkpoint::save(dir, model, &sgd, cfg, &state)?;
+            checkpoint::save(dir, model, &sgd, cfg, &records, &state)?;
         }
     }
     if let (Some(dir), true) = (&dirs.out, first >= last) {
-        checkpoint::save(dir, model, &sgd, cfg, &state)?; // nothing trained: save as it is
+        checkpoint::save(dir, model, &sgd, cfg, &records, &state)?; // nothing trained: save as it is
     }
     let after = snapshot(model, eval, cfg, progress)?;
     Ok(TrainReport {
@@ -158,6 +165,28 @@ pub fn train<T: Real>(
     })
 }
 
+/// A divergence error completed with the finished epochs' history and the folder of the last
+/// checkpoint (other errors unchanged).
+fn with_history(e: Error, state: &TrainState, dirs: &Checkpoints) -> Error {
+    match e {
+        Error::Diverged(mut d) => {
+            d.history = serde_json::to_value(&state.history).unwrap_or_default();
+            d.last_checkpoint = dirs.out.clone();
+            Error::Diverged(d)
+        }
+        other => other,
+    }
+}
+
+/// The training data and the evaluation images of a run, as its checkpoints record them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataRecords {
+    /// The images the steps train on.
+    pub train: DataRecord,
+    /// The images each epoch is evaluated on.
+    pub eval: DataRecord,
+}
+
 /// Checks the settings, then loads the checkpoint to resume from, or measures the start.
 fn initial_state<T: Real>(
     model: &mut Model<T>,
@@ -165,6 +194,7 @@ fn initial_state<T: Real>(
     eval: &Dataset,
     cfg: &TrainConfig,
     dirs: &Checkpoints,
+    records: &DataRecords,
     progress: &mut dyn Progress,
 ) -> Result<TrainState> {
     cfg.validate()?;
@@ -176,7 +206,7 @@ fn initial_state<T: Real>(
         ));
     }
     match &dirs.resume {
-        Some(dir) => checkpoint::load(dir, model, sgd, cfg),
+        Some(dir) => checkpoint::load(dir, model, sgd, cfg, records),
         None => Ok(TrainState {
             epochs_done: 0,
             history: Vec::new(),
@@ -226,19 +256,27 @@ fn sgd_steps<T: Real>(
     let stage = format!("epoch {}/{}", epoch + 1, cfg.epochs);
     progress.start(&stage, batches.len() as u64);
     let (mut loss_sum, mut correct) = (0.0, 0);
+    let steps = batches.len();
     for (i, batch) in batches.enumerate() {
         let x = batch.images.mapv(|v| T::of(f64::from(v)));
         let labels: Vec<usize> = batch.labels.iter().map(|&l| usize::from(l)).collect();
         let mut ctx = Ctx::train(seed_for(cfg.seed, Stream::Dropout, epoch, i));
+        ctx.frozen_batchnorm = cfg.frozen_batchnorm;
         let mut rng = StdRng::seed_from_u64(seed_for(cfg.seed, Stream::Attack, epoch, i));
         let adversary = cfg.adversary.as_ref();
-        let g = batch_gradient(model, x.view(), &labels, adversary, &mut ctx, &mut rng)?;
+        let at = (epoch, i, steps);
+        let g = match batch_gradient(model, x.view(), &labels, adversary, &mut ctx, &mut rng) {
+            Ok(g) => g,
+            Err(e) if e.is_numeric_blowup() => return Err(diverged(model, cfg, lr, at, e)),
+            Err(e) => return Err(e),
+        };
         if !g.loss_sum.is_finite() {
-            return Err(Error::NonFinite {
-                what: "training loss (lower the learning rate?); batch",
-                index: i,
+            let e = Error::NonFinite {
+                what: "the training loss of the batch",
+                index: vec![],
                 value: g.loss_sum.to_string(),
-            });
+            };
+            return Err(diverged(model, cfg, lr, at, e));
         }
         sgd.step(model, &g.grads, lr, cfg.paradigm)?;
         loss_sum += g.loss_sum;
@@ -246,6 +284,42 @@ fn sgd_steps<T: Real>(
         progress.advance(1);
     }
     Ok((loss_sum, correct))
+}
+
+/// The divergence error of step `i` (of `steps`) in `epoch`, with what to change.
+fn diverged<T: Real>(
+    model: &Model<T>,
+    cfg: &TrainConfig,
+    lr: f64,
+    (epoch, i, steps): (usize, usize, usize),
+    cause: Error,
+) -> Error {
+    let layer = cause.layer_root().0.map(str::to_string);
+    let eps: Vec<f64> = model
+        .record()
+        .nrpm_layers
+        .unwrap_or_default()
+        .iter()
+        .map(|l| l.operator.eps())
+        .collect();
+    let mut hint = format!("lower the learning rate (--lr, now {lr})");
+    if let Some(min) = eps.iter().copied().reduce(f64::min) {
+        hint += &format!(
+            " or raise the IRLS ε (--eps-irls, now {min:e}): the gradient through \
+             w = 1/(r + ε) grows like 1/ε"
+        );
+    }
+    Error::Diverged(Box::new(crate::error::Divergence {
+        epoch: epoch + 1,
+        epochs: cfg.epochs,
+        step: i + 1,
+        steps,
+        layer,
+        cause: Box::new(cause),
+        hint,
+        history: serde_json::Value::Null,
+        last_checkpoint: None,
+    }))
 }
 
 /// Clean (eval-mode) accuracy of `model` on `data` in % (0 for no images), in batches of

@@ -298,8 +298,8 @@ pub(super) fn linear_forward<T: Real, U: DeviceReal>(
         from_dev(dev.download(&p.z, b * o * n * (k + 1))?),
     )
     .expect("B·O·N·(K+1) values");
-    check_overflow(op, y.iter())?;
-    check_overflow(op, z.iter())?;
+    check_overflow(op, &y)?;
+    check_overflow(op, &z)?;
     Ok((y, Iterates { z }))
 }
 

@@ -1,0 +1,147 @@
+//! What a checkpoint written by nrpm says about the model it holds, so that loading it rebuilds
+//! that model: the [`ModelSpec`] (architecture, ReLU, conv bias, input, classes) and, for every
+//! reprogrammed layer, its operator (norm with γ and δ, K, ε, groups, λ) and λ parametrisation.
+//!
+//! ```text
+//! safetensors metadata   "nrpm_model"   ModelSpec as JSON
+//!                        "nrpm_layers"  [{ "key": "fc1", "operator": NrpmConfig,
+//!                                          "lambda_param": "Sigmoid" }, …]
+//! tensors                <key>.robust_sum.lmbd / .beta = θ, with λ = θ (Raw) or σ(θ) (Sigmoid)
+//! ```
+//!
+//! The authors' checkpoints carry none of this: [`ModelRecord::from_file`] gives `None` for
+//! them, and the caller decides the model and its reprogramming.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::models::{Model, ModelSpec};
+use crate::nn::{LambdaParam, Matching, RobustMatch};
+use crate::nrpm::NrpmConfig;
+use crate::real::Real;
+use crate::tensor_file::TensorFile;
+
+/// Metadata key of the model spec.
+pub const SPEC_KEY: &str = "nrpm_model";
+/// Metadata key of the reprogrammed layers.
+pub const LAYERS_KEY: &str = "nrpm_layers";
+
+/// One reprogrammed (NRPM) layer: its state-dict key, its operator and how θ maps to λ.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NrpmLayer {
+    /// State-dict key of the Linear/Conv2d layer (`fc1`, `layer2.0.conv1`).
+    pub key: String,
+    /// The operator: norm (γ, δ), K, ε, groups, and λ as it was when recorded.
+    pub operator: NrpmConfig,
+    /// λ = θ or λ = sigmoid(θ).
+    pub lambda_param: LambdaParam,
+}
+
+/// A model's setup apart from its tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// Architecture, input, classes, architecture flags.
+    pub spec: ModelSpec,
+    /// The NRPM layers in execution order (empty: every layer is LPM); `None` when the file
+    /// records the spec but not the layers (checkpoints of nrpm before 0.2).
+    pub nrpm_layers: Option<Vec<NrpmLayer>>,
+}
+
+impl ModelRecord {
+    /// The record stored in `file`'s metadata, or `None` when the file has none (the authors'
+    /// checkpoints, files from other tools).
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the metadata is there but is not a valid spec or layer list (a
+    /// configuration out of its domain included).
+    pub fn from_file(file: &TensorFile) -> Result<Option<Self>> {
+        let Some(spec) = file.metadata.get(SPEC_KEY) else {
+            return Ok(None);
+        };
+        let bad = |what: &str, e: serde_json::Error| {
+            Error::format(&file.path, format!("metadata '{what}' is not valid: {e}"))
+        };
+        let spec: ModelSpec = serde_json::from_str(spec).map_err(|e| bad(SPEC_KEY, e))?;
+        let nrpm_layers = match file.metadata.get(LAYERS_KEY) {
+            None => None,
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| bad(LAYERS_KEY, e))?),
+        };
+        Ok(Some(Self { spec, nrpm_layers }))
+    }
+
+    /// Writes the record into `file`'s metadata.
+    pub fn store(&self, file: &mut TensorFile) {
+        let spec = serde_json::to_string(&self.spec).expect("a spec serialises");
+        file.metadata.insert(SPEC_KEY.into(), spec);
+        if let Some(layers) = &self.nrpm_layers {
+            let text = serde_json::to_string(layers).expect("layer records serialise");
+            file.metadata.insert(LAYERS_KEY.into(), text);
+        }
+    }
+
+    /// The model this record describes, with zero weights: built from the spec and
+    /// reprogrammed layer by layer (λ as recorded; loading the checkpoint's θ replaces it).
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] if a recorded key is not a Linear/Conv2d layer of the spec;
+    /// [`Error::Config`] for a λ its parametrisation cannot take.
+    pub fn build<T: Real>(&self) -> Result<Model<T>> {
+        let mut model = Model::new(self.spec.clone());
+        model.reprogram_layers(self.nrpm_layers.as_deref().unwrap_or(&[]))?;
+        Ok(model)
+    }
+}
+
+impl<T: Real> Model<T> {
+    /// The model's setup as a checkpoint records it: spec and NRPM layers with their current λ.
+    pub fn record(&self) -> ModelRecord {
+        let mut layers = Vec::new();
+        self.net.visit_layers("", &mut |key, layer| {
+            if let Some(Matching::Nrpm(m)) = layer.matching() {
+                layers.push(NrpmLayer {
+                    key: key.to_string(),
+                    operator: m.op_config().unwrap_or(m.cfg),
+                    lambda_param: m.param,
+                });
+            }
+        });
+        ModelRecord {
+            spec: self.spec.clone(),
+            nrpm_layers: Some(layers),
+        }
+    }
+
+    /// Reprograms exactly the listed layers (each with its own operator, λ and
+    /// parametrisation) and sets every other Linear/Conv2d layer to LPM.
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] for a key that is not a Linear/Conv2d layer of this model, or a
+    /// key listed twice; [`Error::Config`] for a λ its parametrisation cannot take. The model
+    /// is unchanged on error.
+    pub fn reprogram_layers(&mut self, layers: &[NrpmLayer]) -> Result<()> {
+        let known: Vec<String> = self.matching_layers().into_iter().map(|(k, _)| k).collect();
+        let mut matches = Vec::with_capacity(layers.len());
+        for (i, l) in layers.iter().enumerate() {
+            if !known.contains(&l.key) || layers[..i].iter().any(|p| p.key == l.key) {
+                return Err(Error::UnknownName {
+                    what: "layer (or a layer given twice)",
+                    name: l.key.clone(),
+                    expected: known.join(", "),
+                });
+            }
+            matches.push((
+                l.key.as_str(),
+                RobustMatch::<T>::new(l.operator, l.lambda_param)?,
+            ));
+        }
+        self.net.visit_layers_mut("", &mut |key, layer| {
+            if let Some(slot) = layer.matching_mut() {
+                *slot = match matches.iter().position(|(k, _)| *k == key) {
+                    Some(i) => Matching::Nrpm(matches[i].1.clone()),
+                    None => Matching::Lpm,
+                };
+            }
+        });
+        Ok(())
+    }
+}
