@@ -509,3 +509,72 @@ fn transfer_from_the_model_itself_is_white_box_and_lpm_source_differs() {
         "the LPM source must change the adversarial images"
     );
 }
+
+/// An LPM MLP (784-64-10) trained for two epochs on the shipped subset: a real classifier that
+/// needs no file outside the repository.
+fn trained_mlp2() -> Model<f32> {
+    use nrpm::train::{train, Checkpoints, Paradigm, SgdConfig, TrainConfig};
+    let data = Dataset::mnist_subset(Split::Train).unwrap().first(2000);
+    let mut model = Model::<f32>::new(ModelSpec::from_name("mlp2", 1, 28).unwrap());
+    model.init(0);
+    let cfg = TrainConfig {
+        paradigm: Paradigm::Scratch,
+        epochs: 2,
+        batch_size: 64,
+        sgd: SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        },
+        lr_steps: vec![],
+        adversary: None,
+        seed: 0,
+        frozen_batchnorm: false,
+    };
+    train(
+        &mut model,
+        &data,
+        &mnist_test(50),
+        &cfg,
+        &Checkpoints::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    model
+}
+
+/// With the default step size (α = 2.5·ε/steps) PGD with any number of steps reaches the
+/// ε-sphere, so it is never weaker than FGSM by more than a few images (issue 15, item 5: with
+/// the old α = ε/4, PGD-1 kept 71.8 % where FGSM kept 6.2 %).
+#[test]
+fn pgd_with_the_default_step_is_never_weaker_than_fgsm_whatever_the_steps() {
+    let model = trained_mlp2();
+    let data = mnist_test(300);
+    let eps = 0.1;
+    let fgsm = Attack::from_name("fgsm", eps, 0, None, false).unwrap();
+    let mut attacks = vec![fgsm];
+    for steps in [1, 2, 3, 5, 10] {
+        let pgd = Attack::from_name("pgd-linf", eps, steps, None, true).unwrap();
+        assert!(pgd.reaches_sphere(), "{pgd}");
+        attacks.push(pgd);
+    }
+    let r = evaluate_attacks(&model, &data, &attacks, &options(100, 0), &mut Silent).unwrap();
+    assert!(r[0].clean_correct >= 250, "clean {}", r[0].clean_correct);
+    assert!(
+        r[0].robust_correct < r[0].clean_correct / 2,
+        "FGSM must bite: {}",
+        r[0].robust_correct
+    );
+    for pgd in &r[1..] {
+        assert!(
+            pgd.robust_correct <= r[0].robust_correct + 3,
+            "{}: {} images robust, FGSM {}",
+            pgd.attack,
+            pgd.robust_correct,
+            r[0].robust_correct
+        );
+    }
+    // The rule that failed: α = ε/4 with one step cannot reach the sphere.
+    let short = Attack::from_name("pgd-linf", eps, 1, Some(eps / 4.0), true).unwrap();
+    assert!(!short.reaches_sphere());
+}

@@ -241,6 +241,26 @@ fn shortened_paradigm_2_says_so_and_resumes_from_its_checkpoint() {
     let p2b = experiment(&second, "mlp-p2");
     assert_eq!(p2b["training"][0]["resumed_from_checkpoint"], 1);
     assert_eq!(accuracies(p2b), accuracies(p2)); // the same model, evaluated again
+                                                 // Reusing that checkpoint with other training images is refused (it used to be reused and
+                                                 // labelled with the new settings); fewer epochs: tests/train.rs.
+    let mut other = reuse.clone();
+    let at = other.iter().position(|a| *a == "--train-n").unwrap();
+    other[at + 1] = "96";
+    other.extend(["--out", dir.to_str().unwrap()]);
+    let out = nrpm_reproduce(&other);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let p2c = experiment(&report, "mlp-p2");
+    assert_eq!(p2c["status"], "failed");
+    assert!(
+        p2c["error"]
+            .as_str()
+            .unwrap()
+            .contains("same training images"),
+        "{p2c}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -441,3 +441,173 @@ fn learn_lambda_without_nrpm_layers_is_an_error() {
     )
     .is_err());
 }
+
+/// Logits of `m` on `images`, as bits.
+fn logit_bits(m: &Model<f32>, images: &Dataset) -> Vec<u32> {
+    m.logits(images.images())
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// Every paradigm and architecture flag: a model trained (or, for paradigm 1, reprogrammed)
+/// and saved by `train` comes back from its checkpoint alone, with nothing else said, and
+/// computes the same logits bit for bit (issue 15, item 2: a paradigm 2 checkpoint used to
+/// load as plain LPM, a ReLU MLP without its ReLU).
+#[test]
+fn checkpoints_rebuild_the_model_they_hold_bit_for_bit() {
+    let (data, test) = mnist(96, 40);
+    let raw_p1 = |m: &mut Model<f32>| {
+        let cfg = NrpmConfig::new(Norm::Huber { delta: 2.0 }, 2, 1e-3, 0.7).unwrap();
+        m.reprogram(
+            &LayerSelection::All,
+            cfg.with_groups(2).unwrap(),
+            &[0.7, 0.4, 0.2],
+            LambdaParam::Raw,
+        )
+        .unwrap();
+    };
+    type Setup = fn(&mut Model<f32>);
+    let cases: Vec<(&str, Paradigm, Setup, Option<Adversary>)> = vec![
+        ("mlp3", Paradigm::Fixed, raw_p1, None),
+        (
+            "mlp3",
+            Paradigm::LearnLambda,
+            |m| reprogram(m, 0.6),
+            fgsm(0.2, AdvLoss::CleanPlusAdv),
+        ),
+        ("mlp2", Paradigm::FineTune, |m| reprogram(m, 0.6), None),
+        ("mlp2-relu", Paradigm::Scratch, |_| {}, None),
+        ("lenet-bias", Paradigm::Scratch, |m| reprogram(m, 0.5), None),
+    ];
+    for (i, (name, paradigm, setup, adversary)) in cases.into_iter().enumerate() {
+        let spec = match name {
+            "mlp2-relu" => ModelSpec::from_name("mlp2", 1, 28)
+                .unwrap()
+                .with_mlp_relu(true),
+            "lenet-bias" => ModelSpec {
+                conv_bias: true,
+                ..ModelSpec::from_name("lenet", 1, 28).unwrap()
+            },
+            other => ModelSpec::from_name(other, 1, 28).unwrap(),
+        };
+        let mut m = Model::<f32>::new(spec);
+        m.init(i as u64);
+        setup(&mut m);
+        let dir = temp_dir(&format!("roundtrip-{i}"));
+        let dirs = Checkpoints {
+            out: Some(dir.clone()),
+            resume: None,
+        };
+        let cfg = config(paradigm, 1, 0.05, adversary);
+        run(&mut m, (&data, &test), &cfg, &dirs);
+        let back = Model::<f32>::from_checkpoint(dir.join(checkpoint::MODEL_FILE)).unwrap();
+        assert_eq!(back.spec, m.spec, "{name}");
+        assert_eq!(back.record(), m.record(), "{name}");
+        assert_eq!(logit_bits(&back, &test), logit_bits(&m, &test), "{name}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
+
+/// A checkpoint without nrpm's record (the authors' files) is refused by `from_checkpoint`,
+/// not loaded as a guess.
+#[test]
+fn from_checkpoint_refuses_files_without_a_record() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/authors_robust_sum.safetensors"
+    );
+    let err = Model::<f32>::from_checkpoint(fixture).unwrap_err();
+    assert!(err.to_string().contains("no nrpm model record"), "{err}");
+}
+
+/// A resumed run refuses other training images (another count, or other images of the same
+/// count), other evaluation images, and an epoch count below what the checkpoint has done; the
+/// same images elsewhere are fine (issue 15, item 4).
+#[test]
+fn resume_refuses_other_data_and_fewer_epochs() {
+    let (data, test) = mnist(64, 20);
+    let dir = temp_dir("resume-data");
+    let dirs = Checkpoints {
+        out: Some(dir.clone()),
+        resume: None,
+    };
+    let cfg = config(Paradigm::Scratch, 2, 0.05, None);
+    run(&mut model("mlp1", 0), (&data, &test), &cfg, &dirs);
+    let resume = Checkpoints {
+        out: Some(dir.clone()),
+        resume: Some(dir.clone()),
+    };
+    let try_resume = |d: &Dataset, t: &Dataset, epochs: usize| {
+        let cfg = config(Paradigm::Scratch, epochs, 0.05, None);
+        train(&mut model("mlp1", 0), d, t, &cfg, &resume, &mut Silent)
+    };
+    let (fewer, _) = mnist(32, 20);
+    let shifted = Dataset::mnist_subset(Split::Train)
+        .unwrap()
+        .subset(64..128)
+        .unwrap();
+    let renamed = Dataset::new(
+        "elsewhere/train",
+        data.images().to_owned(),
+        data.labels().to_vec(),
+        10,
+    )
+    .unwrap();
+    for (d, t, epochs, needle) in [
+        (&fewer, &test, 3, "same training images"),
+        (&shifted, &test, 3, "same training images"),
+        (&data, &fewer.first(10), 3, "same evaluation images"),
+        (&data, &test, 1, "more than the 1 asked"),
+    ] {
+        let err = try_resume(d, t, epochs).unwrap_err();
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    let report = try_resume(&renamed, &test, 3).unwrap();
+    assert_eq!(report.epochs, 3);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Paradigm 2 trains only λ; BatchNorm running statistics move as in the authors' scripts
+/// (`net.train()`), and stay bit for bit with `frozen_batchnorm` (issue 15, item 6).
+#[test]
+fn paradigm_2_moves_batchnorm_statistics_unless_frozen() {
+    let images = ndarray::Array4::from_shape_fn((8, 3, 32, 32), |(b, c, h, w)| {
+        ((b * 7 + c * 5 + h * 3 + w) % 11) as f32 / 10.0
+    });
+    let data = Dataset::new("toy", images, (0..8).map(|i| (i % 10) as u8).collect(), 10).unwrap();
+    let buffers = |m: &mut Model<f32>| {
+        let mut out = Bits::new();
+        m.visit_mut(&mut |p| {
+            if p.role == Role::Buffer {
+                out.insert(p.key, p.value.iter().map(|v| v.to_bits()).collect());
+            }
+        });
+        out
+    };
+    for frozen in [false, true] {
+        let mut m = Model::<f32>::new(ModelSpec::from_name("resnet10-tiny", 3, 32).unwrap());
+        m.init(1);
+        reprogram(&mut m, 0.5);
+        let before = buffers(&mut m);
+        let cfg = TrainConfig {
+            batch_size: 4,
+            frozen_batchnorm: frozen,
+            ..config(Paradigm::LearnLambda, 1, 0.1, None)
+        };
+        let (lambdas0, rest0) = bits(&mut m);
+        run(&mut m, (&data, &data), &cfg, &Checkpoints::default());
+        let (lambdas1, rest1) = bits(&mut m);
+        assert_ne!(lambdas0, lambdas1, "λ is learned");
+        let weights = |b: &Bits| {
+            b.iter()
+                .filter(|(k, _)| !before.contains_key(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Bits>()
+        };
+        assert_eq!(weights(&rest0), weights(&rest1), "weights stay frozen");
+        let moved = buffers(&mut m) != before;
+        assert_eq!(moved, !frozen, "frozen = {frozen}");
+    }
+}

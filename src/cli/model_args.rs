@@ -626,11 +626,7 @@ fn differences(
             out.push((flag, key.to_string(), format!("{a} → {b}")));
         }
     };
-    check(
-        "--norm",
-        format!("{:?}", old.norm()),
-        format!("{:?}", new.norm()),
-    );
+    check("--norm", old.norm().to_string(), new.norm().to_string());
     check("--k", old.k().to_string(), new.k().to_string());
     check(
         "--eps-irls",

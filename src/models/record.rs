@@ -3,11 +3,15 @@
 //! reprogrammed layer, its operator (norm with γ and δ, K, ε, groups, λ) and λ parametrisation.
 //!
 //! ```text
-//! safetensors metadata   "nrpm_model"   ModelSpec as JSON
-//!                        "nrpm_layers"  [{ "key": "fc1", "operator": NrpmConfig,
-//!                                          "lambda_param": "Sigmoid" }, …]
+//! safetensors metadata   "nrpm_model" = { "spec": ModelSpec,
+//!                                         "nrpm_layers": [{ "key": "fc1", "operator": NrpmConfig,
+//!                                                           "lambda_param": "Sigmoid" }, …] }
 //! tensors                <key>.robust_sum.lmbd / .beta = θ, with λ = θ (Raw) or σ(θ) (Sigmoid)
 //! ```
+//!
+//! One metadata key holds it all: safetensors keeps metadata in a hash map whose order varies
+//! from run to run, and a checkpoint must be the same bytes for the same model. (nrpm 0.1 wrote
+//! the bare spec under the same key; such files rebuild their spec but not their layers.)
 //!
 //! The authors' checkpoints carry none of this: [`ModelRecord::from_file`] gives `None` for
 //! them, and the caller decides the model and its reprogramming.
@@ -21,10 +25,8 @@ use crate::nrpm::NrpmConfig;
 use crate::real::Real;
 use crate::tensor_file::TensorFile;
 
-/// Metadata key of the model spec.
-pub const SPEC_KEY: &str = "nrpm_model";
-/// Metadata key of the reprogrammed layers.
-pub const LAYERS_KEY: &str = "nrpm_layers";
+/// Metadata key of the record.
+pub const RECORD_KEY: &str = "nrpm_model";
 
 /// One reprogrammed (NRPM) layer: its state-dict key, its operator and how θ maps to λ.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,28 +57,29 @@ impl ModelRecord {
     /// [`Error::Format`] if the metadata is there but is not a valid spec or layer list (a
     /// configuration out of its domain included).
     pub fn from_file(file: &TensorFile) -> Result<Option<Self>> {
-        let Some(spec) = file.metadata.get(SPEC_KEY) else {
+        let Some(text) = file.metadata.get(RECORD_KEY) else {
             return Ok(None);
         };
-        let bad = |what: &str, e: serde_json::Error| {
-            Error::format(&file.path, format!("metadata '{what}' is not valid: {e}"))
+        let record_error = match serde_json::from_str::<ModelRecord>(text) {
+            Ok(record) => return Ok(Some(record)),
+            Err(e) => e,
         };
-        let spec: ModelSpec = serde_json::from_str(spec).map_err(|e| bad(SPEC_KEY, e))?;
-        let nrpm_layers = match file.metadata.get(LAYERS_KEY) {
-            None => None,
-            Some(text) => Some(serde_json::from_str(text).map_err(|e| bad(LAYERS_KEY, e))?),
-        };
-        Ok(Some(Self { spec, nrpm_layers }))
+        match serde_json::from_str::<ModelSpec>(text) {
+            Ok(spec) => Ok(Some(Self {
+                spec,
+                nrpm_layers: None,
+            })),
+            Err(_) => Err(Error::format(
+                &file.path,
+                format!("metadata '{RECORD_KEY}' is not a valid model record: {record_error}"),
+            )),
+        }
     }
 
     /// Writes the record into `file`'s metadata.
     pub fn store(&self, file: &mut TensorFile) {
-        let spec = serde_json::to_string(&self.spec).expect("a spec serialises");
-        file.metadata.insert(SPEC_KEY.into(), spec);
-        if let Some(layers) = &self.nrpm_layers {
-            let text = serde_json::to_string(layers).expect("layer records serialise");
-            file.metadata.insert(LAYERS_KEY.into(), text);
-        }
+        let text = serde_json::to_string(self).expect("a record serialises");
+        file.metadata.insert(RECORD_KEY.into(), text);
     }
 
     /// The model this record describes, with zero weights: built from the spec and

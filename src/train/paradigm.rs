@@ -11,20 +11,24 @@ use crate::nn::Role;
 /// What a run trains, by parameter [`Role`].
 ///
 /// ```text
-///                 weights, biases (a_d)   λ (θ of each NRPM layer)   buffers (BN statistics)
-/// Fixed           frozen                  fixed hyper-parameter      frozen        (Paradigm 1)
-/// LearnLambda     frozen                  learned                    frozen        (Paradigm 2)
-/// FineTune        learned                 learned                    frozen*       (Paradigm 3)
-/// Scratch         learned                 learned (if any)           frozen*       (not in the paper)
+///                 weights, biases (a_d)   λ (θ of each NRPM layer)   BN running statistics
+/// Fixed           frozen                  fixed hyper-parameter      untouched (no training)  (Paradigm 1)
+/// LearnLambda     frozen                  learned                    updated*                 (Paradigm 2)
+/// FineTune        learned                 learned                    updated*                 (Paradigm 3)
+/// Scratch         learned                 learned (if any)           updated*                 (not in the paper)
 /// ```
 ///
-/// `*` BatchNorm running statistics are never touched by the optimiser; they move only through
-/// train-mode forward passes, as in PyTorch. `LearnLambda` and `FineTune` learn λ through
-/// whatever parametrisation the model's NRPM layers carry; the CLI builds them with
-/// λ = sigmoid(θ), the authors' learnable path. `Scratch` trains the same parameters as
-/// `FineTune` but starts from the seeded initialisation instead of a trained checkpoint (the
-/// CLI enforces that distinction); it is how plain LPM models (e.g. the 784-256-64-10 MLP) are
-/// trained.
+/// `*` The optimiser never touches BatchNorm running statistics (they are buffers, not
+/// parameters), but every train-mode forward pass updates them, as in PyTorch. The authors'
+/// CIFAR script does exactly that in its λ-only paradigm (`net.train()` with every parameter's
+/// `requires_grad` off), so Paradigm 2 here moves them too; set
+/// [`TrainConfig::frozen_batchnorm`](crate::train::TrainConfig::frozen_batchnorm) (CLI
+/// `--frozen-batchnorm`) to run BatchNorm in eval mode and keep them as loaded.
+/// `LearnLambda` and `FineTune` learn λ through whatever parametrisation the model's NRPM
+/// layers carry; the CLI builds them with λ = sigmoid(θ), the authors' learnable path, unless
+/// `--lambda-param raw` is given. `Scratch` trains the same parameters as `FineTune` but starts
+/// from the seeded initialisation instead of a trained checkpoint (the CLI enforces that
+/// distinction); it is how plain LPM models (e.g. the 784-256-64-10 MLP) are trained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Paradigm {
     /// Paradigm 1: no training; λ is a fixed hyper-parameter (same for every layer).
