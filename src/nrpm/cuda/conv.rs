@@ -26,7 +26,7 @@ fn conv_problem<T: Real>(
     let (ho, wo) = geom.output_size(h, w, kh, kw)?;
     let no_rows = Array2::<T>::zeros((0, c * kh * kw));
     let mut dims = check_forward(op, &no_rows.view(), w_flat, bias, cfg)?;
-    check_finite("input x", &x)?;
+    check_finite("input x", x)?;
     dims.b = b * ho * wo;
     let u = |name: &'static str, v: usize| {
         u32::try_from(v).map_err(|_| Error::config(name, v, "must be below 2³² on the CUDA path"))
