@@ -47,9 +47,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod attacks;
-pub mod cli;
 pub mod data;
-pub mod demo;
 pub mod error;
 pub mod models;
 pub mod nn;
@@ -57,7 +55,6 @@ pub mod nrpm;
 pub mod progress;
 pub mod real;
 pub mod report;
-pub mod reproduce;
 pub mod robust;
 pub mod tensor_file;
 pub mod train;

@@ -5,8 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod cli;
+mod demo;
+mod reproduce;
+
 fn main() -> ExitCode {
-    let cli = match nrpm::cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             let _ = e.print(); // --help, --version
@@ -18,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match nrpm::cli::run(cli) {
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,12 +1,22 @@
 //! `nrpm demo` end to end: the quick run writes every report file (JSON with the expected
-//! fields, Markdown with the tables and images, well-formed SVGs), the same seed gives the
-//! same figures, another seed other ones, and bad input fails with one line.
+//! fields, Markdown with the tables and images, well-formed SVGs), and bad input fails with
+//! one line. (Same seed, same figures: the unit tests of `src/demo/mod.rs`.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nrpm::demo::{self, DemoConfig, DemoReport};
 use serde_json::Value;
+
+/// Every file a demo report has.
+const FILES: [&str; 7] = [
+    "report.json",
+    "report.md",
+    "robust_fgsm.svg",
+    "robust_pgd.svg",
+    "robust_pgd_lpm_gradients.svg",
+    "lambdas.svg",
+    "influence.svg",
+];
 
 fn nrpm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nrpm"))
@@ -93,7 +103,7 @@ fn quick_demo_writes_a_readable_report() {
             .contains("report.md"),
         "{stdout}"
     );
-    for file in demo::FILES {
+    for file in FILES {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
 
@@ -147,51 +157,6 @@ fn quick_demo_writes_a_readable_report() {
         assert!(count >= at_least, "{file}: {count} <{element}>");
     }
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// The quick configuration, smaller still (this runs three times in a debug build).
-fn tiny(seed: u64) -> DemoConfig {
-    DemoConfig {
-        test_n: 20,
-        paradigm2_train_n: 40,
-        budgets: vec![0.0, 0.2],
-        pgd_steps: 2,
-        ..DemoConfig::quick(seed)
-    }
-}
-
-/// Every figure of a report, without its timings.
-fn figures(r: &DemoReport) -> Value {
-    let mut v = serde_json::json!({
-        "variants": r.variants,
-        "lpm_losses": r.lpm_training.history.iter().map(|e| e.loss).collect::<Vec<_>>(),
-        "lambdas": r.paradigm2_training.after.lambdas,
-        "influence": r.influence,
-    });
-    for variant in v["variants"].as_array_mut().unwrap() {
-        for attack in ["fgsm", "pgd", "bpda"] {
-            for p in variant[attack].as_array_mut().unwrap() {
-                p["seconds"] = Value::Null;
-            }
-        }
-    }
-    v
-}
-
-#[test]
-fn same_seed_gives_the_same_figures() {
-    let run = |cfg: &DemoConfig| demo::run(cfg, &mut nrpm::progress::Silent).unwrap();
-    let (a, b) = (run(&tiny(5)), run(&tiny(5)));
-    assert_eq!(figures(&a), figures(&b));
-    // Another seed trains another LPM model (the cheapest stage to compare, so the rest of
-    // this run is cut to the minimum).
-    let c = run(&DemoConfig {
-        paradigm1_lambdas: vec![],
-        test_n: 2,
-        paradigm2_train_n: 2,
-        ..tiny(6)
-    });
-    assert_ne!(figures(&a)["lpm_losses"], figures(&c)["lpm_losses"]);
 }
 
 #[test]

@@ -8,10 +8,10 @@ use ndarray::{Array2, Ix1, Ix2};
 
 use crate::cli::common::check_output_file;
 use crate::cli::OperatorArgs;
-use crate::error::{Error, Result};
-use crate::nrpm::{backward_with, forward_with, Exec, NrpmConfig};
-use crate::real::Real;
-use crate::tensor_file::{Tensor, TensorFile};
+use nrpm::error::{Error, Result};
+use nrpm::nrpm::{backward_with, forward_with, Exec, NrpmConfig};
+use nrpm::real::Real;
+use nrpm::tensor_file::{Tensor, TensorFile};
 
 /// Reads `x` [B, D], `weight` [O, D], optional `bias` [O] and `grad_output` [B, O]; writes `z`
 /// [B, O] and, when `grad_output` is given, `grad_x`, `grad_weight`, `grad_bias`, `grad_lambda`.

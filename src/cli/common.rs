@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use clap::Args;
 
-use crate::data::{self, Dataset, Split};
-use crate::error::{Error, Result};
+use nrpm::data::{self, Dataset, Split};
+use nrpm::error::{Error, Result};
 
 /// Parses a comma-separated list of numbers (`0,0.05,0.1`).
 ///

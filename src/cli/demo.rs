@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::demo::{self, check_writable, write_report, DemoConfig};
-use crate::error::Result;
-use crate::progress::Bar;
+use nrpm::error::Result;
+use crate::cli::bar::Bar;
 
 /// The report folder when `--out` is not given.
 pub const DEFAULT_OUT: &str = "report";

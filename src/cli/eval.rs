@@ -9,14 +9,14 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::attacks::{self, Attack, EvalOptions, EvalResult, StepSize};
+use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, StepSize};
 use crate::cli::common::{check_output_file, first_n, parse_list, DataArgs};
 use crate::cli::model_args::{describe, Built, ModelArgs};
 use crate::cli::write_json;
-use crate::data::{Dataset, Split};
-use crate::error::{Error, Result};
-use crate::models::Model;
-use crate::progress::Bar;
+use nrpm::data::{Dataset, Split};
+use nrpm::error::{Error, Result};
+use nrpm::models::Model;
+use crate::cli::bar::Bar;
 
 /// Robust accuracy under an attack at several budgets (the first n test images).
 #[derive(Debug, Args)]

@@ -1,12 +1,13 @@
 //! The `nrpm` command line: one file per subcommand, each with its clap `Args` struct (doc
-//! comments are the help text) and a `run` function returning [`crate::Result`].
+//! comments are the help text) and a `run` function returning [`nrpm::Result`].
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::error::Result;
-use crate::nrpm::{Norm, NrpmConfig};
+use nrpm::error::Result;
+use nrpm::nrpm::{Norm, NrpmConfig};
 
 pub mod analyze;
+pub mod bar;
 pub mod apply;
 pub mod common;
 pub mod demo;
@@ -103,16 +104,16 @@ impl OperatorArgs {
     /// [`NrpmConfig::default`]).
     ///
     /// # Errors
-    /// [`crate::Error::UnknownName`] for an unknown norm, [`crate::Error::Config`] for values
-    /// out of range, [`crate::Error::Flag`] for a γ or δ the norm does not use.
+    /// [`nrpm::Error::UnknownName`] for an unknown norm, [`nrpm::Error::Config`] for values
+    /// out of range, [`nrpm::Error::Flag`] for a γ or δ the norm does not use.
     pub fn config_over(&self, base: NrpmConfig) -> Result<NrpmConfig> {
         let (bg, bd) = match base.norm() {
-            Norm::Mcp { gamma } => (gamma, crate::nrpm::norm::DEFAULT_DELTA),
-            Norm::Huber { delta } => (crate::nrpm::norm::DEFAULT_GAMMA, delta),
+            Norm::Mcp { gamma } => (gamma, nrpm::nrpm::norm::DEFAULT_DELTA),
+            Norm::Huber { delta } => (nrpm::nrpm::norm::DEFAULT_GAMMA, delta),
             Norm::Hm { gamma, delta } => (gamma, delta),
             _ => (
-                crate::nrpm::norm::DEFAULT_GAMMA,
-                crate::nrpm::norm::DEFAULT_DELTA,
+                nrpm::nrpm::norm::DEFAULT_GAMMA,
+                nrpm::nrpm::norm::DEFAULT_DELTA,
             ),
         };
         let name = self.norm.as_deref().unwrap_or(base.norm().name());
@@ -124,7 +125,7 @@ impl OperatorArgs {
             ("--delta", self.delta.is_some() && !has_delta),
         ];
         if let Some((flag, _)) = unused.iter().find(|(_, u)| *u) {
-            return Err(crate::Error::Flag {
+            return Err(nrpm::Error::Flag {
                 flag: flag.to_string(),
                 problem: format!("has no effect with --norm {}", norm.name()),
             });
@@ -151,8 +152,8 @@ impl OperatorArgs {
 /// output paths before they start).
 ///
 /// # Errors
-/// [`crate::Error::Io`] if the file cannot be written.
+/// [`nrpm::Error::Io`] if the file cannot be written.
 pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("JSON values always serialise");
-    std::fs::write(path, text + "\n").map_err(|e| crate::Error::io(path, e))
+    std::fs::write(path, text + "\n").map_err(|e| nrpm::Error::io(path, e))
 }

@@ -20,12 +20,12 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::cli::common::parse_list;
-use crate::error::{Error, Result};
-use crate::models::{Arch, LayerSelection, Model, ModelRecord, ModelSpec, NrpmLayer};
-use crate::nn::LambdaParam;
-use crate::nrpm::norm::{DEFAULT_DELTA, DEFAULT_GAMMA};
-use crate::nrpm::{Device, Norm, NrpmConfig};
-use crate::tensor_file::{Tensor, TensorFile};
+use nrpm::error::{Error, Result};
+use nrpm::models::{Arch, LayerSelection, Model, ModelRecord, ModelSpec, NrpmLayer};
+use nrpm::nn::LambdaParam;
+use nrpm::nrpm::norm::{DEFAULT_DELTA, DEFAULT_GAMMA};
+use nrpm::nrpm::{Device, Norm, NrpmConfig};
+use nrpm::tensor_file::{Tensor, TensorFile};
 
 /// Which model, which checkpoint, and how it is reprogrammed.
 #[derive(Debug, Clone, Default, Args)]

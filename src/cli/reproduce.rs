@@ -8,10 +8,10 @@ use clap::Args;
 
 use crate::cli::common::{check_output_file, prepare_output_dir};
 use crate::cli::write_json;
-use crate::data::cifar::is_cifar10_folder;
-use crate::error::{Error, Result};
-use crate::progress::Bar;
-use crate::report::write_file;
+use nrpm::data::cifar::is_cifar10_folder;
+use nrpm::error::{Error, Result};
+use crate::cli::bar::Bar;
+use nrpm::report::write_file;
 use crate::reproduce::{self, render, Experiment, Options, Report, Status};
 
 /// The checkpoints beside the repository.
@@ -123,7 +123,7 @@ fn outcome(report: &Report) -> Result<()> {
 
 /// The run's options from the flags.
 fn options(args: &ReproduceArgs) -> Result<Options> {
-    let device: crate::nrpm::Device = args.device.parse()?;
+    let device: nrpm::nrpm::Device = args.device.parse()?;
     device.open()?;
     let (mnist, cifar) = data_folders(&args.data)?;
     Ok(Options {
@@ -150,7 +150,7 @@ fn options(args: &ReproduceArgs) -> Result<Options> {
 /// Sorts the `--data` entries into the MNIST source and the CIFAR-10 folder.
 fn data_folders(entries: &[String]) -> Result<(Option<String>, Option<PathBuf>)> {
     if entries.is_empty() {
-        let shared = crate::data::SHARED_MNIST_DIR;
+        let shared = nrpm::data::SHARED_MNIST_DIR;
         return Ok((Path::new(shared).is_dir().then(|| shared.to_string()), None));
     }
     let (mut mnist, mut cifar) = (None, None);

@@ -13,14 +13,14 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::attacks::{Attack, StepSize, AUTHORS_ALPHA_RATIO};
+use nrpm::attacks::{Attack, StepSize, AUTHORS_ALPHA_RATIO};
 use crate::cli::common::{check_output_file, first_n, parse_list, prepare_output_dir, DataArgs};
 use crate::cli::model_args::{Built, ModelArgs};
 use crate::cli::write_json;
-use crate::data::{Dataset, Split};
-use crate::error::{Error, Result};
-use crate::progress::Bar;
-use crate::train::{
+use nrpm::data::{Dataset, Split};
+use nrpm::error::{Error, Result};
+use crate::cli::bar::Bar;
+use nrpm::train::{
     self, checkpoint, Adversary, Checkpoints, Paradigm, Recipe, SgdConfig, Snapshot, TrainConfig,
     TrainReport,
 };

@@ -1,9 +1,9 @@
-//! The demo's SVG plots (through [`crate::report::svg`]): robust accuracy vs ε per variant
+//! The demo's SVG plots (through [`nrpm::report::svg`]): robust accuracy vs ε per variant
 //! with 95 % bands, λ per layer before and after Paradigm 2, and the influence curves.
 
 use crate::demo::tables::AttackKind;
 use crate::demo::DemoReport;
-use crate::report::svg::{BarChart, LineChart, Series};
+use nrpm::report::svg::{BarChart, LineChart, Series};
 
 /// Accuracy (%) vs ε, one line per variant, its Clopper–Pearson interval as a band; the LPM
 /// line is dashed.

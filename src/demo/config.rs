@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attacks::{default_alpha, Attack};
-use crate::error::{Error, Result};
-use crate::nrpm::{Norm, NrpmConfig};
-use crate::train::{AdvLoss, Adversary, Paradigm, SgdConfig, TrainConfig};
+use nrpm::attacks::{default_alpha, Attack};
+use nrpm::error::{Error, Result};
+use nrpm::nrpm::{Norm, NrpmConfig};
+use nrpm::train::{AdvLoss, Adversary, Paradigm, SgdConfig, TrainConfig};
 
 /// One SGD training run: epochs, batch size, learning rate and momentum (no weight decay, no
 /// learning-rate steps).

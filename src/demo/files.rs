@@ -9,8 +9,8 @@ use crate::demo::charts::{accuracy_chart, influence_chart, lambda_chart};
 use crate::demo::page::markdown;
 use crate::demo::tables::AttackKind;
 use crate::demo::DemoReport;
-use crate::error::{Error, Result};
-use crate::report::write_file;
+use nrpm::error::{Error, Result};
+use nrpm::report::write_file;
 
 /// The files [`write_report`] writes, in order.
 pub const FILES: [&str; 7] = [

@@ -11,14 +11,14 @@
 //!
 //! The bias is left out (it shifts every curve alike). LPM moves one for one with the term
 //! (slope 1, unbounded); LAD stops moving once v is beyond the other terms; NRPM with K steps
-//! lies between, its slope damped far from the data (see [`crate::robust::influence`]).
+//! lies between, its slope damped far from the data (see [`nrpm::robust::influence`]).
 
 use ndarray::ArrayView2;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::nrpm::NrpmConfig;
-use crate::robust::{
+use nrpm::error::{Error, Result};
+use nrpm::nrpm::NrpmConfig;
+use nrpm::robust::{
     gross_error_sensitivity, linear_grid, sensitivity_curve, Estimator, SensitivityPoint,
 };
 
@@ -195,7 +195,7 @@ fn argmax(values: impl Iterator<Item = f64>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nrpm::Norm;
+    use nrpm::nrpm::Norm;
 
     fn robust() -> NrpmConfig {
         NrpmConfig::new(Norm::L1, 1, 5e-5, 0.0).unwrap()

@@ -18,7 +18,7 @@
 //! ([`run`]: the stages), `influence.rs` (stage 6), `tables.rs` (the printed and Markdown
 //! tables), `charts.rs` (the SVG plots), `page.rs` (`report.md`), `files.rs`
 //! ([`write_report`]: `report.json`, `report.md`, the SVGs). Library code never prints; [`run`] reports through a
-//! [`Progress`](crate::progress::Progress).
+//! [`Progress`](nrpm::progress::Progress).
 //!
 //! ```no_run
 //! # fn main() -> nrpm::Result<()> {
@@ -41,11 +41,11 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{DemoConfig, SgdRun};
 pub use files::{check_writable, write_report, FILES};
-pub use influence::{influence_curve, EstimatorCurve, InfluenceCurve, Probe};
+pub use influence::InfluenceCurve;
 pub use run::run;
 
-use crate::report::stats::Proportion;
-use crate::train::TrainReport;
+use nrpm::report::stats::Proportion;
+use nrpm::train::TrainReport;
 
 /// Accuracy under one attack at one budget.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ pub struct StageTime {
 /// Where the run happened.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
-    /// CPU model, logical cores, OS and architecture ([`crate::report::machine`]).
+    /// CPU model, logical cores, OS and architecture ([`nrpm::report::machine`]).
     pub description: String,
     /// Threads of rayon's pool (the parallel loops).
     pub threads: usize,
@@ -124,4 +124,55 @@ pub struct DemoReport {
     pub seconds: f64,
     /// The machine.
     pub machine: Machine,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The quick configuration, smaller still (this runs three times in a debug build).
+    fn tiny(seed: u64) -> DemoConfig {
+        DemoConfig {
+            test_n: 20,
+            paradigm2_train_n: 40,
+            budgets: vec![0.0, 0.2],
+            pgd_steps: 2,
+            ..DemoConfig::quick(seed)
+        }
+    }
+
+    /// Every figure of a report, without its timings.
+    fn figures(r: &DemoReport) -> Value {
+        let mut v = serde_json::json!({
+            "variants": r.variants,
+            "lpm_losses": r.lpm_training.history.iter().map(|e| e.loss).collect::<Vec<_>>(),
+            "lambdas": r.paradigm2_training.after.lambdas,
+            "influence": r.influence,
+        });
+        for variant in v["variants"].as_array_mut().unwrap() {
+            for attack in ["fgsm", "pgd", "bpda"] {
+                for p in variant[attack].as_array_mut().unwrap() {
+                    p["seconds"] = Value::Null;
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn same_seed_gives_the_same_figures() {
+        let run = |cfg: &DemoConfig| run(cfg, &mut nrpm::progress::Silent).unwrap();
+        let (a, b) = (run(&tiny(5)), run(&tiny(5)));
+        assert_eq!(figures(&a), figures(&b));
+        // Another seed trains another LPM model (the cheapest stage to compare, so the rest of
+        // this run is cut to the minimum).
+        let c = run(&DemoConfig {
+            paradigm1_lambdas: vec![],
+            test_n: 2,
+            paradigm2_train_n: 2,
+            ..tiny(6)
+        });
+        assert_ne!(figures(&a)["lpm_losses"], figures(&c)["lpm_losses"]);
+    }
 }

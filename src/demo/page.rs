@@ -6,9 +6,9 @@ use std::fmt::Write;
 
 use crate::demo::tables::{markdown_accuracy, AttackKind};
 use crate::demo::{DemoReport, Variant};
-use crate::report::markdown::Table;
-use crate::report::stats::Proportion;
-use crate::train::EpochReport;
+use nrpm::report::markdown::Table;
+use nrpm::report::stats::Proportion;
+use nrpm::train::EpochReport;
 
 /// The whole page.
 pub(crate) fn markdown(report: &DemoReport, command: &str) -> String {

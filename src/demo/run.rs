@@ -5,18 +5,18 @@ use std::time::Instant;
 
 use ndarray::{Array2, Ix2};
 
-use crate::attacks::{
+use nrpm::attacks::{
     correct_by_budget, evaluate_attacks, evaluate_transfer, Attack, EvalOptions, EvalResult,
 };
-use crate::data::{Dataset, Split};
+use nrpm::data::{Dataset, Split};
 use crate::demo::influence::{influence_curve, InfluenceCurve, Probe};
 use crate::demo::{DemoConfig, DemoReport, Machine, Point, StageTime, Variant};
-use crate::error::{Error, Result};
-use crate::models::{LayerSelection, Model, ModelSpec};
-use crate::nn::{LambdaParam, Layer};
-use crate::progress::Progress;
-use crate::report::{self, stats::Proportion};
-use crate::train::{self, Checkpoints, TrainConfig, TrainReport};
+use nrpm::error::{Error, Result};
+use nrpm::models::{LayerSelection, Model, ModelSpec};
+use nrpm::nn::{LambdaParam, Layer};
+use nrpm::progress::Progress;
+use nrpm::report::{self, stats::Proportion};
+use nrpm::train::{self, Checkpoints, TrainConfig, TrainReport};
 
 /// Runs the demo `cfg` describes (module doc of [`crate::demo`]) and returns every figure.
 /// Nothing is written; see [`crate::demo::write_report`].

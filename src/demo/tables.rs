@@ -2,7 +2,7 @@
 //! as GitHub Markdown (with the 95 % intervals) in `report.md`.
 
 use crate::demo::{DemoConfig, DemoReport, Point, Variant};
-use crate::report::markdown::Table;
+use nrpm::report::markdown::Table;
 
 /// The attacks every variant faces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,9 +139,10 @@ impl DemoReport {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::demo::{influence_curve, Machine, Probe, StageTime};
-    use crate::report::stats::Proportion;
-    use crate::train::{EpochReport, Paradigm, Snapshot, TrainReport};
+    use crate::demo::influence::{influence_curve, Probe};
+    use crate::demo::{Machine, StageTime};
+    use nrpm::report::stats::Proportion;
+    use nrpm::train::{EpochReport, Paradigm, Snapshot, TrainReport};
 
     /// A variant with accuracy `k[i]` of 10 at each budget, under both attacks.
     pub(crate) fn variant(name: &str, paradigm: Option<u8>, lambda: f64, k: &[usize]) -> Variant {

@@ -9,9 +9,9 @@
 
 use serde_json::json;
 
-use crate::attacks::StepSize;
-use crate::error::Result;
-use crate::progress::Progress;
+use nrpm::attacks::StepSize;
+use nrpm::error::Result;
+use nrpm::progress::Progress;
 use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Subject};
 use crate::reproduce::table::{per_255_budget, AttackSpec, Plan, Sheet};
 use crate::reproduce::Body;

@@ -9,9 +9,9 @@
 
 use serde_json::{json, Value};
 
-use crate::attacks::{StepSize, AUTHORS_ALPHA_RATIO};
-use crate::error::Result;
-use crate::progress::Progress;
+use nrpm::attacks::{StepSize, AUTHORS_ALPHA_RATIO};
+use nrpm::error::Result;
+use nrpm::progress::Progress;
 use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Operator, Subject};
 use crate::reproduce::table::{plain_budget, AttackSpec, Plan, Sheet};
 use crate::reproduce::Body;

@@ -19,7 +19,7 @@
 //! not state the K and ε behind its tables: MLP `mnist_mlp.py` (L1, K = 1, ε = 5e-5, all three
 //! layers), LeNet `mnist_lenet.py` (K = 1, ε = 1e-3, conv1 and conv2), ResNet
 //! `test_cifar10_resnet.py` (K = 1, ε = 5e-4, the block convolutions). Training follows
-//! `mnist_mlp.py` `adv_train` ([`crate::train::Recipe::mnist`]). Accuracy is counted as the
+//! `mnist_mlp.py` `adv_train` ([`nrpm::train::Recipe::mnist`]). Accuracy is counted as the
 //! authors count it (correct before and after the attack) on the first n test images.
 //!
 //! Files: `paper.rs` (the paper's numbers), `table.rs` (cells, rows, measuring), `setup.rs`
@@ -41,11 +41,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use setup::{Checkpoint, ModelSetup, Operator};
+pub use setup::Checkpoint;
 
-use crate::error::{Error, Result};
-use crate::nrpm::Device;
-use crate::progress::Progress;
+use nrpm::error::{Error, Result};
+use nrpm::nrpm::Device;
+use nrpm::progress::Progress;
 use crate::reproduce::paper::{Missing, PaperData};
 use crate::reproduce::table::ResultTable;
 
@@ -348,7 +348,7 @@ pub struct Report {
 /// [`Error::Io`] if the models folder does not exist; [`Error::Config`] for n = 0.
 pub fn run(options: &Options, progress: &mut dyn Progress) -> Result<Report> {
     check(options)?;
-    let started = crate::report::utc_now();
+    let started = nrpm::report::utc_now();
     let clock = Instant::now();
     let paper = PaperData::builtin();
     let mut ctx = setup::Context::new(options, &paper);
@@ -366,7 +366,7 @@ pub fn run(options: &Options, progress: &mut dyn Progress) -> Result<Report> {
     Ok(Report {
         command: options.command.clone(),
         nrpm_version: env!("CARGO_PKG_VERSION").into(),
-        machine: crate::report::machine(),
+        machine: nrpm::report::machine(),
         threads: rayon::current_num_threads(),
         started,
         seconds: clock.elapsed().as_secs_f64(),
@@ -410,7 +410,7 @@ fn run_one(
     progress: &mut dyn Progress,
 ) -> ExperimentReport {
     let clock = Instant::now();
-    let load_before = crate::report::load_average();
+    let load_before = nrpm::report::load_average();
     let (status, body) = match ctx.missing(exp) {
         Some(reason) => (Status::NotRun { reason }, Body::default()),
         None => match dispatch(exp, ctx, progress) {
@@ -428,7 +428,7 @@ fn run_one(
         title: exp.title().into(),
         status,
         seconds: clock.elapsed().as_secs_f64(),
-        load: [load_before, crate::report::load_average()],
+        load: [load_before, nrpm::report::load_average()],
         body,
     }
 }

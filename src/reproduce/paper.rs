@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use nrpm::error::{Error, Result};
 
 /// The data file, as compiled into the binary.
 pub const TABLES_JSON: &str = include_str!("../../data/paper/tables.json");
@@ -164,5 +164,86 @@ mod tests {
             "budgets": [0, 1], "rows": [{"key": "r", "label": "", "lambda": null, "values": [1]}]}]}"#;
         let err = PaperData::parse(text).unwrap_err().to_string();
         assert!(err.contains("row r: 1 values for 2 budgets"), "{err}");
+    }
+
+    /// Numbers in the cells of a Markdown table row of PAPER.md (bold marks dropped).
+    fn numbers(line: &str) -> Vec<f64> {
+        line.split('|')
+            .filter_map(|c| c.trim().trim_matches('*').parse::<f64>().ok())
+            .collect()
+    }
+
+    /// The rows of the first Markdown table after `heading` in PAPER.md whose cells hold at least
+    /// `count` numbers, each cut to its first `count` numbers.
+    fn digest_rows(digest: &str, heading: &str, count: usize) -> Vec<Vec<f64>> {
+        let start = digest.find(heading).unwrap_or_else(|| panic!("{heading}"));
+        digest[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .map(numbers)
+            .filter(|v| v.len() >= count)
+            .map(|v| v[..count].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn paper_numbers_match_the_digest() {
+        let paper = PaperData::builtin();
+        let t1 = paper.table("table1").unwrap();
+        let row = |t: &str, k: &str| paper.row(t, k).unwrap().values.clone();
+        assert_eq!(
+            row("table1", "vanilla"),
+            [90.8, 31.8, 2.6, 0.0, 0.0, 0.0, 0.0]
+        );
+        assert_eq!(
+            row("table1", "p1-0.7"),
+            [89.7, 73.7, 43.5, 25.5, 16.9, 11.7, 9.2]
+        );
+        assert_eq!(
+            row("table1", "p3"),
+            [86.1, 81.7, 75.8, 66.7, 58.7, 50.1, 39.8]
+        );
+        assert_eq!(row("table1", "nrpm-tuned")[6], 35.2);
+        assert_eq!(
+            paper.row("table1", "p2").unwrap().lambda,
+            Some(vec![0.459, 0.033, 0.131])
+        );
+        assert_eq!(
+            row("cifar-narrow-resnet18", "original"),
+            [67.89, 41.46, 16.99, 3.17]
+        );
+        assert_eq!(
+            row("gradient-masking", "p1-0.9")[4..],
+            [2.54, 0.98, 0.0, 0.0]
+        );
+        assert_eq!(t1.rows.len(), 14);
+        assert!(paper.tables.iter().all(|t| t.cite.contains("PAPER.md §6.")));
+        assert!(paper
+            .not_retrieved
+            .iter()
+            .any(|m| m.what.contains("Table 2")));
+        // Every number against the digest itself, when it is there.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/PAPER.md");
+        if !std::path::Path::new(path).exists() {
+            eprintln!("skipped: {path} is absent");
+            return;
+        }
+        let digest = std::fs::read_to_string(path).unwrap();
+        for (id, heading, count) in [
+            ("table1", "### 6.1 Table 1", 7),
+            ("cifar-narrow-resnet18", "### 6.2 CIFAR-10", 4),
+        ] {
+            let ours: Vec<Vec<f64>> = paper
+                .table(id)
+                .unwrap()
+                .rows
+                .iter()
+                .map(|r| r.values.clone())
+                .collect();
+            assert_eq!(ours, digest_rows(&digest, heading, count), "{id}");
+        }
+        let masking = digest_rows(&digest, "### 6.7 Gradient-masking", 8);
+        assert_eq!(masking, vec![row("gradient-masking", "p1-0.9")]);
     }
 }

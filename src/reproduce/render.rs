@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::report::markdown::Table;
+use nrpm::report::markdown::Table;
 use crate::reproduce::table::{ResultTable, Row, NOTABLE_DIFFERENCE};
 use crate::reproduce::{status_word, ExperimentReport, Report, Status};
 

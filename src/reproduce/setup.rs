@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::attacks::EvalOptions;
-use crate::data::{self, Dataset, Split};
-use crate::error::Result;
-use crate::models::{LayerSelection, Model, ModelSpec};
-use crate::nn::LambdaParam;
-use crate::nrpm::{Norm, NrpmConfig};
-use crate::progress::Progress;
+use nrpm::attacks::EvalOptions;
+use nrpm::data::{self, Dataset, Split};
+use nrpm::error::Result;
+use nrpm::models::{LayerSelection, Model, ModelSpec};
+use nrpm::nn::LambdaParam;
+use nrpm::nrpm::{Norm, NrpmConfig};
+use nrpm::progress::Progress;
 use crate::reproduce::paper::PaperData;
 use crate::reproduce::table::{measure, Plan, Row, Sheet};
 use crate::reproduce::{Experiment, Options};

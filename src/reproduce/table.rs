@@ -13,12 +13,12 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::attacks::{self, Attack, EvalOptions, StepSize};
-use crate::data::Dataset;
-use crate::error::Result;
-use crate::models::Model;
-use crate::progress::Progress;
-use crate::report::stats::Proportion;
+use nrpm::attacks::{self, Attack, EvalOptions, StepSize};
+use nrpm::data::Dataset;
+use nrpm::error::Result;
+use nrpm::models::Model;
+use nrpm::progress::Progress;
+use nrpm::report::stats::Proportion;
 use crate::reproduce::paper::PaperTable;
 
 /// A difference from the paper larger than this (points) is listed and must be explained.

@@ -14,16 +14,16 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::data::Dataset;
-use crate::error::{Error, Result};
-use crate::models::Model;
-use crate::nn::LambdaParam;
-use crate::progress::Progress;
+use nrpm::data::Dataset;
+use nrpm::error::{Error, Result};
+use nrpm::models::Model;
+use nrpm::nn::LambdaParam;
+use nrpm::progress::Progress;
 use crate::reproduce::mnist::table1_sheet;
 use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Operator, Subject};
 use crate::reproduce::{Body, Experiment};
-use crate::train::checkpoint::{self, STATE_FILE};
-use crate::train::{
+use nrpm::train::checkpoint::{self, STATE_FILE};
+use nrpm::train::{
     self, Adversary, Checkpoints, DataRecords, Paradigm, Recipe, Sgd, Snapshot, TrainConfig,
     TrainReport,
 };
