@@ -72,7 +72,13 @@ impl Linear {
 
 fn bench_linear(c: &mut Criterion, (b, d, o): (usize, usize, usize), k: usize) {
     let data = Linear::new(b, d, o);
-    let cfg = NrpmConfig::new(Norm::L1, k, EPS, LAMBDA).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(Norm::L1)
+        .k(k)
+        .eps(EPS)
+        .lambda(LAMBDA)
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group(format!("linear_b{b}_d{d}_o{o}_k{k}"));
     g.throughput(Throughput::Elements((b * o * d * k) as u64));
     g.bench_function("lpm_fwd", |bch| bch.iter(|| data.lpm_forward()));
@@ -97,7 +103,13 @@ fn bench_conv(c: &mut Criterion, k: usize) {
     let x = uniform((b, ch, hw, hw), 1.0, &mut rng);
     let w = uniform((o, ch, ks, ks), 0.1, &mut rng);
     let gy = uniform((b, o, hw, hw), 1.0, &mut rng);
-    let cfg = NrpmConfig::new(Norm::L1, k, EPS, LAMBDA).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(Norm::L1)
+        .k(k)
+        .eps(EPS)
+        .lambda(LAMBDA)
+        .build()
+        .unwrap();
     let d = ch * ks * ks;
     let mut g = c.benchmark_group(format!("conv_b{b}_c{ch}_hw{hw}_o{o}_k3x3_k{k}"));
     g.throughput(Throughput::Elements((b * hw * hw * o * d * k) as u64));

@@ -244,7 +244,13 @@ fn bench_linear(
 ) {
     let (b, d) = x.dim();
     let o = w.nrows();
-    let cfg = NrpmConfig::new(Norm::L1, k, EPS, LAMBDA).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(Norm::L1)
+        .k(k)
+        .eps(EPS)
+        .lambda(LAMBDA)
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements((b * o * d * k) as u64));
     if let Some(mut gemm) = Sgemm::new(dev, x, w, gy) {
@@ -294,7 +300,13 @@ fn conv_end_to_end(c: &mut Criterion, dev: &Arc<CudaNrpm>, group: &str, k: usize
     let x = Array4::from_shape_fn((b, ch, hw, hw), |_| rng.random_range(-1.0f32..1.0));
     let w = Array4::from_shape_fn((o, ch, ks, ks), |_| rng.random_range(-0.1f32..0.1));
     let gy = Array4::from_shape_fn((b, o, hw, hw), |_| rng.random_range(-1.0f32..1.0));
-    let cfg = NrpmConfig::new(Norm::L1, k, EPS, LAMBDA).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(Norm::L1)
+        .k(k)
+        .eps(EPS)
+        .lambda(LAMBDA)
+        .build()
+        .unwrap();
     let cuda = Exec::Cuda(dev.context().ordinal());
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(

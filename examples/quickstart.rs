@@ -51,8 +51,17 @@ fn main() -> nrpm::Result<()> {
     ];
     for label in ["LPM", "NRPM (L1, K = 1, λ = 0.7)"] {
         if label != "LPM" {
-            let nrpm_cfg = NrpmConfig::new(Norm::L1, 1, 5e-5, 0.7)?;
-            model.reprogram(&LayerSelection::All, nrpm_cfg, &[0.7], LambdaParam::Raw)?;
+            let nrpm_cfg = NrpmConfig::builder()
+                .norm(Norm::L1)
+                .k(1)
+                .eps(5e-5)
+                .lambda(0.7)
+                .build()?;
+            model.reprogram(
+                &LayerSelection::All,
+                nrpm_cfg.with_lambda(0.7)?,
+                LambdaParam::Raw,
+            )?;
         }
         let res = evaluate_attacks(
             &model,

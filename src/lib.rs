@@ -36,7 +36,7 @@
 //! use ndarray::array;
 //! let x = array![[0.2_f32, 0.4, 0.1, 9.0]];           // one corrupted input, D = 4
 //! let w = array![[1.0_f32, 1.0, 1.0, 1.0]];
-//! let cfg = nrpm::NrpmConfig::new(nrpm::Norm::L1, 3, 1e-3, 0.0)?;
+//! let cfg = nrpm::NrpmConfig::builder().norm(nrpm::Norm::L1).k(3).eps(1e-3).lambda(0.0).build()?;
 //! let (y, iterates) = nrpm::forward(x.view(), w.view(), None, &cfg)?;
 //! assert!(y[[0, 0]] < 2.0); // LPM gives 9.7
 //! let grads = nrpm::backward(x.view(), w.view(), &iterates, array![[1.0_f32]].view(), &cfg)?;

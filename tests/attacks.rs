@@ -7,6 +7,7 @@
 use ndarray::{Array4, ArrayView4, Zip};
 use nrpm::attacks::{
     evaluate, evaluate_attacks, evaluate_transfer, perturb, Attack, EvalOptions, EvalResult,
+    PgdSettings, StepSize,
 };
 use nrpm::data::{Dataset, Split};
 use nrpm::models::{LayerSelection, Model, ModelSpec};
@@ -34,9 +35,19 @@ fn random_mlp<T: Real>(
         .with_mlp_relu(seed.is_multiple_of(2));
     let mut model = Model::<T>::new(spec);
     if nrpm {
-        let cfg = NrpmConfig::new(Norm::L1, 3, 1e-3, 0.0).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.0)
+            .build()
+            .unwrap();
         model
-            .reprogram(&LayerSelection::All, cfg, &[0.5], LambdaParam::Raw)
+            .reprogram(
+                &LayerSelection::All,
+                cfg.with_lambda(0.5).unwrap(),
+                LambdaParam::Raw,
+            )
             .unwrap();
     }
     model.init(seed);
@@ -262,8 +273,26 @@ fn same_seed_same_images_other_seed_other_start() {
     let model = random_mlp::<f32>("mlp2", 3, 4, true, 1);
     let x = random_images::<f32>((3, 3, 4, 4), 2);
     for attack in [
-        Attack::from_name("pgd-linf", 0.1, 3, None, true).unwrap(),
-        Attack::from_name("pgd-l2", 0.5, 3, None, true).unwrap(),
+        Attack::from_name(
+            "pgd-linf",
+            0.1,
+            PgdSettings {
+                steps: 3,
+                step_size: StepSize::Madry,
+                random_start: true,
+            },
+        )
+        .unwrap(),
+        Attack::from_name(
+            "pgd-l2",
+            0.5,
+            PgdSettings {
+                steps: 3,
+                step_size: StepSize::Madry,
+                random_start: true,
+            },
+        )
+        .unwrap(),
     ] {
         let a = perturb_seeded(&model, x.view(), &[0, 1, 2], &attack, 7);
         assert_eq!(a, perturb_seeded(&model, x.view(), &[0, 1, 2], &attack, 7));
@@ -306,9 +335,19 @@ fn shared_mlp3(nrpm: bool) -> Option<Model<f32>> {
     }
     let mut model = Model::<f32>::new(ModelSpec::from_name("mlp3", 1, 28).unwrap());
     if nrpm {
-        let cfg = NrpmConfig::new(Norm::L1, 3, 1e-3, 1.0).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(3)
+            .eps(1e-3)
+            .lambda(1.0)
+            .build()
+            .unwrap();
         model
-            .reprogram(&LayerSelection::Default, cfg, &[0.7], LambdaParam::Raw)
+            .reprogram(
+                &LayerSelection::Default,
+                cfg.with_lambda(0.7).unwrap(),
+                LambdaParam::Raw,
+            )
             .unwrap();
     }
     model.load_file(path, false).unwrap();
@@ -334,7 +373,16 @@ fn pgd_linf_at_eps_one_leaves_no_image_robust() {
         let Some(model) = shared_mlp3(nrpm) else {
             return;
         };
-        let attack = Attack::from_name("pgd-linf", 1.0, 20, None, true).unwrap();
+        let attack = Attack::from_name(
+            "pgd-linf",
+            1.0,
+            PgdSettings {
+                steps: 20,
+                step_size: StepSize::Madry,
+                random_start: true,
+            },
+        )
+        .unwrap();
         let r = evaluate(&model, &data, &attack, 100, 0, &mut Silent).unwrap();
         assert!(
             r.clean_correct >= 170,
@@ -353,8 +401,26 @@ fn pgd20_is_never_weaker_than_fgsm_by_more_than_a_point() {
             return;
         };
         for eps in [0.05, 0.1] {
-            let fgsm = Attack::from_name("fgsm", eps, 0, None, false).unwrap();
-            let pgd = Attack::from_name("pgd-linf", eps, 20, None, true).unwrap();
+            let fgsm = Attack::from_name(
+                "fgsm",
+                eps,
+                PgdSettings {
+                    steps: 0,
+                    step_size: StepSize::Madry,
+                    random_start: false,
+                },
+            )
+            .unwrap();
+            let pgd = Attack::from_name(
+                "pgd-linf",
+                eps,
+                PgdSettings {
+                    steps: 20,
+                    step_size: StepSize::Madry,
+                    random_start: true,
+                },
+            )
+            .unwrap();
             let r = evaluate_attacks(&model, &data, &[fgsm, pgd], &options(100, 0), &mut Silent)
                 .unwrap();
             assert!(
@@ -383,7 +449,18 @@ fn evaluation_is_reproducible_and_independent_of_batching_and_list() {
     };
     let attacks: Vec<Attack> = [0.05, 0.1, 0.2]
         .iter()
-        .map(|&e| Attack::from_name("pgd-linf", e, 5, None, true).unwrap())
+        .map(|&e| {
+            Attack::from_name(
+                "pgd-linf",
+                e,
+                PgdSettings {
+                    steps: 5,
+                    step_size: StepSize::Madry,
+                    random_start: true,
+                },
+            )
+            .unwrap()
+        })
         .collect();
     let run = |batch, seed| {
         figures(
@@ -411,7 +488,16 @@ fn targeted_evaluation_counts_only_images_correct_before_and_after() {
     let Some(model) = shared_mlp3(false) else {
         return;
     };
-    let attack = Attack::from_name("pgd-linf", 0.3, 10, None, true).unwrap();
+    let attack = Attack::from_name(
+        "pgd-linf",
+        0.3,
+        PgdSettings {
+            steps: 10,
+            step_size: StepSize::Madry,
+            random_start: true,
+        },
+    )
+    .unwrap();
     let targeted = EvalOptions {
         targeted: true,
         ..options(100, 0)
@@ -551,10 +637,28 @@ fn pgd_with_the_default_step_is_never_weaker_than_fgsm_whatever_the_steps() {
     let model = trained_mlp2();
     let data = mnist_test(300);
     let eps = 0.1;
-    let fgsm = Attack::from_name("fgsm", eps, 0, None, false).unwrap();
+    let fgsm = Attack::from_name(
+        "fgsm",
+        eps,
+        PgdSettings {
+            steps: 0,
+            step_size: StepSize::Madry,
+            random_start: false,
+        },
+    )
+    .unwrap();
     let mut attacks = vec![fgsm];
     for steps in [1, 2, 3, 5, 10] {
-        let pgd = Attack::from_name("pgd-linf", eps, steps, None, true).unwrap();
+        let pgd = Attack::from_name(
+            "pgd-linf",
+            eps,
+            PgdSettings {
+                steps: steps,
+                step_size: StepSize::Madry,
+                random_start: true,
+            },
+        )
+        .unwrap();
         assert!(pgd.reaches_sphere(), "{pgd}");
         attacks.push(pgd);
     }
@@ -575,6 +679,15 @@ fn pgd_with_the_default_step_is_never_weaker_than_fgsm_whatever_the_steps() {
         );
     }
     // The rule that failed: α = ε/4 with one step cannot reach the sphere.
-    let short = Attack::from_name("pgd-linf", eps, 1, Some(eps / 4.0), true).unwrap();
+    let short = Attack::from_name(
+        "pgd-linf",
+        eps,
+        PgdSettings {
+            steps: 1,
+            step_size: StepSize::Absolute(eps / 4.0),
+            random_start: true,
+        },
+    )
+    .unwrap();
     assert!(!short.reaches_sphere());
 }

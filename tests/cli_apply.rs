@@ -152,7 +152,13 @@ fn apply_writes_gradients_that_match_finite_differences() {
     for key in ["z", "grad_x", "grad_weight", "grad_bias", "grad_lambda"] {
         assert!(res.contains(key), "missing {key}");
     }
-    let cfg = nrpm::NrpmConfig::new(nrpm::Norm::L1, 3, 0.05, 0.3).unwrap();
+    let cfg = nrpm::NrpmConfig::builder()
+        .norm(nrpm::Norm::L1)
+        .k(3)
+        .eps(0.05)
+        .lambda(0.3)
+        .build()
+        .unwrap();
     let loss = |x: &Array2<f64>| {
         let (z, _) = nrpm::forward(x.view(), w.view(), Some(b.row(0)), &cfg).unwrap();
         (&z * &gy).sum()

@@ -214,7 +214,13 @@ fn cuda_large_rows_every_norm() {
     };
     // D = 4608 (a 3×3 convolution over 512 channels), 144 chunks of 32.
     for ni in 0..5 {
-        let cfg = NrpmConfig::new(norm(ni, 4.0, 3.0), 3, 1e-3, 0.25).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(norm(ni, 4.0, 3.0))
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.25)
+            .build()
+            .unwrap();
         check_case(&dev, &make_case(24, 4608, 20, cfg, ni % 2 == 1, ni as u64)).unwrap();
     }
 }
@@ -224,7 +230,15 @@ fn cuda_edge_cases() {
     let Some(dev) = device_or_skip("cuda_edge_cases") else {
         return;
     };
-    let l1 = |k, lambda| NrpmConfig::new(nrpm::Norm::L1, k, 1e-3, lambda).unwrap();
+    let l1 = |k, lambda| {
+        NrpmConfig::builder()
+            .norm(nrpm::Norm::L1)
+            .k(k)
+            .eps(1e-3)
+            .lambda(lambda)
+            .build()
+            .unwrap()
+    };
     check_case(&dev, &make_case(3, 5, 2, l1(0, 0.0), true, 1)).unwrap(); // K = 0
     check_case(&dev, &make_case(33, 1, 17, l1(4, 0.0), false, 2)).unwrap(); // D = 1
     let zeros = Case {
@@ -257,7 +271,13 @@ fn cuda_tiles_give_the_same_bits() {
     let Some(dev) = device_or_skip("cuda_tiles_give_the_same_bits") else {
         return;
     };
-    let cfg = NrpmConfig::new(nrpm::Norm::Huber { delta: 0.5 }, 3, 1e-2, 0.1).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(nrpm::Norm::Huber { delta: 0.5 })
+        .k(3)
+        .eps(1e-2)
+        .lambda(0.1)
+        .build()
+        .unwrap();
     let case = make_case(150, 200, 130, cfg, true, 9);
     let (x, w, b, gy) = (case.x32(), case.w32(), case.bias32().unwrap(), case.gy32());
     let mut outs = Vec::new();
@@ -282,7 +302,13 @@ fn cuda_is_deterministic() {
     let Some(_dev) = device_or_skip("cuda_is_deterministic") else {
         return;
     };
-    let cfg = NrpmConfig::new(nrpm::Norm::L1, 3, 1e-3, 0.0).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(nrpm::Norm::L1)
+        .k(3)
+        .eps(1e-3)
+        .lambda(0.0)
+        .build()
+        .unwrap();
     let case = make_case(300, 512, 100, cfg, false, 11);
     let (x, w, gy) = (case.x32(), case.w32(), case.gy32());
     let run = || {
@@ -320,7 +346,13 @@ fn cuda_conv_matches_reference() {
         ),
     ];
     for (i, (kh, kw, geom)) in geoms.into_iter().enumerate() {
-        let cfg = NrpmConfig::new(norm(i + 1, 4.0, 3.0), 2, 1e-2, 0.2).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(norm(i + 1, 4.0, 3.0))
+            .k(2)
+            .eps(1e-2)
+            .lambda(0.2)
+            .build()
+            .unwrap();
         let case = make_case(2 * 3 * 9 * 8, 1, 1, cfg, false, 20 + i as u64);
         let x = Array4::from_shape_vec((2, 3, 9, 8), case.x.iter().copied().collect()).unwrap();
         let w = Array4::from_shape_fn((4, 3, kh, kw), |(a, b, c, d)| {
@@ -414,12 +446,17 @@ fn cuda_model_logits_match_cpu() {
     use nrpm::models::{LayerSelection, Model, ModelSpec};
     let mut model = Model::<f32>::new(ModelSpec::from_name("lenet", 1, 28).unwrap());
     model.init(3);
-    let cfg = NrpmConfig::new(nrpm::Norm::L1, 3, 1e-3, 0.5).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(nrpm::Norm::L1)
+        .k(3)
+        .eps(1e-3)
+        .lambda(0.5)
+        .build()
+        .unwrap();
     model
         .reprogram(
             &LayerSelection::All,
-            cfg,
-            &[0.5],
+            cfg.with_lambda(0.5).unwrap(),
             nrpm::nn::LambdaParam::Raw,
         )
         .unwrap();
@@ -448,7 +485,13 @@ fn cuda_errors_are_values() {
     let Some(_dev) = device_or_skip("cuda_errors_are_values") else {
         return;
     };
-    let cfg = NrpmConfig::new(nrpm::Norm::L1, 3, 1e-3, 0.0).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(nrpm::Norm::L1)
+        .k(3)
+        .eps(1e-3)
+        .lambda(0.0)
+        .build()
+        .unwrap();
     let mut x = Array2::<f32>::ones((2, 3));
     x[[1, 2]] = f32::NAN;
     let r = nrpm::forward_with(CUDA, x.view(), Array2::ones((2, 3)).view(), None, &cfg);

@@ -13,7 +13,13 @@ use nrpm::{backward_with, forward_with, Conv2dGeometry, Error, Exec, Norm, NrpmC
 const EXECS: [Exec; 2] = [Exec::Reference, Exec::Fused];
 
 fn cfg(norm: Norm, k: usize, lambda: f64) -> NrpmConfig {
-    NrpmConfig::new(norm, k, 1e-3, lambda).unwrap()
+    NrpmConfig::builder()
+        .norm(norm)
+        .k(k)
+        .eps(1e-3)
+        .lambda(lambda)
+        .build()
+        .unwrap()
 }
 
 /// D = 1: every IRLS step returns the single term, so y = x·w + b whatever the norm, K, λ,
@@ -337,73 +343,125 @@ fn operator_rejects_invalid_configurations() {
         other => panic!("want Error::Config, got {other:?}"),
     };
     for eps in [0.0, -1e-3, f64::NAN, f64::INFINITY] {
-        assert_eq!(name_of(NrpmConfig::new(Norm::L1, 1, eps, 0.5)), "eps");
+        assert_eq!(
+            name_of(
+                NrpmConfig::builder()
+                    .norm(Norm::L1)
+                    .k(1)
+                    .eps(eps)
+                    .lambda(0.5)
+                    .build()
+            ),
+            "eps"
+        );
     }
     for lambda in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         assert_eq!(
-            name_of(NrpmConfig::new(Norm::L1, 1, 1e-3, lambda)),
+            name_of(
+                NrpmConfig::builder()
+                    .norm(Norm::L1)
+                    .k(1)
+                    .eps(1e-3)
+                    .lambda(lambda)
+                    .build()
+            ),
             "lambda"
         );
         assert_eq!(name_of(NrpmConfig::lpm().with_lambda(lambda)), "lambda");
     }
     assert_eq!(
-        name_of(NrpmConfig::new(
-            Norm::Hm {
-                gamma: 3.0,
-                delta: 3.0
-            },
-            1,
-            1e-3,
-            0.5
-        )),
+        name_of(
+            NrpmConfig::builder()
+                .norm(Norm::Hm {
+                    gamma: 3.0,
+                    delta: 3.0
+                })
+                .k(1)
+                .eps(1e-3)
+                .lambda(0.5)
+                .build()
+        ),
         "gamma"
     );
     assert_eq!(
-        name_of(NrpmConfig::new(
-            Norm::Hm {
-                gamma: 2.0,
-                delta: 3.0
-            },
-            1,
-            1e-3,
-            0.5
-        )),
+        name_of(
+            NrpmConfig::builder()
+                .norm(Norm::Hm {
+                    gamma: 2.0,
+                    delta: 3.0
+                })
+                .k(1)
+                .eps(1e-3)
+                .lambda(0.5)
+                .build()
+        ),
         "gamma"
     );
     assert_eq!(
-        name_of(NrpmConfig::new(
-            Norm::Hm {
-                gamma: 4.0,
-                delta: 3.0
-            },
-            1,
-            1.0,
-            0.5
-        )),
+        name_of(
+            NrpmConfig::builder()
+                .norm(Norm::Hm {
+                    gamma: 4.0,
+                    delta: 3.0
+                })
+                .k(1)
+                .eps(1.0)
+                .lambda(0.5)
+                .build()
+        ),
         "eps"
     );
     assert_eq!(
-        name_of(NrpmConfig::new(Norm::Huber { delta: 0.0 }, 1, 1e-3, 0.5)),
+        name_of(
+            NrpmConfig::builder()
+                .norm(Norm::Huber { delta: 0.0 })
+                .k(1)
+                .eps(1e-3)
+                .lambda(0.5)
+                .build()
+        ),
         "delta"
     );
     assert_eq!(
-        name_of(NrpmConfig::new(
-            Norm::Huber { delta: f64::NAN },
-            1,
-            1e-3,
-            0.5
-        )),
+        name_of(
+            NrpmConfig::builder()
+                .norm(Norm::Huber { delta: f64::NAN })
+                .k(1)
+                .eps(1e-3)
+                .lambda(0.5)
+                .build()
+        ),
         "delta"
     );
     assert_eq!(
-        name_of(NrpmConfig::new(Norm::Mcp { gamma: -1.0 }, 1, 1e-3, 0.5)),
+        name_of(
+            NrpmConfig::builder()
+                .norm(Norm::Mcp { gamma: -1.0 })
+                .k(1)
+                .eps(1e-3)
+                .lambda(0.5)
+                .build()
+        ),
         "gamma"
     );
     assert_eq!(
-        name_of(NrpmConfig::new(Norm::L1, MAX_K + 1, 1e-3, 0.5)),
+        name_of(
+            NrpmConfig::builder()
+                .norm(Norm::L1)
+                .k(MAX_K + 1)
+                .eps(1e-3)
+                .lambda(0.5)
+                .build()
+        ),
         "k"
     );
-    assert!(NrpmConfig::new(Norm::L1, MAX_K, 1e-3, 0.5).is_ok());
+    assert!(NrpmConfig::builder()
+        .norm(Norm::L1)
+        .k(MAX_K)
+        .eps(1e-3)
+        .lambda(0.5)
+        .build()
+        .is_ok());
     assert_eq!(name_of(NrpmConfig::lpm().with_groups(0)), "groups");
 
     let x = Array2::<f64>::ones((2, 6));

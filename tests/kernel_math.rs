@@ -136,7 +136,13 @@ fn harness_handles_large_rows_and_every_norm() {
     }
     // D = 4608 (a 3×3 convolution over 512 channels): 144 chunks of 32.
     for ni in 0..5 {
-        let cfg = NrpmConfig::new(norm(ni, 4.0, 3.0), 3, 1e-3, 0.25).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(norm(ni, 4.0, 3.0))
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.25)
+            .build()
+            .unwrap();
         let case = make_case(3, 4608, 4, cfg, ni % 2 == 0, 7 + ni as u64);
         check_case(&case).unwrap();
     }
@@ -147,7 +153,15 @@ fn harness_edge_cases() {
     if !compiler_or_skip("harness_edge_cases") {
         return;
     }
-    let l1 = |k, lambda| NrpmConfig::new(nrpm::Norm::L1, k, 1e-3, lambda).unwrap();
+    let l1 = |k, lambda| {
+        NrpmConfig::builder()
+            .norm(nrpm::Norm::L1)
+            .k(k)
+            .eps(1e-3)
+            .lambda(lambda)
+            .build()
+            .unwrap()
+    };
     // K = 0: the LPM sum, grad = ȳ·W and ȳᵀ·x.
     check_case(&make_case(3, 5, 2, l1(0, 0.0), true, 1)).unwrap();
     // D = 1: every step returns t itself.

@@ -24,7 +24,13 @@ fn random(shape: &[usize], rng: &mut StdRng) -> ArrayD<f64> {
 }
 
 fn nrpm_matching(norm: Norm, k: usize, lambda: f64, param: LambdaParam) -> Matching<f64> {
-    let cfg = NrpmConfig::new(norm, k, 0.05, lambda).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(norm)
+        .k(k)
+        .eps(0.05)
+        .lambda(lambda)
+        .build()
+        .unwrap();
     Matching::Nrpm(RobustMatch::new(cfg, param).unwrap())
 }
 
@@ -278,12 +284,17 @@ fn model_input_gradients_match_finite_differences() {
     ] {
         let mut model = Model::<f64>::new(ModelSpec::from_name(name, c, side).unwrap());
         model.init(3);
-        let cfg = NrpmConfig::new(Norm::L1, 2, 0.05, 0.5).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(2)
+            .eps(0.05)
+            .lambda(0.5)
+            .build()
+            .unwrap();
         model
             .reprogram(
                 &nrpm_layers.parse::<LayerSelection>().unwrap(),
-                cfg,
-                &[0.5],
+                cfg.with_lambda(0.5).unwrap(),
                 LambdaParam::Raw,
             )
             .unwrap();

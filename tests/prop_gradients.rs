@@ -122,7 +122,13 @@ fn gradients_at_exact_ties_use_sign_zero() {
     let gy = ndarray::array![[1.0_f64]];
     for norm in [nrpm::Norm::L1, nrpm::Norm::Mcp { gamma: 4.0 }] {
         for k in [1, 2] {
-            let cfg = nrpm::NrpmConfig::new(norm, k, 0.05, 0.25).unwrap();
+            let cfg = nrpm::NrpmConfig::builder()
+                .norm(norm)
+                .k(k)
+                .eps(0.05)
+                .lambda(0.25)
+                .build()
+                .unwrap();
             let eval = |th: &[f64]| {
                 let xs = Array2::from_shape_vec((1, 4), th.to_vec()).unwrap();
                 let (y, _) =

@@ -132,7 +132,7 @@ proptest! {
         let cfg = if lambda_one || c.cfg.norm().is_lpm() {
             c.cfg.with_lambda(1.0).unwrap()
         } else {
-            NrpmConfig::new(Norm::Lpm, c.cfg.k(), c.cfg.eps(), c.cfg.lambda())
+            NrpmConfig::builder().norm(Norm::Lpm).k(c.cfg.k()).eps(c.cfg.eps()).lambda(c.cfg.lambda()).build()
                 .unwrap()
                 .with_groups(c.cfg.groups())
                 .unwrap()

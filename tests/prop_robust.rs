@@ -72,7 +72,7 @@ proptest! {
                 }
             }
             // Prefix consistency: a shorter run reproduces the first iterates.
-            let short = NrpmConfig::new(cfg.norm(), cfg.k() / 2, cfg.eps(), cfg.lambda()).unwrap().with_groups(n).unwrap();
+            let short = NrpmConfig::builder().norm(cfg.norm()).k(cfg.k() / 2).eps(cfg.eps()).lambda(cfg.lambda()).build().unwrap().with_groups(n).unwrap();
             let (_, it_short) = forward_with(exec, c.x.view(), c.w.view(), None, &short).unwrap();
             let kk = short.steps();
             prop_assert_eq!(&it_short.z, &it.z.slice(ndarray::s![.., .., .., ..=kk]).to_owned());
@@ -126,11 +126,11 @@ proptest! {
         let (lo, hi) = range(&t);
         let spread = hi - lo;
         let eval_tol = 8.0 * d as f64 * U64 * t.iter().map(|v| v.abs()).sum::<f64>();
-        let z_star = lad::forward(x.view(), w.view(), None, &NrpmConfig::new(Norm::L1, 1, 1.0, 0.0).unwrap()).unwrap()[[0, 0]];
+        let z_star = lad::forward(x.view(), w.view(), None, &NrpmConfig::builder().norm(Norm::L1).k(1).eps(1.0).lambda(0.0).build().unwrap()).unwrap()[[0, 0]];
         let l_star = lad::lad_objective(z_star, &t);
         for eps in [10f64.powf(log_eps + 2.0), 10f64.powf(log_eps)] {
             let bias = d as f64 * eps * (spread / eps).ln_1p();
-            let cfg = NrpmConfig::new(Norm::L1, 150, eps, 0.0).unwrap();
+            let cfg = NrpmConfig::builder().norm(Norm::L1).k(150).eps(eps).lambda(0.0).build().unwrap();
             let (y, it) = forward_with(Exec::Fused, x.view(), w.view(), None, &cfg).unwrap();
             for k in 0..=150 {
                 let z = it.z[[0, 0, 0, k]];
@@ -163,7 +163,7 @@ proptest! {
         sizes in proptest::collection::vec((0.0f64..12.0, any::<bool>()), 8),
     ) {
         let d = x.ncols();
-        let lad_cfg = NrpmConfig::new(Norm::L1, 1, 1.0, 0.0).unwrap();
+        let lad_cfg = NrpmConfig::builder().norm(Norm::L1).k(1).eps(1.0).lambda(0.0).build().unwrap();
         // Distinct corrupted positions, at most ⌊(D − 1)/2⌋ of them.
         let mut pos: Vec<usize> = picks.iter().map(|i| i.index(d)).collect();
         pos.sort_unstable();
@@ -255,7 +255,7 @@ proptest! {
         let t = terms(&xo.view(), &w.view(), 0, 0, 0, d);
         let h = sigma * t[j] - anchor;
         prop_assume!(h >= s);
-        let cfg = NrpmConfig::new(Norm::L1, k, eps, 0.0).unwrap();
+        let cfg = NrpmConfig::builder().norm(Norm::L1).k(k).eps(eps).lambda(0.0).build().unwrap();
         let (_, it) = forward_with(Exec::Fused, xo.view(), w.view(), None, &cfg).unwrap();
         let df = d as f64;
         let e: Vec<f64> = (0..=k).map(|i| sigma * it.z[[0, 0, 0, i]] / df - anchor).collect();
@@ -303,7 +303,7 @@ proptest! {
             let p = n.div_ceil(2);
             df / 2.0 * (u[p - 1] - u[p - 2]).max(u[p] - u[p - 1])
         };
-        let lad_cfg = NrpmConfig::new(Norm::L1, 1, 1.0, 0.0).unwrap();
+        let lad_cfg = NrpmConfig::builder().norm(Norm::L1).k(1).eps(1.0).lambda(0.0).build().unwrap();
         let clean = lad::forward(x.view(), w.view(), None, &lad_cfg).unwrap()[[0, 0]] * df / n as f64;
         let mean = u.iter().sum::<f64>() / n as f64;
         let umax = u.iter().fold(0.0f64, |m, v| m.max(v.abs()));

@@ -61,8 +61,6 @@ fn experiment<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no experiment {name}"))
 }
 
-
-
 #[test]
 fn mlp_p1_writes_reports_with_paper_numbers_differences_and_kept_analysis() {
     if shared("models/mlp3_mnist.safetensors").is_none() {

@@ -35,11 +35,16 @@ fn model(name: &str, seed: u64) -> Model<f32> {
 
 /// Reprograms the authors' layers with NRPM L1 (K = 1, ε = 5e-5), λ = sigmoid(θ) = `lambda`.
 fn reprogram(m: &mut Model<f32>, lambda: f64) {
-    let cfg = NrpmConfig::new(Norm::L1, 1, 5e-5, lambda).unwrap();
+    let cfg = NrpmConfig::builder()
+        .norm(Norm::L1)
+        .k(1)
+        .eps(5e-5)
+        .lambda(lambda)
+        .build()
+        .unwrap();
     m.reprogram(
         &LayerSelection::Default,
-        cfg,
-        &[lambda],
+        cfg.with_lambda(lambda).unwrap(),
         LambdaParam::Sigmoid,
     )
     .unwrap();
@@ -304,9 +309,19 @@ fn plain_lpm_mlp_learns_the_subset() {
 /// PGD random starts; with momentum, weight decay and an LR step.
 fn resumable() -> (Model<f32>, TrainConfig) {
     let mut m = model("lenet", 2);
-    let cfg = NrpmConfig::new(Norm::L1, 1, 1e-3, 0.7).unwrap();
-    m.reprogram(&LayerSelection::Default, cfg, &[0.7], LambdaParam::Sigmoid)
+    let cfg = NrpmConfig::builder()
+        .norm(Norm::L1)
+        .k(1)
+        .eps(1e-3)
+        .lambda(0.7)
+        .build()
         .unwrap();
+    m.reprogram(
+        &LayerSelection::Default,
+        cfg.with_lambda(0.7).unwrap(),
+        LambdaParam::Sigmoid,
+    )
+    .unwrap();
     let mut cfg = config(
         Paradigm::FineTune,
         3,
@@ -459,14 +474,21 @@ fn logit_bits(m: &Model<f32>, images: &Dataset) -> Vec<u32> {
 fn checkpoints_rebuild_the_model_they_hold_bit_for_bit() {
     let (data, test) = mnist(96, 40);
     let raw_p1 = |m: &mut Model<f32>| {
-        let cfg = NrpmConfig::new(Norm::Huber { delta: 2.0 }, 2, 1e-3, 0.7).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::Huber { delta: 2.0 })
+            .k(2)
+            .eps(1e-3)
+            .lambda(0.7)
+            .build()
+            .unwrap();
         m.reprogram(
             &LayerSelection::All,
             cfg.with_groups(2).unwrap(),
-            &[0.7, 0.4, 0.2],
             LambdaParam::Raw,
         )
         .unwrap();
+        m.set_lambdas(&[("fc2".into(), 0.4), ("fc3".into(), 0.2)])
+            .unwrap();
     };
     type Setup = fn(&mut Model<f32>);
     let cases: Vec<(&str, Paradigm, Setup, Option<Adversary>)> = vec![

@@ -113,6 +113,48 @@ pub fn default_alpha(eps: f64, steps: usize) -> f64 {
     MADRY_ALPHA_FACTOR * eps / steps.max(1) as f64
 }
 
+/// PGD's settings, named: steps, step-size rule, random start. The default is 20 steps of
+/// α = 2.5·ε/steps from a random start.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PgdSettings {
+    /// Number of gradient steps (≥ 1).
+    pub steps: usize,
+    /// How α follows from the budget ε.
+    pub step_size: StepSize,
+    /// Start at a random point of the ε-ball.
+    pub random_start: bool,
+}
+
+impl Default for PgdSettings {
+    fn default() -> Self {
+        Self {
+            steps: 20,
+            step_size: StepSize::Madry,
+            random_start: true,
+        }
+    }
+}
+
+impl PgdSettings {
+    fn linf(self, eps: f64) -> Attack {
+        Attack::PgdLinf {
+            eps,
+            alpha: self.step_size.alpha(eps, self.steps),
+            steps: self.steps,
+            random_start: self.random_start,
+        }
+    }
+
+    fn l2(self, eps: f64) -> Attack {
+        Attack::PgdL2 {
+            eps,
+            alpha: self.step_size.alpha(eps, self.steps),
+            steps: self.steps,
+            random_start: self.random_start,
+        }
+    }
+}
+
 /// How a PGD step size is chosen for each budget ε.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StepSize {
@@ -186,9 +228,8 @@ impl std::fmt::Display for StepSize {
 
 impl Attack {
     /// The attack called `name` (`fgsm | pgd-linf | pgd | pgd-l2 | l2 | l1 | l0`) with budget
-    /// `eps`. `steps`, `alpha` and `random_start` are used by PGD only; `alpha = None` means
-    /// `α = 2.5·ε/steps` ([`default_alpha`]). For `l0`, `eps` is the number of entries and
-    /// must be a whole number.
+    /// `budget` (ε, or for `l0` a whole number of entries); `pgd` is used by the PGD attacks
+    /// only.
     ///
     /// # Errors
     /// [`Error::UnknownName`] for another name; [`Error::Config`] for a negative or non-finite
@@ -197,40 +238,25 @@ impl Attack {
     /// # Example
     /// ```
     /// # fn main() -> nrpm::Result<()> {
-    /// use nrpm::attacks::Attack;
-    /// let pgd = Attack::from_name("pgd-linf", 8.0 / 255.0, 20, None, true)?;
-    /// assert_eq!(pgd.budget(), 8.0 / 255.0);
-    /// assert!(matches!(pgd, Attack::PgdLinf { alpha, .. } if (alpha - 1.0 / 255.0).abs() < 1e-12));
-    /// assert_eq!(Attack::from_name("l0", 128.0, 0, None, false)?, Attack::L0 { pixels: 128 });
-    /// assert!(Attack::from_name("cw", 0.1, 0, None, false).is_err());
+    /// use nrpm::attacks::{Attack, PgdSettings, StepSize};
+    /// let pgd = Attack::from_name("pgd-linf", 8.0 / 255.0, PgdSettings::default())?;
+    /// assert!(matches!(pgd, Attack::PgdLinf { steps: 20, alpha, .. } if (alpha - 1.0 / 255.0).abs() < 1e-12));
+    /// let authors = PgdSettings { step_size: StepSize::Relative(0.25), ..PgdSettings::default() };
+    /// let pgd = Attack::pgd_linf(8.0 / 255.0, authors)?;
+    /// assert!(matches!(pgd, Attack::PgdLinf { alpha, .. } if (alpha - 2.0 / 255.0).abs() < 1e-12));
+    /// assert_eq!(Attack::from_name("l0", 128.0, PgdSettings::default())?, Attack::L0 { pixels: 128 });
+    /// assert!(Attack::from_name("cw", 0.1, PgdSettings::default()).is_err());
     /// # Ok(()) }
     /// ```
-    pub fn from_name(
-        name: &str,
-        eps: f64,
-        steps: usize,
-        alpha: Option<f64>,
-        random_start: bool,
-    ) -> Result<Self> {
-        let alpha = alpha.unwrap_or_else(|| default_alpha(eps, steps));
+    pub fn from_name(name: &str, budget: f64, pgd: PgdSettings) -> Result<Self> {
         let attack = match name.to_ascii_lowercase().as_str() {
-            "fgsm" => Self::Fgsm { eps },
-            "pgd-linf" | "pgd" => Self::PgdLinf {
-                eps,
-                alpha,
-                steps,
-                random_start,
-            },
-            "pgd-l2" => Self::PgdL2 {
-                eps,
-                alpha,
-                steps,
-                random_start,
-            },
-            "l2" => Self::L2Step { eps },
-            "l1" => Self::L1Step { eps },
+            "fgsm" => Self::Fgsm { eps: budget },
+            "pgd-linf" | "pgd" => pgd.linf(budget),
+            "pgd-l2" => pgd.l2(budget),
+            "l2" => Self::L2Step { eps: budget },
+            "l1" => Self::L1Step { eps: budget },
             "l0" => Self::L0 {
-                pixels: whole_number(eps)?,
+                pixels: whole_number(budget)?,
             },
             _ => {
                 return Err(Error::UnknownName {
@@ -242,6 +268,33 @@ impl Attack {
         };
         attack.validate()?;
         Ok(attack)
+    }
+
+    /// FGSM at ε.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a negative or non-finite ε.
+    pub fn fgsm(eps: f64) -> Result<Self> {
+        let a = Self::Fgsm { eps };
+        a.validate().map(|_| a)
+    }
+
+    /// PGD in the L∞ ball of radius ε.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a negative or non-finite ε or step, or zero steps.
+    pub fn pgd_linf(eps: f64, settings: PgdSettings) -> Result<Self> {
+        let a = settings.linf(eps);
+        a.validate().map(|_| a)
+    }
+
+    /// PGD in the L2 ball of radius ε (per image).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a negative or non-finite ε or step, or zero steps.
+    pub fn pgd_l2(eps: f64, settings: PgdSettings) -> Result<Self> {
+        let a = settings.l2(eps);
+        a.validate().map(|_| a)
     }
 
     /// Whether the steps can reach the ε-sphere from the clean image: `steps·α ≥ ε` for PGD
@@ -549,15 +602,24 @@ mod tests {
         assert_eq!(sign(1e-30_f32), 1.0);
     }
 
+    /// PGD settings with `steps`, an absolute α (or the default rule), a random start or not.
+    fn pgd(steps: usize, alpha: Option<f64>, random_start: bool) -> PgdSettings {
+        PgdSettings {
+            steps,
+            step_size: alpha.map_or(StepSize::Madry, StepSize::Absolute),
+            random_start,
+        }
+    }
+
     #[test]
     fn from_name_rejects_bad_budgets() {
-        assert!(Attack::from_name("fgsm", -0.1, 0, None, false).is_err());
-        assert!(Attack::from_name("fgsm", f64::NAN, 0, None, false).is_err());
-        assert!(Attack::from_name("l0", 1.5, 0, None, false).is_err());
-        assert!(Attack::from_name("pgd-l2", 1.0, 0, None, true).is_err());
-        assert!(Attack::from_name("pgd-l2", 1.0, 5, Some(-1.0), true).is_err());
+        assert!(Attack::from_name("fgsm", -0.1, pgd(0, None, false)).is_err());
+        assert!(Attack::from_name("fgsm", f64::NAN, pgd(0, None, false)).is_err());
+        assert!(Attack::from_name("l0", 1.5, pgd(0, None, false)).is_err());
+        assert!(Attack::from_name("pgd-l2", 1.0, pgd(0, None, true)).is_err());
+        assert!(Attack::from_name("pgd-l2", 1.0, pgd(5, Some(-1.0), true)).is_err());
         assert_eq!(
-            Attack::from_name("PGD", 0.3, 40, Some(0.01), false).unwrap(),
+            Attack::from_name("PGD", 0.3, pgd(40, Some(0.01), false)).unwrap(),
             Attack::PgdLinf {
                 eps: 0.3,
                 alpha: 0.01,
@@ -570,7 +632,7 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for name in ["fgsm", "pgd-linf", "pgd-l2", "l2", "l1", "l0"] {
-            let a = Attack::from_name(name, 2.0, 3, None, true).unwrap();
+            let a = Attack::from_name(name, 2.0, pgd(3, None, true)).unwrap();
             assert_eq!(a.name(), name);
             assert_eq!(a.budget(), 2.0);
         }

@@ -8,6 +8,7 @@ use clap::Args;
 
 use nrpm::data::{self, Dataset, Split};
 use nrpm::error::{Error, Result};
+use nrpm::Norm;
 
 /// Parses a comma-separated list of numbers (`0,0.05,0.1`).
 ///
@@ -117,4 +118,34 @@ pub fn first_n(data: Dataset, n: Option<usize>, flag: &'static str) -> Result<Da
         None => Ok(data),
         Some(n) => data.take(n, flag),
     }
+}
+
+/// The norm `name` with γ and δ from the flags (`--gamma`, `--delta`), else from `base` when it
+/// is the same kind of norm, else the authors' defaults. A γ or δ the norm does not have is
+/// refused as a flag with no effect.
+///
+/// # Errors
+/// [`Error::UnknownName`] for an unknown norm; [`Error::Flag`] for a γ or δ the norm lacks;
+/// [`Error::Config`] for values out of range.
+pub fn norm_from_flags(
+    name: &str,
+    gamma: Option<f64>,
+    delta: Option<f64>,
+    base: Option<Norm>,
+) -> Result<Norm> {
+    let norm = Norm::from_name(name)?;
+    let same_kind = base.filter(|b| b.name() == norm.name());
+    let unused = |flag: &str, what: &str| Error::Flag {
+        flag: flag.to_string(),
+        problem: format!("has no effect here: norm {} has no {what}", norm.name()),
+    };
+    if gamma.is_some() && norm.gamma().is_none() {
+        return Err(unused("--gamma", "γ (mcp and hm do)"));
+    }
+    if delta.is_some() && norm.delta().is_none() {
+        return Err(unused("--delta", "δ (huber and hm do)"));
+    }
+    let gamma = gamma.or(same_kind.and_then(|b| b.gamma()));
+    let delta = delta.or(same_kind.and_then(|b| b.delta()));
+    norm.with_params(gamma, delta)
 }

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::cli::bar::Bar;
 use crate::demo::{self, check_writable, write_report, DemoConfig};
 use nrpm::error::Result;
-use crate::cli::bar::Bar;
 
 /// The report folder when `--out` is not given.
 pub const DEFAULT_OUT: &str = "report";

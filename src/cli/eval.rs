@@ -9,14 +9,14 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::{json, Value};
 
-use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, StepSize};
+use crate::cli::bar::Bar;
 use crate::cli::common::{check_output_file, first_n, parse_list, DataArgs};
 use crate::cli::model_args::{describe, Built, ModelArgs};
 use crate::cli::write_json;
+use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, PgdSettings, StepSize};
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
 use nrpm::models::Model;
-use crate::cli::bar::Bar;
 
 /// Robust accuracy under an attack at several budgets (the first n test images).
 #[derive(Debug, Args)]
@@ -173,18 +173,17 @@ impl EvalArgs {
                 });
             }
         }
-        let steps = self.steps.unwrap_or(DEFAULT_STEPS);
-        let rule: StepSize = match &self.alpha {
-            Some(s) => s.parse()?,
-            None => StepSize::Madry,
+        let settings = PgdSettings {
+            steps: self.steps.unwrap_or(DEFAULT_STEPS),
+            step_size: match &self.alpha {
+                Some(s) => s.parse()?,
+                None => StepSize::Madry,
+            },
+            random_start: !self.no_random_start,
         };
-        let random_start = !self.no_random_start;
         parse_list::<f64>("eps", &self.eps)?
             .into_iter()
-            .map(|eps| {
-                let alpha = Some(rule.alpha(eps, steps));
-                Attack::from_name(&self.attack, eps, steps, alpha, random_start)
-            })
+            .map(|eps| Attack::from_name(&self.attack, eps, settings))
             .collect()
     }
 

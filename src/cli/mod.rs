@@ -4,11 +4,11 @@
 use clap::{Args, Parser, Subcommand};
 
 use nrpm::error::Result;
-use nrpm::nrpm::{Norm, NrpmConfig};
+use nrpm::nrpm::NrpmConfig;
 
 pub mod analyze;
-pub mod bar;
 pub mod apply;
+pub mod bar;
 pub mod common;
 pub mod demo;
 pub mod eval;
@@ -107,36 +107,15 @@ impl OperatorArgs {
     /// [`nrpm::Error::UnknownName`] for an unknown norm, [`nrpm::Error::Config`] for values
     /// out of range, [`nrpm::Error::Flag`] for a γ or δ the norm does not use.
     pub fn config_over(&self, base: NrpmConfig) -> Result<NrpmConfig> {
-        let (bg, bd) = match base.norm() {
-            Norm::Mcp { gamma } => (gamma, nrpm::nrpm::norm::DEFAULT_DELTA),
-            Norm::Huber { delta } => (nrpm::nrpm::norm::DEFAULT_GAMMA, delta),
-            Norm::Hm { gamma, delta } => (gamma, delta),
-            _ => (
-                nrpm::nrpm::norm::DEFAULT_GAMMA,
-                nrpm::nrpm::norm::DEFAULT_DELTA,
-            ),
-        };
         let name = self.norm.as_deref().unwrap_or(base.norm().name());
-        let norm = Norm::from_name(name, self.gamma.unwrap_or(bg), self.delta.unwrap_or(bd))?;
-        let has_gamma = matches!(norm, Norm::Mcp { .. } | Norm::Hm { .. });
-        let has_delta = matches!(norm, Norm::Huber { .. } | Norm::Hm { .. });
-        let unused = [
-            ("--gamma", self.gamma.is_some() && !has_gamma),
-            ("--delta", self.delta.is_some() && !has_delta),
-        ];
-        if let Some((flag, _)) = unused.iter().find(|(_, u)| *u) {
-            return Err(nrpm::Error::Flag {
-                flag: flag.to_string(),
-                problem: format!("has no effect with --norm {}", norm.name()),
-            });
-        }
-        NrpmConfig::new(
-            norm,
-            self.k.unwrap_or(base.k()),
-            self.eps_irls.unwrap_or(base.eps()),
-            self.lambda.unwrap_or(base.lambda()),
-        )?
-        .with_groups(self.group.unwrap_or(base.groups()))
+        let norm = common::norm_from_flags(name, self.gamma, self.delta, Some(base.norm()))?;
+        NrpmConfig::builder()
+            .norm(norm)
+            .k(self.k.unwrap_or(base.k()))
+            .eps(self.eps_irls.unwrap_or(base.eps()))
+            .lambda(self.lambda.unwrap_or(base.lambda()))
+            .groups(self.group.unwrap_or(base.groups()))
+            .build()
     }
 
     /// [`OperatorArgs::config_over`] the defaults.

@@ -19,11 +19,10 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::common::parse_list;
+use crate::cli::common::{norm_from_flags, parse_list};
 use nrpm::error::{Error, Result};
 use nrpm::models::{Arch, LayerSelection, Model, ModelRecord, ModelSpec, NrpmLayer};
 use nrpm::nn::LambdaParam;
-use nrpm::nrpm::norm::{DEFAULT_DELTA, DEFAULT_GAMMA};
 use nrpm::nrpm::{Device, Norm, NrpmConfig};
 use nrpm::tensor_file::{Tensor, TensorFile};
 
@@ -274,28 +273,7 @@ impl ModelArgs {
     /// The norm of `--norm` with γ, δ from the flags or `base` (or the defaults), refusing a
     /// γ or δ that the norm does not use.
     fn norm_with(&self, name: &str, base: Option<Norm>) -> Result<Norm> {
-        let (bg, bd) = match base {
-            Some(Norm::Mcp { gamma }) => (gamma, DEFAULT_DELTA),
-            Some(Norm::Huber { delta }) => (DEFAULT_GAMMA, delta),
-            Some(Norm::Hm { gamma, delta }) => (gamma, delta),
-            _ => (DEFAULT_GAMMA, DEFAULT_DELTA),
-        };
-        let norm = Norm::from_name(name, self.gamma.unwrap_or(bg), self.delta.unwrap_or(bd))?;
-        let uses_gamma = matches!(norm, Norm::Mcp { .. } | Norm::Hm { .. });
-        let uses_delta = matches!(norm, Norm::Huber { .. } | Norm::Hm { .. });
-        if self.gamma.is_some() && !uses_gamma {
-            return Err(no_effect(
-                "--gamma",
-                &format!("norm {} has no γ (mcp and hm do)", norm.name()),
-            ));
-        }
-        if self.delta.is_some() && !uses_delta {
-            return Err(no_effect(
-                "--delta",
-                &format!("norm {} has no δ (huber and hm do)", norm.name()),
-            ));
-        }
-        Ok(norm)
+        norm_from_flags(name, self.gamma, self.delta, base)
     }
 
     /// No record: the flags decide (the behaviour for the authors' checkpoints).
@@ -320,13 +298,13 @@ impl ModelArgs {
             return Err(no_effect("--lambda-from-weights", "no --weights given"));
         }
         let base = NrpmConfig::default();
-        let cfg = NrpmConfig::new(
-            norm,
-            self.k.unwrap_or(base.k()),
-            self.eps_irls.unwrap_or(base.eps()),
-            base.lambda(),
-        )?
-        .with_groups(self.group.unwrap_or(1))?;
+        let cfg = NrpmConfig::builder()
+            .norm(norm)
+            .k(self.k.unwrap_or(base.k()))
+            .eps(self.eps_irls.unwrap_or(base.eps()))
+            .lambda(base.lambda())
+            .build()?
+            .with_groups(self.group.unwrap_or(1))?;
         let param = match &self.lambda_param {
             Some(p) => lambda_param(p)?,
             None if training => LambdaParam::Sigmoid,
@@ -367,7 +345,7 @@ impl ModelArgs {
         if self
             .norm
             .as_deref()
-            .is_some_and(|n| Norm::from_name(n, 4.0, 3.0).is_ok_and(|n| n.is_lpm()))
+            .is_some_and(|n| Norm::from_name(n).is_ok_and(|n| n.is_lpm()))
         {
             if let Some(flag) = self.reprogramming_flags().first() {
                 return Err(no_effect(flag, "--norm lpm makes every layer LPM"));
@@ -418,13 +396,13 @@ impl ModelArgs {
                     "that layer is LPM in the checkpoint: give --lambda for the layers of --layers",
                 )),
             };
-            let cfg = NrpmConfig::new(
-                norm,
-                self.k.unwrap_or(b.k()),
-                self.eps_irls.unwrap_or(b.eps()),
-                lambda,
-            )?
-            .with_groups(self.group.unwrap_or(b.groups()))?;
+            let cfg = NrpmConfig::builder()
+                .norm(norm)
+                .k(self.k.unwrap_or(b.k()))
+                .eps(self.eps_irls.unwrap_or(b.eps()))
+                .lambda(lambda)
+                .build()?
+                .with_groups(self.group.unwrap_or(b.groups()))?;
             if let Some(own) = own {
                 changed.extend(differences(
                     key,

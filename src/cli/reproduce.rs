@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::cli::bar::Bar;
 use crate::cli::common::{check_output_file, prepare_output_dir};
 use crate::cli::write_json;
+use crate::reproduce::{self, render, Experiment, Options, Report, Status};
 use nrpm::data::cifar::is_cifar10_folder;
 use nrpm::error::{Error, Result};
-use crate::cli::bar::Bar;
 use nrpm::report::write_file;
-use crate::reproduce::{self, render, Experiment, Options, Report, Status};
 
 /// The checkpoints beside the repository.
 const SHARED_MODELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models");

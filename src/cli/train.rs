@@ -13,13 +13,13 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{json, Value};
 
-use nrpm::attacks::{Attack, StepSize, AUTHORS_ALPHA_RATIO};
+use crate::cli::bar::Bar;
 use crate::cli::common::{check_output_file, first_n, parse_list, prepare_output_dir, DataArgs};
 use crate::cli::model_args::{Built, ModelArgs};
 use crate::cli::write_json;
+use nrpm::attacks::{Attack, PgdSettings, StepSize, AUTHORS_ALPHA_RATIO};
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
-use crate::cli::bar::Bar;
 use nrpm::train::{
     self, checkpoint, Adversary, Checkpoints, Paradigm, Recipe, SgdConfig, Snapshot, TrainConfig,
     TrainReport,
@@ -271,13 +271,17 @@ fn adversary(args: &TrainArgs, paradigm: Paradigm, recipe: &Recipe) -> Result<Op
     }
     let eps = args.adv_eps.unwrap_or(recipe_eps);
     let steps = args.adv_steps.unwrap_or(7);
-    let rule = match (&args.adv_alpha, recipe_name) {
+    let step_size = match (&args.adv_alpha, recipe_name) {
         (Some(s), _) => s.parse()?,
         (None, "pgd-linf") => StepSize::Relative(AUTHORS_ALPHA_RATIO),
         (None, _) => StepSize::Madry,
     };
-    let alpha = Some(rule.alpha(eps, steps));
-    let attack = Attack::from_name(name, eps, steps, alpha, true)?;
+    let settings = PgdSettings {
+        steps,
+        step_size,
+        random_start: true,
+    };
+    let attack = Attack::from_name(name, eps, settings)?;
     let loss = match &args.adv_loss {
         Some(s) => s.parse()?,
         None => recipe.adv_loss,

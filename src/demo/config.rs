@@ -241,7 +241,12 @@ impl DemoConfig {
     /// # Errors
     /// [`Error::Config`] for K or ε out of range, or a non-finite λ.
     pub fn nrpm(&self, lambda: f64) -> Result<NrpmConfig> {
-        NrpmConfig::new(Norm::L1, self.nrpm_k, self.nrpm_eps, lambda)
+        NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(self.nrpm_k)
+            .eps(self.nrpm_eps)
+            .lambda(lambda)
+            .build()
     }
 
     /// The attack of Paradigm 2's adversarial training: FGSM at `paradigm2_fgsm_eps`.

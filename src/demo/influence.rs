@@ -92,7 +92,7 @@ pub struct InfluenceCurve {
 /// let w = ndarray::array![[1.0, 1.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4]];
 /// let x = [0.2, 0.4, 0.1, 0.9];
 /// let probe = Probe { layer: "fc1", weight: w.view(), image: 0, label: 7, x: &x };
-/// let robust = nrpm::NrpmConfig::new(nrpm::Norm::L1, 1, 5e-5, 0.0)?;
+/// let robust = nrpm::NrpmConfig::builder().norm(nrpm::Norm::L1).k(1).eps(5e-5).lambda(0.0).build()?;
 /// let c = influence_curve(&probe, robust, 0.5, 11)?;
 /// assert_eq!((c.neuron, c.term, c.terms), (0, 3, 4));
 /// assert!(c.curves[1].gross_error_sensitivity < c.curves[0].gross_error_sensitivity);
@@ -198,7 +198,13 @@ mod tests {
     use nrpm::nrpm::Norm;
 
     fn robust() -> NrpmConfig {
-        NrpmConfig::new(Norm::L1, 1, 5e-5, 0.0).unwrap()
+        NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(1)
+            .eps(5e-5)
+            .lambda(0.0)
+            .build()
+            .unwrap()
     }
 
     #[test]

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use ndarray::{Array2, Ix2};
 
+use crate::demo::influence::{influence_curve, InfluenceCurve, Probe};
+use crate::demo::{DemoConfig, DemoReport, Machine, Point, StageTime, Variant};
 use nrpm::attacks::{
     correct_by_budget, evaluate_attacks, evaluate_transfer, Attack, EvalOptions, EvalResult,
 };
 use nrpm::data::{Dataset, Split};
-use crate::demo::influence::{influence_curve, InfluenceCurve, Probe};
-use crate::demo::{DemoConfig, DemoReport, Machine, Point, StageTime, Variant};
 use nrpm::error::{Error, Result};
 use nrpm::models::{LayerSelection, Model, ModelSpec};
 use nrpm::nn::{LambdaParam, Layer};
@@ -194,12 +194,7 @@ fn reprogrammed(
     param: LambdaParam,
 ) -> Result<Model<f32>> {
     let mut model = lpm.clone();
-    model.reprogram(
-        &LayerSelection::Default,
-        cfg.nrpm(lambda)?,
-        &[lambda],
-        param,
-    )?;
+    model.reprogram(&LayerSelection::Default, cfg.nrpm(lambda)?, param)?;
     Ok(model)
 }
 

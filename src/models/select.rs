@@ -146,42 +146,44 @@ impl<T: Real> Model<T> {
         Ok(chosen)
     }
 
-    /// Reprograms the selected layers with NRPM (`cfg`: norm, K, ε, groups) and λ — one value
-    /// for all layers, or one per selected layer: paired with the keys in the order they are
-    /// named for [`LayerSelection::Names`] (`fc3,fc1` with `0.9,0.1` gives fc3 λ = 0.9), in
-    /// execution order otherwise — and sets the others to LPM. Returns the selected keys, in
-    /// the order the λ values were paired with.
+    /// Reprograms the selected layers with NRPM, every one with `cfg` (norm, K, ε, groups and
+    /// λ: λ lives in the config only) and λ stored under `param`, and sets the others to LPM.
+    /// Returns the selected keys (in the order named for [`LayerSelection::Names`], in
+    /// execution order otherwise). For one λ per layer, follow with [`Model::set_lambdas`],
+    /// or give each layer its own record with [`Model::reprogram_layers`].
     ///
     /// # Errors
-    /// As [`Model::select_layers`]; [`Error::Config`] if the number of λ values fits neither
-    /// 1 nor the selection, or a λ is invalid for `param`. The model is unchanged on error.
+    /// As [`Model::select_layers`]; [`Error::Config`] if λ is invalid for `param` (λ = σ(θ)
+    /// needs λ in (0, 1)). The model is unchanged on error.
+    ///
+    /// # Example
+    /// ```
+    /// # fn main() -> nrpm::Result<()> {
+    /// use nrpm::models::{LayerSelection, Model, ModelSpec};
+    /// use nrpm::nn::LambdaParam;
+    /// let mut model = Model::<f32>::new(ModelSpec::from_name("mlp3", 1, 28)?);
+    /// let cfg = nrpm::NrpmConfig::builder().k(1).eps(5e-5).lambda(0.7).build()?;
+    /// let keys = model.reprogram(&LayerSelection::Default, cfg, LambdaParam::Raw)?;
+    /// assert_eq!(keys, ["fc1", "fc2", "fc3"]);
+    /// model.set_lambdas(&[("fc3".into(), 0.9)])?;
+    /// assert!((model.lambdas()[2].1 - 0.9).abs() < 1e-6); // stored as f32
+    /// # Ok(()) }
+    /// ```
     pub fn reprogram(
         &mut self,
         selection: &LayerSelection,
         cfg: NrpmConfig,
-        lambdas: &[f64],
         param: LambdaParam,
     ) -> Result<Vec<String>> {
         let chosen = self.select_layers(selection)?;
-        if lambdas.len() != 1 && lambdas.len() != chosen.len() {
-            return Err(Error::Config {
-                name: "lambda",
-                value: format!("{} values for {} layers", lambdas.len(), chosen.len()),
-                rule: "give one λ for all layers or one per reprogrammed layer",
-            });
-        }
-        let layers = chosen
+        let layers: Vec<NrpmLayer> = chosen
             .iter()
-            .enumerate()
-            .map(|(i, key)| {
-                let lambda = lambdas[if lambdas.len() == 1 { 0 } else { i }];
-                Ok(NrpmLayer {
-                    key: key.clone(),
-                    operator: cfg.with_lambda(lambda)?,
-                    lambda_param: param,
-                })
+            .map(|key| NrpmLayer {
+                key: key.clone(),
+                operator: cfg,
+                lambda_param: param,
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         self.reprogram_layers(&layers)?;
         Ok(chosen)
     }

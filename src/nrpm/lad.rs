@@ -192,7 +192,13 @@ mod tests {
     fn forward_mixes_median_and_sum() {
         let x = array![[1.0, 1.0, 1.0, 100.0, 2.0]];
         let w = array![[1.0, 1.0, 1.0, 1.0, 1.0]];
-        let cfg = NrpmConfig::new(crate::Norm::L1, 1, 1e-3, 0.25).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(crate::Norm::L1)
+            .k(1)
+            .eps(1e-3)
+            .lambda(0.25)
+            .build()
+            .unwrap();
         let y = forward(x.view(), w.view(), Some(array![0.5].view()), &cfg).unwrap();
         let want: f64 = 0.25 * 105.0 + 0.75 * 5.0 * 1.0 + 0.5;
         assert!((y[[0, 0]] - want).abs() < 1e-12);

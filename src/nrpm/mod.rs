@@ -54,7 +54,7 @@ pub use norm::{Norm, WeightFn};
 /// The largest K accepted (a guard against typos such as `--k 30000000`).
 pub const MAX_K: usize = 10_000;
 
-/// Hyper-parameters of one NRPM operator, validated once by [`NrpmConfig::new`].
+/// Hyper-parameters of one NRPM operator, validated once by [`NrpmConfig::builder`].
 ///
 /// - `norm`: the robust weight ([`Norm`]); `Norm::Lpm` makes the operator the plain sum;
 /// - `k`: IRLS steps K (the authors' scripts use 1, their layer default is 3);
@@ -64,7 +64,7 @@ pub const MAX_K: usize = 10_000;
 /// - `groups`: N ≥ 1 equal chunks of the D terms (must divide D at call time).
 ///
 /// Deserialising (e.g. from a checkpoint's metadata) runs the same checks as
-/// [`NrpmConfig::new`] and [`NrpmConfig::with_groups`].
+/// [`NrpmConfigBuilder::build`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "NrpmConfigFields")]
 pub struct NrpmConfig {
@@ -89,7 +89,58 @@ impl TryFrom<NrpmConfigFields> for NrpmConfig {
     type Error = Error;
 
     fn try_from(f: NrpmConfigFields) -> Result<Self> {
-        NrpmConfig::new(f.norm, f.k, f.eps, f.lambda)?.with_groups(f.groups)
+        NrpmConfig {
+            norm: f.norm,
+            k: f.k,
+            eps: f.eps,
+            lambda: f.lambda,
+            groups: f.groups,
+        }
+        .validated()
+    }
+}
+
+/// Named construction of an [`NrpmConfig`]: start from [`NrpmConfig::builder`], set what
+/// differs from the defaults, then [`NrpmConfigBuilder::build`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[must_use = "call .build() to get the configuration"]
+pub struct NrpmConfigBuilder {
+    cfg: NrpmConfig,
+}
+
+impl NrpmConfigBuilder {
+    /// The robust norm (default [`Norm::L1`]; [`Norm::Lpm`] makes the operator the plain sum).
+    pub fn norm(mut self, norm: Norm) -> Self {
+        self.cfg.norm = norm;
+        self
+    }
+    /// IRLS steps K (default 3; the authors' scripts use 1).
+    pub fn k(mut self, k: usize) -> Self {
+        self.cfg.k = k;
+        self
+    }
+    /// ε > 0 of the weight 1/(r + ε) (default 1e-3; the authors' MLP: 5e-5).
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.cfg.eps = eps;
+        self
+    }
+    /// λ, the LPM share of the output (default 0: pure NRPM; 1: the plain layer).
+    pub fn lambda(mut self, lambda: f64) -> Self {
+        self.cfg.lambda = lambda;
+        self
+    }
+    /// N ≥ 1 equal chunks of the D terms (default 1; must divide D at call time).
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.cfg.groups = groups;
+        self
+    }
+    /// The validated configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if ε is not finite and > 0 (or ≥ 1 for `Hm`, whose weights lie in
+    /// [ε, 1]), λ is not finite, K > [`MAX_K`], groups = 0, or γ, δ are out of range.
+    pub fn build(self) -> Result<NrpmConfig> {
+        self.cfg.validated()
     }
 }
 
@@ -112,43 +163,46 @@ pub const DEFAULT_K: usize = 3;
 pub const DEFAULT_EPS: f64 = 1e-3;
 
 impl NrpmConfig {
-    /// A validated configuration with one group.
-    ///
-    /// # Errors
-    /// [`Error::Config`] if ε is not finite and > 0 (or ≥ 1 for `Hm`, whose weights lie in
-    /// [ε, 1]), λ is not finite, K > [`MAX_K`], or γ, δ are out of range.
+    /// A builder starting from the defaults ([`NrpmConfig::default`]: L1, K = 3, ε = 1e-3,
+    /// λ = 0, one group); every value is named, and [`NrpmConfigBuilder::build`] checks them
+    /// all.
     ///
     /// # Example
     /// ```
     /// # fn main() -> nrpm::Result<()> {
     /// let x = ndarray::array![[1.0_f64, 1.0, 1.0, 100.0]]; // one gross outlier, D = 4
     /// let w = ndarray::array![[1.0_f64, 1.0, 1.0, 1.0]];
-    /// let cfg = nrpm::NrpmConfig::new(nrpm::Norm::L1, 20, 1e-6, 0.0)?; // K = 20, λ = 0
-    /// let (y, _iterates) = nrpm::forward(x.view(), w.view(), None, &cfg)?;
+    /// let cfg = nrpm::NrpmConfig::builder().k(20).eps(1e-6).lambda(0.0).build()?; // L1
+    /// let (y, _saved) = nrpm::forward(x.view(), w.view(), None, &cfg)?;
     /// assert!((y[[0, 0]] - 4.0).abs() < 1e-2); // D·median = 4; LPM gives 103
+    /// assert!(nrpm::NrpmConfig::builder().eps(-1.0).build().is_err());
     /// # Ok(()) }
     /// ```
-    pub fn new(norm: Norm, k: usize, eps: f64, lambda: f64) -> Result<Self> {
-        norm.validate()?;
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(Error::config("eps", eps, "must be finite and > 0"));
+    pub fn builder() -> NrpmConfigBuilder {
+        NrpmConfigBuilder {
+            cfg: NrpmConfig::default(),
         }
-        if matches!(norm, Norm::Hm { .. }) && eps >= 1.0 {
-            return Err(Error::config("eps", eps, "hm needs eps < 1"));
+    }
+
+    /// Checks every field (what [`NrpmConfigBuilder::build`] and deserialising run).
+    fn validated(self) -> Result<Self> {
+        self.norm.validate()?;
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(Error::config("eps", self.eps, "must be finite and > 0"));
         }
-        if !lambda.is_finite() {
-            return Err(Error::config("lambda", lambda, "must be finite"));
+        if matches!(self.norm, Norm::Hm { .. }) && self.eps >= 1.0 {
+            return Err(Error::config("eps", self.eps, "hm needs eps < 1"));
         }
-        if k > MAX_K {
-            return Err(Error::config("k", k, "must be at most 10000"));
+        if !self.lambda.is_finite() {
+            return Err(Error::config("lambda", self.lambda, "must be finite"));
         }
-        Ok(Self {
-            norm,
-            k,
-            eps,
-            lambda,
-            groups: 1,
-        })
+        if self.k > MAX_K {
+            return Err(Error::config("k", self.k, "must be at most 10000"));
+        }
+        if self.groups == 0 {
+            return Err(Error::config("groups", 0, "must be at least 1"));
+        }
+        Ok(self)
     }
 
     /// The plain linear pattern match (`Norm::Lpm`, λ = 1).
@@ -167,11 +221,8 @@ impl NrpmConfig {
     /// # Errors
     /// [`Error::Config`] if `groups == 0`.
     pub fn with_groups(mut self, groups: usize) -> Result<Self> {
-        if groups == 0 {
-            return Err(Error::config("groups", groups, "must be at least 1"));
-        }
         self.groups = groups;
-        Ok(self)
+        self.validated()
     }
 
     /// The same configuration with another λ.

@@ -62,6 +62,13 @@ pub enum Norm {
     },
 }
 
+impl Default for Norm {
+    /// [`Norm::L1`], the paper's least absolute deviation.
+    fn default() -> Self {
+        Norm::L1
+    }
+}
+
 impl std::fmt::Display for Norm {
     /// `lpm`, `l1`, `huber(delta=3)`, `mcp(gamma=4)`, `hm(gamma=4,delta=3)`: what
     /// [`Norm::from_str`](std::str::FromStr) reads back.
@@ -119,20 +126,7 @@ impl std::str::FromStr for Norm {
                 }
             }
         }
-        let norm = Norm::from_name(
-            &name,
-            gamma.unwrap_or(DEFAULT_GAMMA),
-            delta.unwrap_or(DEFAULT_DELTA),
-        )?;
-        let has_gamma = matches!(norm, Norm::Mcp { .. } | Norm::Hm { .. });
-        let has_delta = matches!(norm, Norm::Huber { .. } | Norm::Hm { .. });
-        if (gamma.is_some() && !has_gamma) || (delta.is_some() && !has_delta) {
-            return Err(Error::config(
-                "norm",
-                s,
-                "gives a parameter this norm does not have",
-            ));
-        }
+        let norm = Norm::from_name(&name)?.with_params(gamma, delta)?;
         Ok(norm)
     }
 }
@@ -185,17 +179,26 @@ impl Norm {
     pub const NAMES: &'static str = "lpm, l1, huber, mcp, hm";
 
     /// The norm called `name` (`lpm|l1|huber|mcp|hm`, case-insensitive; `l2` is an alias of
-    /// `lpm`), with γ, δ for the norms that take them.
+    /// `lpm`, `lad` of `l1`), with the authors' γ = 4 and δ = 3 where the norm has them; change
+    /// them with [`Norm::with_gamma`] and [`Norm::with_delta`], or build the norm with
+    /// [`Norm::huber`], [`Norm::mcp`], [`Norm::hm`], or parse `hm(gamma=5,delta=1)`.
     ///
     /// # Errors
-    /// [`Error::UnknownName`] for any other name; [`Error::Config`] if γ, δ are out of range.
-    pub fn from_name(name: &str, gamma: f64, delta: f64) -> Result<Self> {
-        let norm = match name.to_ascii_lowercase().as_str() {
+    /// [`Error::UnknownName`] for any other name.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name.to_ascii_lowercase().as_str() {
             "lpm" | "l2" => Norm::Lpm,
             "l1" | "lad" => Norm::L1,
-            "huber" => Norm::Huber { delta },
-            "mcp" => Norm::Mcp { gamma },
-            "hm" => Norm::Hm { gamma, delta },
+            "huber" => Norm::Huber {
+                delta: DEFAULT_DELTA,
+            },
+            "mcp" => Norm::Mcp {
+                gamma: DEFAULT_GAMMA,
+            },
+            "hm" => Norm::Hm {
+                gamma: DEFAULT_GAMMA,
+                delta: DEFAULT_DELTA,
+            },
             _ => {
                 return Err(Error::UnknownName {
                     what: "norm",
@@ -203,9 +206,104 @@ impl Norm {
                     expected: Self::NAMES.to_string(),
                 })
             }
+        })
+    }
+
+    /// Huber with threshold δ > 0: `w = min(δ/(r + ε), 1)`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless δ is finite and > 0.
+    pub fn huber(delta: f64) -> Result<Self> {
+        let n = Norm::Huber { delta };
+        n.validate().map(|_| n)
+    }
+
+    /// MCP with concavity γ > 0: `w = max(1/(r + ε) − 1/γ, ε)`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless γ is finite and > 0.
+    pub fn mcp(gamma: f64) -> Result<Self> {
+        let n = Norm::Mcp { gamma };
+        n.validate().map(|_| n)
+    }
+
+    /// The Huber–MCP hybrid with γ > δ > 0 (a swapped pair is refused, since it breaks γ > δ).
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless both are finite and γ > δ > 0.
+    pub fn hm(gamma: f64, delta: f64) -> Result<Self> {
+        let n = Norm::Hm { gamma, delta };
+        n.validate().map(|_| n)
+    }
+
+    /// The same norm with γ replaced (mcp, hm).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a norm without γ, or a γ out of range.
+    pub fn with_gamma(self, gamma: f64) -> Result<Self> {
+        self.with_params(Some(gamma), None)
+    }
+
+    /// The same norm with δ replaced (huber, hm).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a norm without δ, or a δ out of range.
+    pub fn with_delta(self, delta: f64) -> Result<Self> {
+        self.with_params(None, Some(delta))
+    }
+
+    /// The same norm with γ and/or δ replaced, checked once both are in place (so that `hm`
+    /// can move both across the γ > δ line).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a parameter the norm does not have, or values out of range.
+    pub fn with_params(self, gamma: Option<f64>, delta: Option<f64>) -> Result<Self> {
+        let missing = |what: &'static str, v: f64| {
+            Error::config(
+                what,
+                format!("{v} for norm {}", self.name()),
+                "this norm has no such parameter",
+            )
         };
-        norm.validate()?;
-        Ok(norm)
+        if let (Some(g), None) = (gamma, self.gamma()) {
+            return Err(missing("gamma", g));
+        }
+        if let (Some(d), None) = (delta, self.delta()) {
+            return Err(missing("delta", d));
+        }
+        let n = match self {
+            Norm::Mcp { gamma: g0 } => Norm::Mcp {
+                gamma: gamma.unwrap_or(g0),
+            },
+            Norm::Huber { delta: d0 } => Norm::Huber {
+                delta: delta.unwrap_or(d0),
+            },
+            Norm::Hm {
+                gamma: g0,
+                delta: d0,
+            } => Norm::Hm {
+                gamma: gamma.unwrap_or(g0),
+                delta: delta.unwrap_or(d0),
+            },
+            other => other,
+        };
+        n.validate().map(|_| n)
+    }
+
+    /// γ, if the norm has one.
+    pub fn gamma(&self) -> Option<f64> {
+        match *self {
+            Norm::Mcp { gamma } | Norm::Hm { gamma, .. } => Some(gamma),
+            _ => None,
+        }
+    }
+
+    /// δ, if the norm has one.
+    pub fn delta(&self) -> Option<f64> {
+        match *self {
+            Norm::Huber { delta } | Norm::Hm { delta, .. } => Some(delta),
+            _ => None,
+        }
     }
 
     /// Short lower-case name (`lpm`, `l1`, `huber`, `mcp`, `hm`).
@@ -543,17 +641,21 @@ mod tests {
     #[test]
     fn from_name_rejects_unknown_and_bad_parameters() {
         assert!(matches!(
-            Norm::from_name("l3", 4.0, 3.0),
+            Norm::from_name("l3"),
             Err(Error::UnknownName { .. })
         ));
+        assert!(matches!(Norm::hm(3.0, 3.0), Err(Error::Config { .. })));
+        assert!(matches!(Norm::hm(3.0, 4.0), Err(Error::Config { .. }))); // swapped
+        assert!(matches!(Norm::huber(f64::NAN), Err(Error::Config { .. })));
         assert!(matches!(
-            Norm::from_name("hm", 3.0, 3.0),
+            Norm::L1.with_gamma(2.0),
             Err(Error::Config { .. })
         ));
-        assert!(matches!(
-            Norm::from_name("huber", 4.0, f64::NAN),
-            Err(Error::Config { .. })
-        ));
-        assert_eq!(Norm::from_name("L2", 4.0, 3.0).unwrap(), Norm::Lpm);
+        assert_eq!(Norm::from_name("L2").unwrap(), Norm::Lpm);
+        assert_eq!(
+            Norm::from_name("hm").unwrap().with_delta(1.0).unwrap(),
+            Norm::hm(4.0, 1.0).unwrap()
+        );
+        assert_eq!(Norm::default(), Norm::L1);
     }
 }

@@ -173,7 +173,13 @@ mod tests {
     #[test]
     fn one_term_is_its_own_median() {
         // D = 1: every step returns t itself.
-        let cfg = NrpmConfig::new(Norm::L1, 3, 1e-3, 0.0).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.0)
+            .build()
+            .unwrap();
         let (y, _) = forward(
             array![[3.0]].view(),
             array![[-2.0], [0.5]].view(),
@@ -186,7 +192,13 @@ mod tests {
 
     #[test]
     fn all_zero_row_gives_zero_not_nan() {
-        let cfg = NrpmConfig::new(Norm::L1, 3, 1e-3, 0.3).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.3)
+            .build()
+            .unwrap();
         let x = Array2::<f64>::zeros((1, 5));
         let w = Array2::<f64>::ones((2, 5));
         let (y, it) = forward(x.view(), w.view(), None, &cfg).unwrap();

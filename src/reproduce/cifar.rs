@@ -9,12 +9,12 @@
 
 use serde_json::json;
 
-use nrpm::attacks::StepSize;
-use nrpm::error::Result;
-use nrpm::progress::Progress;
 use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Subject};
 use crate::reproduce::table::{per_255_budget, AttackSpec, Plan, Sheet};
 use crate::reproduce::Body;
+use nrpm::attacks::StepSize;
+use nrpm::error::Result;
+use nrpm::progress::Progress;
 
 /// λ of the §6.2 Paradigm 1 rows.
 const LAMBDAS: [f64; 6] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4];

@@ -9,12 +9,12 @@
 
 use serde_json::{json, Value};
 
-use nrpm::attacks::{StepSize, AUTHORS_ALPHA_RATIO};
-use nrpm::error::Result;
-use nrpm::progress::Progress;
 use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Operator, Subject};
 use crate::reproduce::table::{plain_budget, AttackSpec, Plan, Sheet};
 use crate::reproduce::Body;
+use nrpm::attacks::{StepSize, AUTHORS_ALPHA_RATIO};
+use nrpm::error::Result;
+use nrpm::progress::Progress;
 
 /// λ of the Paradigm 1 rows (Table 1: 0.9 … 0.1, then 0.0 "NRPM without tuning").
 pub const P1_LAMBDAS: [f64; 10] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0];

@@ -43,11 +43,11 @@ use serde_json::Value;
 
 pub use setup::Checkpoint;
 
+use crate::reproduce::paper::{Missing, PaperData};
+use crate::reproduce::table::ResultTable;
 use nrpm::error::{Error, Result};
 use nrpm::nrpm::Device;
 use nrpm::progress::Progress;
-use crate::reproduce::paper::{Missing, PaperData};
-use crate::reproduce::table::ResultTable;
 
 /// One experiment of the reproduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,9 +12,9 @@
 
 use serde_json::Value;
 
-use nrpm::report::markdown::Table;
 use crate::reproduce::table::{ResultTable, Row, NOTABLE_DIFFERENCE};
 use crate::reproduce::{status_word, ExperimentReport, Report, Status};
+use nrpm::report::markdown::Table;
 
 /// Opens the hand-written analysis block.
 pub const ANALYSIS_START: &str = "<!-- analysis:start (hand-written; kept when regenerated) -->";

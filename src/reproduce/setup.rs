@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::reproduce::paper::PaperData;
+use crate::reproduce::table::{measure, Plan, Row, Sheet};
+use crate::reproduce::{Experiment, Options};
 use nrpm::attacks::EvalOptions;
 use nrpm::data::{self, Dataset, Split};
 use nrpm::error::Result;
@@ -13,9 +16,6 @@ use nrpm::models::{LayerSelection, Model, ModelSpec};
 use nrpm::nn::LambdaParam;
 use nrpm::nrpm::{Norm, NrpmConfig};
 use nrpm::progress::Progress;
-use crate::reproduce::paper::PaperData;
-use crate::reproduce::table::{measure, Plan, Row, Sheet};
-use crate::reproduce::{Experiment, Options};
 
 /// A checkpoint of the authors, converted to safetensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,8 +139,17 @@ impl ModelSetup {
         let [c, side, _] = self.checkpoint.image();
         let mut model = Model::<f32>::new(ModelSpec::from_name(self.checkpoint.model(), c, side)?);
         if let Some(op) = self.operator {
-            let cfg = NrpmConfig::new(Norm::L1, op.k, op.eps, 1.0)?;
-            model.reprogram(&LayerSelection::Default, cfg, &[self.lambda], self.param)?;
+            let cfg = NrpmConfig::builder()
+                .norm(Norm::L1)
+                .k(op.k)
+                .eps(op.eps)
+                .lambda(1.0)
+                .build()?;
+            model.reprogram(
+                &LayerSelection::Default,
+                cfg.with_lambda(self.lambda)?,
+                self.param,
+            )?;
         }
         match self.pretrained {
             true => model.load_file(dir.join(self.checkpoint.file()), false)?,

@@ -13,13 +13,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use nrpm::attacks::{self, Attack, EvalOptions, StepSize};
+use crate::reproduce::paper::PaperTable;
+use nrpm::attacks::{self, Attack, EvalOptions, PgdSettings, StepSize};
 use nrpm::data::Dataset;
 use nrpm::error::Result;
 use nrpm::models::Model;
 use nrpm::progress::Progress;
 use nrpm::report::stats::Proportion;
-use crate::reproduce::paper::PaperTable;
 
 /// A difference from the paper larger than this (points) is listed and must be explained.
 pub const NOTABLE_DIFFERENCE: f64 = 2.0;
@@ -133,13 +133,12 @@ impl AttackSpec {
         positive
             .iter()
             .map(|&b| {
-                Attack::from_name(
-                    self.name,
-                    b,
-                    self.steps,
-                    Some(self.alpha.alpha(b, self.steps)),
-                    true,
-                )
+                let pgd = PgdSettings {
+                    steps: self.steps,
+                    step_size: self.alpha,
+                    random_start: true,
+                };
+                Attack::from_name(self.name, b, pgd)
             })
             .collect()
     }

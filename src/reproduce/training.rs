@@ -14,14 +14,14 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::reproduce::mnist::table1_sheet;
+use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Operator, Subject};
+use crate::reproduce::{Body, Experiment};
 use nrpm::data::Dataset;
 use nrpm::error::{Error, Result};
 use nrpm::models::Model;
 use nrpm::nn::LambdaParam;
 use nrpm::progress::Progress;
-use crate::reproduce::mnist::table1_sheet;
-use crate::reproduce::setup::{Checkpoint, Context, ModelSetup, Operator, Subject};
-use crate::reproduce::{Body, Experiment};
 use nrpm::train::checkpoint::{self, STATE_FILE};
 use nrpm::train::{
     self, Adversary, Checkpoints, DataRecords, Paradigm, Recipe, Sgd, Snapshot, TrainConfig,

@@ -289,14 +289,26 @@ mod tests {
             (Norm::L1, 3, 64),
             (Norm::Huber { delta: 0.5 }, 3, 16),
         ] {
-            let cfg = NrpmConfig::new(norm, k, 1e-3, 0.0).unwrap();
+            let cfg = NrpmConfig::builder()
+                .norm(norm)
+                .k(k)
+                .eps(1e-3)
+                .lambda(0.0)
+                .build()
+                .unwrap();
             assert_eq!(
                 m_star(Estimator::Nrpm(cfg), d, 3),
                 Some(1),
                 "{norm:?}, K = {k}, D = {d}"
             );
         }
-        let mixed = NrpmConfig::new(Norm::L1, 3, 1e-3, 0.5).unwrap();
+        let mixed = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.5)
+            .build()
+            .unwrap();
         assert_eq!(m_star(Estimator::Nrpm(mixed), 16, 3), Some(1));
     }
 
@@ -305,7 +317,13 @@ mod tests {
         let t = synthetic_terms(16, 4).unwrap();
         let esc = Escalation::for_terms(&t);
         let lpm = breakdown_point(&Estimator::Lpm, &t, &esc).unwrap();
-        let cfg = NrpmConfig::new(Norm::L1, 2, 1e-3, 0.0).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(2)
+            .eps(1e-3)
+            .lambda(0.0)
+            .build()
+            .unwrap();
         let nrpm = breakdown_point(&Estimator::Nrpm(cfg), &t, &esc).unwrap();
         let last = esc.count - 1;
         // At M_J ≈ 1e101 the asymptotic recurrence is exact to ~1e−90:
@@ -325,7 +343,13 @@ mod tests {
     fn huge_k_looks_bounded_within_the_escalation() {
         // m = 1: c_K ≈ 15^(−K) ≈ 1e−236 for K = 200, so c·M_J ≈ 1e−135 stays below the inliers'
         // spread and the bias looks bounded; m = 7: c_K ≈ (7/9)^200 ≈ 1e−22 still breaks.
-        let cfg = NrpmConfig::new(Norm::L1, 200, 1e-6, 0.0).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(200)
+            .eps(1e-6)
+            .lambda(0.0)
+            .build()
+            .unwrap();
         let m = m_star(Estimator::Nrpm(cfg), 16, 5).unwrap();
         assert!((2..=9).contains(&m), "{m}");
     }

@@ -171,7 +171,15 @@ mod tests {
         let lpm = sensitivity_curve(&Estimator::Lpm, &t, 2, &far_grid()).unwrap();
         let far = [1e8, 1e10];
         for k in [1, 2, 3] {
-            let est = Estimator::Nrpm(NrpmConfig::new(Norm::L1, k, 1e-3, 0.0).unwrap());
+            let est = Estimator::Nrpm(
+                NrpmConfig::builder()
+                    .norm(Norm::L1)
+                    .k(k)
+                    .eps(1e-3)
+                    .lambda(0.0)
+                    .build()
+                    .unwrap(),
+            );
             let near = sensitivity_curve(&est, &t, 2, &far_grid()).unwrap();
             // At |v| = 1000 one step already divides the slope by 1 + (D − 1)² = 226
             // (asymptotically; the inliers still count here), so a factor 10 is safe.

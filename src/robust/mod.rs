@@ -154,7 +154,13 @@ mod tests {
 
     #[test]
     fn estimators_agree_on_equal_terms() {
-        let cfg = NrpmConfig::new(Norm::L1, 3, 1e-3, 0.0).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.0)
+            .build()
+            .unwrap();
         for est in [Estimator::Lpm, Estimator::Lad, Estimator::Nrpm(cfg)] {
             let z = est.estimate(&[2.5; 6]).unwrap();
             assert!((z - 15.0).abs() < 1e-12, "{}: {z}", est.label());
@@ -163,7 +169,13 @@ mod tests {
 
     #[test]
     fn nrpm_estimator_is_the_operator_on_one_row() {
-        let cfg = NrpmConfig::new(Norm::L1, 30, 1e-9, 0.0).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(30)
+            .eps(1e-9)
+            .lambda(0.0)
+            .build()
+            .unwrap();
         let t = [0.1, -0.4, 0.3, 50.0, 0.2];
         let z = Estimator::Nrpm(cfg).estimate(&t).unwrap();
         assert!((z - 5.0 * 0.2).abs() < 1e-3, "{z}"); // near D·median

@@ -80,7 +80,7 @@ pub struct ObjectiveStep {
 /// # Example
 /// ```
 /// # fn main() -> nrpm::Result<()> {
-/// let cfg = nrpm::NrpmConfig::new(nrpm::Norm::L1, 5, 1e-3, 0.0)?;
+/// let cfg = nrpm::NrpmConfig::builder().norm(nrpm::Norm::L1).k(5).eps(1e-3).lambda(0.0).build()?;
 /// let trace = nrpm::robust::objective_trace(&cfg, &[0.3, -0.2, 0.1, 40.0])?;
 /// assert_eq!(trace.len(), 6);
 /// assert!(trace.windows(2).all(|s| s[1].objective <= s[0].objective));
@@ -181,7 +181,12 @@ mod tests {
             t[seed as usize % 12] = 30.0 + seed as f64; // one gross outlier
             for norm in norms() {
                 for groups in [1, 3] {
-                    let cfg = NrpmConfig::new(norm, 8, 1e-3, 0.3)
+                    let cfg = NrpmConfig::builder()
+                        .norm(norm)
+                        .k(8)
+                        .eps(1e-3)
+                        .lambda(0.3)
+                        .build()
                         .unwrap()
                         .with_groups(groups)
                         .unwrap();
@@ -202,7 +207,13 @@ mod tests {
 
     #[test]
     fn trace_starts_at_the_sum() {
-        let cfg = NrpmConfig::new(Norm::L1, 2, 1e-3, 0.0).unwrap();
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(2)
+            .eps(1e-3)
+            .lambda(0.0)
+            .build()
+            .unwrap();
         let t = [1.0, 2.0, 10.0, 3.0];
         let trace = objective_trace(&cfg, &t).unwrap();
         assert_eq!(trace[0].k, 0);
@@ -224,7 +235,12 @@ mod tests {
             objective(Norm::L1, 1e-3, f64::NAN, &[1.0]),
             Err(Error::NonFinite { .. })
         ));
-        let cfg = NrpmConfig::new(Norm::L1, 2, 1e-3, 0.0)
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(2)
+            .eps(1e-3)
+            .lambda(0.0)
+            .build()
             .unwrap()
             .with_groups(2)
             .unwrap();

@@ -200,7 +200,12 @@ pub fn linear_case(spec: Spec) -> BoxedStrategy<LinearCase> {
         l0..l1,
     )
         .prop_flat_map(move |(b, o, n, dg, k, norm, log_eps, lambda)| {
-            let cfg = NrpmConfig::new(norm, k, 10f64.powf(log_eps), lambda)
+            let cfg = NrpmConfig::builder()
+                .norm(norm)
+                .k(k)
+                .eps(10f64.powf(log_eps))
+                .lambda(lambda)
+                .build()
                 .and_then(|c| c.with_groups(n))
                 .expect("strategy draws valid configurations");
             let d = n * dg;
@@ -342,7 +347,12 @@ pub fn conv_case(
                     out_len(w, kw, stride[1], padding[1], dilation[1]),
                 );
                 let groups = [1, c, c * kh][gsel];
-                let cfg = NrpmConfig::new(norm, k, 10f64.powf(le), lambda)
+                let cfg = NrpmConfig::builder()
+                    .norm(norm)
+                    .k(k)
+                    .eps(10f64.powf(le))
+                    .lambda(lambda)
+                    .build()
                     .and_then(|cfg| cfg.with_groups(groups))
                     .expect("valid");
                 let v4 = move |shape: (usize, usize, usize, usize), kind| {

@@ -78,7 +78,12 @@ pub fn linear_case(max_b: usize, max_o: usize) -> impl Strategy<Value = Case> {
             |(b, o, d, gi, k, ni, (gamma, delta), log_eps, lambda, has_bias, seed)| {
                 let divisors: Vec<usize> = (1..=4).filter(|n| d % n == 0).collect();
                 let groups = divisors[gi % divisors.len()];
-                let cfg = NrpmConfig::new(norm(ni, gamma, delta), k, 10f64.powf(log_eps), lambda)
+                let cfg = NrpmConfig::builder()
+                    .norm(norm(ni, gamma, delta))
+                    .k(k)
+                    .eps(10f64.powf(log_eps))
+                    .lambda(lambda)
+                    .build()
                     .unwrap()
                     .with_groups(groups)
                     .unwrap();

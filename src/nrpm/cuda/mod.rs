@@ -430,18 +430,18 @@ mod tests {
 
     #[test]
     fn params_follow_the_config() {
-        let cfg = NrpmConfig::new(
-            crate::Norm::Hm {
+        let cfg = NrpmConfig::builder()
+            .norm(crate::Norm::Hm {
                 gamma: 4.0,
                 delta: 3.0,
-            },
-            3,
-            1e-3,
-            0.25,
-        )
-        .unwrap()
-        .with_groups(2)
-        .unwrap();
+            })
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.25)
+            .build()
+            .unwrap()
+            .with_groups(2)
+            .unwrap();
         let dims = Dims {
             b: 5,
             d: 8,
@@ -454,7 +454,13 @@ mod tests {
         assert_eq!((p.group_terms, p.steps, p.norm, p.has_bias), (4, 3, 4, 1));
         assert_eq!((p.p, p.q, p.lambda), (12.0, 3.0, 0.25));
         // K is 0 for the LPM norm whatever k says: no IRLS step runs.
-        let lpm = NrpmConfig::new(crate::Norm::Lpm, 3, 1e-3, 0.5).unwrap();
+        let lpm = NrpmConfig::builder()
+            .norm(crate::Norm::Lpm)
+            .k(3)
+            .eps(1e-3)
+            .lambda(0.5)
+            .build()
+            .unwrap();
         assert_eq!(params(&dims, &lpm, false).unwrap().steps, 0);
     }
 
