@@ -653,7 +653,7 @@ fn pgd_with_the_default_step_is_never_weaker_than_fgsm_whatever_the_steps() {
             "pgd-linf",
             eps,
             PgdSettings {
-                steps: steps,
+                steps,
                 step_size: StepSize::Madry,
                 random_start: true,
             },
