@@ -16,7 +16,7 @@ use std::hint::black_box;
 use common::{criterion, criterion_dir, estimate_ns, uniform};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use ndarray::{Array1, Array2};
-use nrpm::nrpm::conv::{self, Conv2dGeometry};
+use nrpm::conv::{self, Conv2dGeometry};
 use nrpm::{Exec, Norm, NrpmConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -52,8 +52,8 @@ impl Linear {
 
     fn forward_backward(&self, exec: Exec, cfg: &NrpmConfig) {
         let it = self.forward(exec, cfg);
-        let g = nrpm::backward_with(exec, self.x.view(), self.w.view(), &it, self.gy.view(), cfg)
-            .unwrap();
+        let g =
+            nrpm::backward_with(exec, self.x.view(), self.w.view(), &it, self.gy.view()).unwrap();
         black_box(g);
     }
 
@@ -114,11 +114,12 @@ fn bench_conv(c: &mut Criterion, k: usize) {
     let mut g = c.benchmark_group(format!("conv_b{b}_c{ch}_hw{hw}_o{o}_k3x3_k{k}"));
     g.throughput(Throughput::Elements((b * hw * hw * o * d * k) as u64));
     let lpm = NrpmConfig::lpm();
-    let fwd =
-        |exec, cfg: &NrpmConfig| conv::forward(exec, x.view(), w.view(), None, &geom, cfg).unwrap();
+    let fwd = |exec, cfg: &NrpmConfig| {
+        conv::forward_with(exec, x.view(), w.view(), None, &geom, cfg).unwrap()
+    };
     let fwd_bwd = |exec, cfg: &NrpmConfig| {
         let (_, it) = fwd(exec, cfg);
-        conv::backward(exec, x.view(), w.view(), &it, gy.view(), &geom, cfg).unwrap()
+        conv::backward_with(exec, x.view(), w.view(), &it, gy.view(), &geom).unwrap()
     };
     g.bench_function("lpm_fwd", |bch| bch.iter(|| fwd(Exec::Fused, &lpm)));
     g.bench_function("lpm_fwd_bwd", |bch| bch.iter(|| fwd_bwd(Exec::Fused, &lpm)));

@@ -26,8 +26,8 @@ use criterion::{Criterion, Throughput};
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 use ndarray::{Array2, Array4};
-use nrpm::nrpm::conv::{self, Conv2dGeometry};
-use nrpm::nrpm::cuda::{compile, Build, CudaNrpm, DeviceLinear};
+use nrpm::conv::{self, Conv2dGeometry};
+use nrpm::cuda::{compile, Build, CudaNrpm, DeviceLinear};
 use nrpm::{Exec, Norm, NrpmConfig};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -147,7 +147,7 @@ impl Sgemm {
 /// The materialised forward of cuda/nrpm_materialised.cu: t and the weights as [B, O, D].
 struct Materialised {
     kernels: Vec<CudaFunction>,
-    p: nrpm::nrpm::cuda::NrpmParams,
+    p: nrpm::cuda::NrpmParams,
     x: CudaSlice<f32>,
     w: CudaSlice<f32>,
     t: CudaSlice<f32>,
@@ -282,7 +282,7 @@ fn bench_linear(
     g.bench_function("nrpm_cuda_host_fwd_bwd", |bch| {
         bch.iter(|| {
             let (_, it) = nrpm::forward_with(cuda, x.view(), w.view(), None, &cfg).unwrap();
-            black_box(nrpm::backward_with(cuda, x.view(), w.view(), &it, gy.view(), &cfg).unwrap())
+            black_box(nrpm::backward_with(cuda, x.view(), w.view(), &it, gy.view()).unwrap())
         })
     });
     if let Some(mut mat) = Materialised::new(dev, &lin) {
@@ -313,14 +313,14 @@ fn conv_end_to_end(c: &mut Criterion, dev: &Arc<CudaNrpm>, group: &str, k: usize
         (b * hw * hw * o * ch * ks * ks * k) as u64,
     ));
     g.bench_function("nrpm_cuda_host_fwd", |bch| {
-        bch.iter(|| black_box(conv::forward(cuda, x.view(), w.view(), None, &geom, &cfg).unwrap()))
+        bch.iter(|| {
+            black_box(conv::forward_with(cuda, x.view(), w.view(), None, &geom, &cfg).unwrap())
+        })
     });
     g.bench_function("nrpm_cuda_host_fwd_bwd", |bch| {
         bch.iter(|| {
-            let (_, it) = conv::forward(cuda, x.view(), w.view(), None, &geom, &cfg).unwrap();
-            black_box(
-                conv::backward(cuda, x.view(), w.view(), &it, gy.view(), &geom, &cfg).unwrap(),
-            )
+            let (_, it) = conv::forward_with(cuda, x.view(), w.view(), None, &geom, &cfg).unwrap();
+            black_box(conv::backward_with(cuda, x.view(), w.view(), &it, gy.view(), &geom).unwrap())
         })
     });
     g.finish();

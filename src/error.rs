@@ -11,13 +11,19 @@ use std::path::PathBuf;
 #[non_exhaustive]
 #[allow(missing_docs)] // variant fields are named for what they hold
 pub enum Error {
-    /// Two shapes that must agree do not.
-    #[error("{op}: expected shape {expected:?}, got {got:?}")]
+    /// Two shapes that must agree do not: `arg` (the caller's argument: `weight`, `bias`,
+    /// `grad_output`, …) of the public function `op`.
+    #[error("{op}: {arg} must have shape {expected:?}, got {got:?}")]
     Shape {
         op: &'static str,
+        arg: &'static str,
         expected: Vec<usize>,
         got: Vec<usize>,
     },
+    /// A backward pass was given inputs other than those its forward pass saw (another `x`,
+    /// `weight` or geometry), which would give wrong gradients.
+    #[error("{op}: {what}; backward needs the inputs of the forward pass that made the iterates")]
+    Stale { op: &'static str, what: String },
     /// An input or parameter holds NaN or ±Inf; `index` has one entry per axis.
     #[error("{what} holds a non-finite value ({value}){}", at_index(.index))]
     NonFinite {
@@ -236,10 +242,11 @@ impl Error {
         )
     }
 
-    /// A shape mismatch in `op`.
-    pub fn shape(op: &'static str, expected: &[usize], got: &[usize]) -> Self {
+    /// A shape mismatch of argument `arg` of `op`.
+    pub fn shape(op: &'static str, arg: &'static str, expected: &[usize], got: &[usize]) -> Self {
         Error::Shape {
             op,
+            arg,
             expected: expected.to_vec(),
             got: got.to_vec(),
         }

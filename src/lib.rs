@@ -9,37 +9,52 @@
 //! y   = λ·z⁰ + (1 − λ)·zᴷ + bias                    (L1: w(r) = 1/(r + ε))
 //! ```
 //!
-//! Module map:
-//! - [`error`]: [`Error`], the one error enum, and [`Result`];
-//! - [`real`]: [`Real`], the f32/f64 scalar trait;
-//! - [`nrpm`](mod@nrpm): the operator — config, norms, reference (oracle), fused (production),
-//!   exact LAD limit, conv2d through unfold;
-//! - [`nn`]: layers with explicit backward (Linear/Conv2d with LPM or NRPM matching,
-//!   BatchNorm2d, pooling, dropout, residual blocks, cross-entropy);
-//! - [`models`]: MLP, LeNet, ResNets with PyTorch key names; checkpoints; reprogramming;
-//! - [`data`]: MNIST-like IDX and CIFAR-10 readers, the shipped MNIST subset, seeded batches;
-//! - [`attacks`]: FGSM, PGD (L∞, L2), the authors' one-step L2/L1/L0 attacks, robust accuracy;
-//! - [`robust`]: influence curves, breakdown points, the IRLS objective `L_ε`, layer
-//!   operator norms (Lipschitz constants);
-//! - [`train`]: the paradigms (fixed λ, learn λ, fine-tune) and training from scratch: SGD,
-//!   adversarial losses, checkpoints, bit-exact resume;
-//! - [`report`]: confidence intervals, Markdown tables, SVG charts;
-//! - [`demo`]: `nrpm demo` (and `cargo run --release`): train an MLP on the shipped MNIST
-//!   subset, reprogram it (Paradigms 1, 2), attack it, write a readable report;
-//! - [`reproduce`]: the paper's experiments on the authors' checkpoints, beside the paper's
-//!   numbers (`data/paper/tables.json`);
-//! - [`progress`], [`tensor_file`]: progress callbacks; safetensors files;
-//! - [`cli`]: the `nrpm` command.
+//! With `groups = N > 1` the D terms split into N equal contiguous chunks, each iterated on its
+//! own with D/N, and the chunk outputs add up (the authors' "localized" variant). Layouts are
+//! PyTorch's: `x [B, D]`, `weight [O, D]`, `bias [O]`, `y [B, O]`; NCHW images and
+//! `[O, C, kh, kw]` kernels for convolutions. Maths and proofs: `proofs/README.md`.
+//!
+//! ## Module map
+//!
+//! ```text
+//! the operator (src/nrpm/, re-exported here)
+//!   forward, backward, *_with(Exec)   linear NRPM on the fused path (or a chosen one)
+//!   NrpmConfig (+ builder), Norm       K, ε, λ, groups; the robust weights w(r)
+//!   Iterates                           what forward saves for backward (checked there)
+//!   conv                               conv2d through unfold, forward/backward(_with)
+//!   reference, fused, cuda             the oracle, the production CPU path, the GPU path
+//!   lad                                the exact K → ∞ limit D·median
+//! error      Error, the one error enum; Result
+//! real       Real: f32 and f64
+//! nn         layers with explicit backward (Linear, Conv2d with LPM or NRPM matching,
+//!            BatchNorm2d, pooling, dropout, residual blocks, loss); Module for your own
+//!            layers; Parameters for optimisers
+//! models     MLPs, LeNet, ResNets with PyTorch key names; Model::custom for your layers;
+//!            checkpoints that rebuild themselves; reprogramming; Classifier
+//! data       MNIST-like IDX and CIFAR-10 readers, the shipped MNIST subset, seeded batches
+//! attacks    FGSM, PGD (L∞, L2), the authors' one-step L2/L1/L0 attacks, robust accuracy
+//! robust     influence curves, breakdown points, the IRLS objective L_ε, operator norms
+//! train      paradigms (fixed λ, learn λ, fine-tune) and scratch training: SGD over any
+//!            Parameters, adversarial losses, checkpoints with bit-exact resume
+//! report     confidence intervals, Markdown tables, SVG charts
+//! progress   progress callbacks (library loops never print)
+//! tensor_file  safetensors files
+//! ```
+//!
+//! The `nrpm` command (demo, eval, train, reproduce, …) is the crate's binary, behind the
+//! default feature `cli`; a library user who wants none of it depends on nrpm with
+//! `default-features = false` (no clap, no indicatif). `ndarray` and `rand` are re-exported,
+//! so a dependent crate uses exactly the versions nrpm's types come from.
 //!
 //! ```
 //! # fn main() -> nrpm::Result<()> {
-//! use ndarray::array;
+//! use nrpm::ndarray::array;
 //! let x = array![[0.2_f32, 0.4, 0.1, 9.0]];           // one corrupted input, D = 4
 //! let w = array![[1.0_f32, 1.0, 1.0, 1.0]];
-//! let cfg = nrpm::NrpmConfig::builder().norm(nrpm::Norm::L1).k(3).eps(1e-3).lambda(0.0).build()?;
-//! let (y, iterates) = nrpm::forward(x.view(), w.view(), None, &cfg)?;
+//! let cfg = nrpm::NrpmConfig::builder().k(3).lambda(0.0).build()?; // L1, ε = 1e-3
+//! let (y, saved) = nrpm::forward(x.view(), w.view(), None, &cfg)?;
 //! assert!(y[[0, 0]] < 2.0); // LPM gives 9.7
-//! let grads = nrpm::backward(x.view(), w.view(), &iterates, array![[1.0_f32]].view(), &cfg)?;
+//! let grads = nrpm::backward(x.view(), w.view(), &saved, array![[1.0_f32]].view())?;
 //! assert_eq!(grads.x.dim(), (1, 4));
 //! # Ok(()) }
 //! ```
@@ -51,7 +66,7 @@ pub mod data;
 pub mod error;
 pub mod models;
 pub mod nn;
-pub mod nrpm;
+mod nrpm;
 pub mod progress;
 pub mod real;
 pub mod report;
@@ -59,9 +74,18 @@ pub mod robust;
 pub mod tensor_file;
 pub mod train;
 
-pub use crate::error::{Error, Result};
-pub use crate::nrpm::conv::Conv2dGeometry;
+pub use crate::error::{Divergence, Error, Result};
+#[cfg(feature = "cuda")]
+pub use crate::nrpm::cuda;
 pub use crate::nrpm::{
-    backward, backward_with, forward, forward_with, Device, Exec, Grads, Iterates, Norm, NrpmConfig,
+    backward, backward_with, check_finite, forward, forward_with, Device, Exec, Iterates,
+    LinearGrads, Norm, NrpmConfig, NrpmConfigBuilder, DEFAULT_EPS, DEFAULT_K, FINGERPRINT_SAMPLES,
+    MAX_K,
 };
+pub use crate::nrpm::{conv, fused, lad, norm, reference, simd};
 pub use crate::real::Real;
+pub use conv::{Conv2dGeometry, ConvGrads};
+/// The `ndarray` this crate's arrays come from (use it to avoid a version mismatch).
+pub use ndarray;
+/// The `rand` this crate's generators come from (use it to avoid a version mismatch).
+pub use rand;

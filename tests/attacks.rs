@@ -185,7 +185,7 @@ fn perturb_seeded<T: Real>(
 #[test]
 fn fgsm_is_eps_times_sign_of_gradient_clipped() {
     let mut model = random_mlp::<f64>("mlp2", 1, 5, true, 3);
-    model.visit_mut(&mut |p| {
+    model.visit_mut(&mut |mut p| {
         if p.key == "fc1.weight" {
             p.value.slice_mut(ndarray::s![.., ..5]).fill(0.0); // pixel row 0: zero gradient
         }
@@ -515,7 +515,7 @@ fn fixed_by_fgsm() -> (Model<f32>, Dataset) {
     let mut model = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 1).unwrap());
     let w = [0.0, -2.0, 1.6, 1.6, 1.6, 1.6, 1.6, 1.6, 1.6, 1.6];
     let b = [0.0, 1.1, -1.7, -1.7, -1.7, -1.7, -1.7, -1.7, -1.7, -1.7];
-    model.visit_mut(&mut |p| match p.key.as_str() {
+    model.visit_mut(&mut |mut p| match p.key.as_str() {
         "fc1.weight" => p.value.iter_mut().zip(w).for_each(|(v, w)| *v = w),
         "fc1.bias" => p.value.iter_mut().zip(b).for_each(|(v, b)| *v = b),
         _ => {}

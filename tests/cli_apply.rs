@@ -214,7 +214,10 @@ fn apply_rejects_bad_input_with_one_line() {
     let out = tmp("bad.out");
     let o = out.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--input", mis.to_str().unwrap()], "expected shape"),
+        (
+            vec!["--input", mis.to_str().unwrap()],
+            "weight must have shape",
+        ),
         (vec!["--input", nan.to_str().unwrap()], "NaN or ±Inf"),
         (vec!["--input", nox.to_str().unwrap()], "missing tensor 'x'"),
         (

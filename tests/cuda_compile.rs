@@ -6,7 +6,7 @@
 //! With `NRPM_PTX_DIR=<folder>` it also writes the PTX there (for `ptxas -v` resource reports).
 #![cfg(feature = "cuda")]
 
-use nrpm::nrpm::cuda::{compile, nvrtc_present, Build, SOURCES};
+use nrpm::cuda::{compile, nvrtc_present, Build, SOURCES};
 
 /// Prints a skip notice past libtest's output capture (straight to stderr), so a plain
 /// `cargo test` shows it.

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use cases::{check_f32, check_f64, f64s, linear_case, make_case, norm, Case};
 use ndarray::{Array1, Array2, Array4};
-use nrpm::nrpm::conv::{self, Conv2dGeometry};
-use nrpm::nrpm::cuda::CudaNrpm;
+use nrpm::conv::{self, Conv2dGeometry};
+use nrpm::cuda::CudaNrpm;
 use nrpm::{Device, Error, Exec, NrpmConfig};
 use proptest::prelude::*;
 
@@ -62,31 +62,23 @@ fn check_case(dev: &CudaNrpm, case: &Case) -> Result<(), String> {
     let bias = case.bias.as_ref().map(|b| b.view());
     let (x, w, gy) = (case.x.view(), case.w.view(), case.gy.view());
     let (y, it) = nrpm::forward_with(Exec::Reference, x, w, bias, cfg).map_err(e)?;
-    let g = nrpm::backward_with(Exec::Reference, x, w, &it, gy, cfg).map_err(e)?;
+    let g = nrpm::backward_with(Exec::Reference, x, w, &it, gy).map_err(e)?;
 
     // f32: GPU, the two CPU f32 paths (the conditioning measure), and the harness.
     let (x32, w32, b32, gy32) = (case.x32(), case.w32(), case.bias32(), case.gy32());
     let b32v = b32.as_ref().map(|b| b.view());
     let before = dev.launches();
     let (yc, itc) = nrpm::forward_with(CUDA, x32.view(), w32.view(), b32v, cfg).map_err(e)?;
-    let gc =
-        nrpm::backward_with(CUDA, x32.view(), w32.view(), &itc, gy32.view(), cfg).map_err(e)?;
+    let gc = nrpm::backward_with(CUDA, x32.view(), w32.view(), &itc, gy32.view()).map_err(e)?;
     if dev.launches() < before + 4 {
         return Err("the CUDA path did not launch its kernels".into());
     }
     let (yf, itf) = nrpm::forward(x32.view(), w32.view(), b32v, cfg).map_err(e)?;
-    let gf = nrpm::backward(x32.view(), w32.view(), &itf, gy32.view(), cfg).map_err(e)?;
+    let gf = nrpm::backward(x32.view(), w32.view(), &itf, gy32.view()).map_err(e)?;
     let (yr, itr) =
         nrpm::forward_with(Exec::Reference, x32.view(), w32.view(), b32v, cfg).map_err(e)?;
-    let gr = nrpm::backward_with(
-        Exec::Reference,
-        x32.view(),
-        w32.view(),
-        &itr,
-        gy32.view(),
-        cfg,
-    )
-    .map_err(e)?;
+    let gr = nrpm::backward_with(Exec::Reference, x32.view(), w32.view(), &itr, gy32.view())
+        .map_err(e)?;
     let lam = |v: f32| vec![v as f64];
     // (what, GPU, fused f32, reference f32, reference f64)
     type Check = (&'static str, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
@@ -100,10 +92,10 @@ fn check_case(dev: &CudaNrpm, case: &Case) -> Result<(), String> {
         ),
         (
             "iterates",
-            f64s(&itc.z),
-            f64s(&itf.z),
-            f64s(&itr.z),
-            it.z.iter().copied().collect(),
+            f64s(itc.z()),
+            f64s(itf.z()),
+            f64s(itr.z()),
+            it.z().iter().copied().collect(),
         ),
         (
             "grad x",
@@ -143,7 +135,7 @@ fn check_case(dev: &CudaNrpm, case: &Case) -> Result<(), String> {
             ("y", yc.as_slice().unwrap(), h.y.as_slice().unwrap()),
             (
                 "iterates",
-                itc.z.as_slice().unwrap(),
+                itc.z().as_slice().unwrap(),
                 h.z.as_slice().unwrap(),
             ),
             ("grad x", gc.x.as_slice().unwrap(), h.gx.as_slice().unwrap()),
@@ -166,9 +158,9 @@ fn check_case(dev: &CudaNrpm, case: &Case) -> Result<(), String> {
 
     // f64: GPU against the reference, and the harness's f64 bits.
     let (yc, itc) = nrpm::forward_with(CUDA, x, w, bias, cfg).map_err(e)?;
-    let gc = nrpm::backward_with(CUDA, x, w, &itc, gy, cfg).map_err(e)?;
+    let gc = nrpm::backward_with(CUDA, x, w, &itc, gy).map_err(e)?;
     let (yf, itf) = nrpm::forward(x, w, bias, cfg).map_err(e)?;
-    let gf = nrpm::backward(x, w, &itf, gy, cfg).map_err(e)?;
+    let gf = nrpm::backward(x, w, &itf, gy).map_err(e)?;
     for (what, got, cpu, want) in [
         ("y", &yc, &yf, &y),
         ("grad x", &gc.x, &gf.x, &g.x),
@@ -262,7 +254,7 @@ fn cuda_edge_cases() {
         &zeros.cfg,
     )
     .unwrap();
-    assert_eq!((y.dim(), it.z.dim()), ((0, 2), (0, 2, 1, 4)));
+    assert_eq!((y.dim(), it.z().dim()), ((0, 2), (0, 2, 1, 4)));
 }
 
 /// The tile changes the thread mapping, not the arithmetic: the same bits for t1, t2, t4.
@@ -284,7 +276,7 @@ fn cuda_tiles_give_the_same_bits() {
     for tile in [1, 2, 4] {
         dev.set_tile(Some(tile)).unwrap();
         let (y, it) = nrpm::forward_with(CUDA, x.view(), w.view(), Some(b.view()), &cfg).unwrap();
-        let g = nrpm::backward_with(CUDA, x.view(), w.view(), &it, gy.view(), &cfg).unwrap();
+        let g = nrpm::backward_with(CUDA, x.view(), w.view(), &it, gy.view()).unwrap();
         outs.push((
             bits32(y.as_slice().unwrap()),
             bits32(g.x.as_slice().unwrap()),
@@ -313,7 +305,7 @@ fn cuda_is_deterministic() {
     let (x, w, gy) = (case.x32(), case.w32(), case.gy32());
     let run = || {
         let (y, it) = nrpm::forward_with(CUDA, x.view(), w.view(), None, &cfg).unwrap();
-        let g = nrpm::backward_with(CUDA, x.view(), w.view(), &it, gy.view(), &cfg).unwrap();
+        let g = nrpm::backward_with(CUDA, x.view(), w.view(), &it, gy.view()).unwrap();
         (
             bits32(y.as_slice().unwrap()),
             bits32(g.x.as_slice().unwrap()),
@@ -359,7 +351,7 @@ fn cuda_conv_matches_reference() {
             ((a * 7 + b * 5 + c * 3 + d) % 9) as f64 / 9.0 - 0.4
         });
         let bias = Array1::from_vec(vec![0.1, -0.2, 0.3, 0.0]);
-        let (y, it) = conv::forward(
+        let (y, it) = conv::forward_with(
             Exec::Reference,
             x.view(),
             w.view(),
@@ -369,16 +361,8 @@ fn cuda_conv_matches_reference() {
         )
         .unwrap();
         let gy = y.mapv(|v| (v * 3.0).sin());
-        let g = conv::backward(
-            Exec::Reference,
-            x.view(),
-            w.view(),
-            &it,
-            gy.view(),
-            &geom,
-            &cfg,
-        )
-        .unwrap();
+        let g = conv::backward_with(Exec::Reference, x.view(), w.view(), &it, gy.view(), &geom)
+            .unwrap();
 
         let (x32, w32, b32, gy32) = (
             x.mapv(|v| v as f32),
@@ -388,9 +372,10 @@ fn cuda_conv_matches_reference() {
         );
         let run = |exec| {
             let (y, it) =
-                conv::forward(exec, x32.view(), w32.view(), Some(b32.view()), &geom, &cfg).unwrap();
-            let g = conv::backward(exec, x32.view(), w32.view(), &it, gy32.view(), &geom, &cfg)
-                .unwrap();
+                conv::forward_with(exec, x32.view(), w32.view(), Some(b32.view()), &geom, &cfg)
+                    .unwrap();
+            let g =
+                conv::backward_with(exec, x32.view(), w32.view(), &it, gy32.view(), &geom).unwrap();
             (y, g)
         };
         let (yc, gc) = run(CUDA);

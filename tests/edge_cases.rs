@@ -7,8 +7,8 @@ mod common;
 
 use common::all_norms;
 use ndarray::{array, Array1, Array2, Array4};
-use nrpm::nrpm::{conv, lad, MAX_K};
 use nrpm::{backward_with, forward_with, Conv2dGeometry, Error, Exec, Norm, NrpmConfig};
+use nrpm::{conv, lad, MAX_K};
 
 const EXECS: [Exec; 2] = [Exec::Reference, Exec::Fused];
 
@@ -40,7 +40,7 @@ fn operator_single_term_is_the_product() {
                     y.abs_diff_eq(&want, 1e-14),
                     "{norm:?} K={k} {exec:?}: {y} vs {want}"
                 );
-                let g = backward_with(exec, x.view(), w.view(), &it, gy.view(), &c).unwrap();
+                let g = backward_with(exec, x.view(), w.view(), &it, gy.view()).unwrap();
                 assert!(g.x.abs_diff_eq(&gy.dot(&w), 1e-14), "{norm:?} {exec:?} ∂x");
                 assert!(
                     g.weight.abs_diff_eq(&gy.t().dot(&x), 1e-14),
@@ -85,16 +85,9 @@ fn operator_zero_steps_is_lpm() {
             let c = cfg(norm, 0, -0.7);
             let (y, it) = forward_with(exec, x.view(), w.view(), Some(b.view()), &c).unwrap();
             assert!(y.abs_diff_eq(&(x.dot(&w.t()) + &b), 1e-14));
-            assert_eq!(it.z.dim(), (2, 1, 1, 1));
-            let g = backward_with(
-                exec,
-                x.view(),
-                w.view(),
-                &it,
-                array![[1.0], [2.0]].view(),
-                &c,
-            )
-            .unwrap();
+            assert_eq!(it.z().dim(), (2, 1, 1, 1));
+            let g =
+                backward_with(exec, x.view(), w.view(), &it, array![[1.0], [2.0]].view()).unwrap();
             assert_eq!(g.lambda, 0.0);
             assert!(g
                 .x
@@ -120,7 +113,7 @@ fn operator_zero_rows_give_bias_and_finite_gradients() {
                 assert_eq!(y[[0, 1]], -0.25);
                 assert_eq!(y[[1, 0]], 0.5);
                 assert!(y.iter().all(|v| v.is_finite()));
-                let g = backward_with(exec, x.view(), w.view(), &it, gy.view(), &c).unwrap();
+                let g = backward_with(exec, x.view(), w.view(), &it, gy.view()).unwrap();
                 for v in g.x.iter().chain(&g.weight).chain(&g.bias) {
                     assert!(
                         v.is_finite(),
@@ -137,7 +130,6 @@ fn operator_zero_rows_give_bias_and_finite_gradients() {
                     w32.view(),
                     &it32,
                     gy.mapv(|v| v as f32).view(),
-                    &c,
                 )
                 .unwrap();
                 assert!(g32.x.iter().chain(&g32.weight).all(|v| v.is_finite()));
@@ -176,15 +168,8 @@ fn operator_handles_empty_batch_and_outputs() {
             let w = Array2::<f64>::ones((o, 4));
             let (y, it) = forward_with(exec, x.view(), w.view(), None, &c).unwrap();
             assert_eq!(y.dim(), (b, o));
-            let g = backward_with(
-                exec,
-                x.view(),
-                w.view(),
-                &it,
-                Array2::zeros((b, o)).view(),
-                &c,
-            )
-            .unwrap();
+            let g =
+                backward_with(exec, x.view(), w.view(), &it, Array2::zeros((b, o)).view()).unwrap();
             assert_eq!(g.x.dim(), (b, 4));
             assert_eq!(g.weight.dim(), (o, 4));
         }
@@ -246,7 +231,7 @@ fn operator_rejects_non_finite_inputs() {
             );
             let (_, it) = forward_with(exec, x.view(), w.view(), Some(b.view()), &c).unwrap();
             expect(
-                backward_with(exec, x.view(), w.view(), &it, array![[bad]].view(), &c).map(|_| ()),
+                backward_with(exec, x.view(), w.view(), &it, array![[bad]].view()).map(|_| ()),
                 "grad_output",
                 &[0, 0],
             );
@@ -256,7 +241,7 @@ fn operator_rejects_non_finite_inputs() {
                 |(_, _, i, j)| if i == 1 && j == 1 { bad } else { 1.0 },
             );
             let wc = Array4::<f64>::ones((1, 1, 2, 2));
-            let r = conv::forward(
+            let r = conv::forward_with(
                 exec,
                 xc.view(),
                 wc.view(),
@@ -274,7 +259,8 @@ fn operator_rejects_non_finite_inputs() {
 }
 
 /// Shape mismatches: `Error::Shape` for D of x vs weight, bias length, grad_output shape,
-/// iterates of another configuration, conv channels and conv grad_output.
+/// conv channels and conv grad_output; `Error::Stale` for a backward pass given another x or
+/// weight than its forward pass saw (linear and conv).
 #[test]
 fn operator_rejects_shape_mismatches() {
     let x = array![[1.0_f64, 2.0, 3.0]];
@@ -292,33 +278,71 @@ fn operator_rejects_shape_mismatches() {
         ));
         let (_, it) = forward_with(exec, x.view(), w.view(), None, &c).unwrap();
         assert!(is_shape(
-            backward_with(exec, x.view(), w.view(), &it, array![[1.0]].view(), &c).map(|_| ())
+            backward_with(exec, x.view(), w.view(), &it, array![[1.0]].view()).map(|_| ())
         ));
-        let c3 = cfg(Norm::L1, 3, 0.5);
-        assert!(is_shape(
+        // Another x or weight than the forward pass saw: a stale-iterates error, never wrong
+        // gradients (the configuration travels with the iterates, so it cannot differ).
+        let is_stale = |r: nrpm::Result<()>| matches!(r, Err(Error::Stale { .. }));
+        let gy = array![[1.0, 1.0]];
+        let x2 = array![[1.0_f64, 2.0, 3.5]];
+        assert!(is_stale(
+            backward_with(exec, x2.view(), w.view(), &it, gy.view()).map(|_| ())
+        ));
+        let w2 = array![[1.0_f64, 1.0, 1.0], [0.5, 0.5, 0.25]];
+        assert!(is_stale(
+            backward_with(exec, x.view(), w2.view(), &it, gy.view()).map(|_| ())
+        ));
+        let x3 = array![[1.0_f64, 2.0, 3.0], [1.0, 2.0, 3.0]];
+        assert!(is_stale(
             backward_with(
                 exec,
-                x.view(),
+                x3.view(),
                 w.view(),
                 &it,
-                array![[1.0, 1.0]].view(),
-                &c3
+                array![[1.0, 1.0], [1.0, 1.0]].view()
             )
             .map(|_| ())
         ));
+        assert!(backward_with(exec, x.view(), w.view(), &it, gy.view()).is_ok());
         let xc = Array4::<f64>::ones((1, 2, 4, 4));
         let wc = Array4::<f64>::ones((1, 3, 2, 2));
         let g = Conv2dGeometry::default();
         assert!(matches!(
-            conv::forward(exec, xc.view(), wc.view(), None, &g, &c),
+            conv::forward_with(exec, xc.view(), wc.view(), None, &g, &c),
             Err(Error::Shape { .. })
         ));
         let wc = Array4::<f64>::ones((1, 2, 2, 2));
-        let (_, itc) = conv::forward(exec, xc.view(), wc.view(), None, &g, &c).unwrap();
+        let (_, itc) = conv::forward_with(exec, xc.view(), wc.view(), None, &g, &c).unwrap();
         let gy_bad = Array4::<f64>::ones((1, 1, 2, 2));
         assert!(matches!(
-            conv::backward(exec, xc.view(), wc.view(), &itc, gy_bad.view(), &g, &c),
+            conv::backward_with(exec, xc.view(), wc.view(), &itc, gy_bad.view(), &g),
             Err(Error::Shape { .. })
+        ));
+        let gy = Array4::<f64>::ones((1, 1, 3, 3));
+        let other_geometry = Conv2dGeometry::new(1, 1);
+        assert!(matches!(
+            conv::backward_with(exec, xc.view(), wc.view(), &itc, gy.view(), &other_geometry),
+            Err(Error::Stale { .. })
+        ));
+        let xc2 = &xc * 0.5;
+        assert!(matches!(
+            conv::backward_with(exec, xc2.view(), wc.view(), &itc, gy.view(), &g),
+            Err(Error::Stale { .. })
+        ));
+        // Linear iterates given to the conv path, and the other way round.
+        assert!(matches!(
+            conv::backward_with(exec, xc.view(), wc.view(), &it, gy.view(), &g),
+            Err(Error::Stale { .. })
+        ));
+        assert!(matches!(
+            backward_with(
+                exec,
+                x.view(),
+                w.view(),
+                &itc,
+                gy_bad.view().into_shape_with_order((1, 4)).unwrap()
+            ),
+            Err(Error::Stale { .. })
         ));
     }
     assert!(matches!(
@@ -486,7 +510,7 @@ fn operator_rejects_invalid_configurations() {
     let wc = Array4::<f64>::ones((1, 1, 3, 3));
     let c = cfg(Norm::L1, 1, 0.5);
     assert!(matches!(
-        conv::forward(
+        conv::forward_with(
             Exec::Fused,
             xc.view(),
             wc.view(),
@@ -501,7 +525,7 @@ fn operator_rejects_invalid_configurations() {
         ..Conv2dGeometry::default()
     };
     assert!(matches!(
-        conv::forward(Exec::Fused, xc.view(), wc.view(), None, &g0, &c),
+        conv::forward_with(Exec::Fused, xc.view(), wc.view(), None, &g0, &c),
         Err(Error::Config { .. })
     ));
 }

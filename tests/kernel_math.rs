@@ -12,7 +12,7 @@ mod harness;
 
 use cases::{check_f32, check_f64, f64s, linear_case, make_case, norm, Case};
 use ndarray::{Array2, Array4};
-use nrpm::nrpm::conv::{fold, unfold};
+use nrpm::conv::{fold, unfold};
 use nrpm::{Conv2dGeometry, Exec, NrpmConfig};
 use proptest::prelude::*;
 
@@ -45,11 +45,10 @@ fn check_case(case: &Case) -> Result<(), String> {
         case.w.view(),
         &it,
         case.gy.view(),
-        cfg,
     )
     .map_err(|e| e.to_string())?;
     let (yf, itf) = nrpm::forward(case.x.view(), case.w.view(), bias, cfg).unwrap();
-    let gf = nrpm::backward(case.x.view(), case.w.view(), &itf, case.gy.view(), cfg).unwrap();
+    let gf = nrpm::backward(case.x.view(), case.w.view(), &itf, case.gy.view()).unwrap();
 
     let h = harness::linear(&case.x, &case.w, case.bias.as_ref(), &case.gy, cfg);
     let pairs64 = [
@@ -68,26 +67,19 @@ fn check_case(case: &Case) -> Result<(), String> {
     check_f64(
         "f64 iterates",
         h.z.as_slice().unwrap(),
-        itf.z.as_slice().unwrap(),
-        it.z.as_slice().unwrap(),
+        itf.z().as_slice().unwrap(),
+        it.z().as_slice().unwrap(),
     )?;
 
     let (x32, w32, b32, gy32) = (case.x32(), case.w32(), case.bias32(), case.gy32());
     let (yf32, itf32) = nrpm::forward(x32.view(), w32.view(), b32.as_ref().map(|b| b.view()), cfg)
         .map_err(|e| e.to_string())?;
-    let gf32 = nrpm::backward(x32.view(), w32.view(), &itf32, gy32.view(), cfg).unwrap();
+    let gf32 = nrpm::backward(x32.view(), w32.view(), &itf32, gy32.view()).unwrap();
     let b32v = b32.as_ref().map(|b| b.view());
     let (yr32, itr32) =
         nrpm::forward_with(Exec::Reference, x32.view(), w32.view(), b32v, cfg).unwrap();
-    let gr32 = nrpm::backward_with(
-        Exec::Reference,
-        x32.view(),
-        w32.view(),
-        &itr32,
-        gy32.view(),
-        cfg,
-    )
-    .unwrap();
+    let gr32 =
+        nrpm::backward_with(Exec::Reference, x32.view(), w32.view(), &itr32, gy32.view()).unwrap();
     let h32 = harness::linear(&x32, &w32, b32.as_ref(), &gy32, cfg);
     let pairs32 = [
         ("y", &h32.y, &yf32, &yr32, &y),
@@ -111,8 +103,8 @@ fn check_case(case: &Case) -> Result<(), String> {
     check_f32(
         "f32 iterates",
         &f64s(&h32.z),
-        &[&f64s(&itf32.z), &f64s(&itr32.z)],
-        it.z.as_slice().unwrap(),
+        &[&f64s(itf32.z()), &f64s(itr32.z())],
+        it.z().as_slice().unwrap(),
     )
 }
 

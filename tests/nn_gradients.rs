@@ -7,12 +7,12 @@
 //! so ReLU/max-pool kinks and NRPM clamp points are hit with probability 0.
 
 use ndarray::{ArrayD, IxDyn};
+use nrpm::conv::Conv2dGeometry;
 use nrpm::models::{LayerSelection, Model, ModelSpec};
 use nrpm::nn::{
-    BatchNorm2d, BlockKind, Conv2d, Ctx, Grads, LambdaParam, Layer, Linear, Matching, Mode,
+    BatchNorm2d, BlockKind, Conv2d, Ctx, LambdaParam, Layer, Linear, Matching, Mode, ParamGrads,
     Residual, RobustMatch,
 };
-use nrpm::nrpm::conv::Conv2dGeometry;
 use nrpm::{Norm, NrpmConfig};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -54,7 +54,7 @@ fn check_layer(name: &str, mut layer: Layer<f64>, in_shape: &[usize], mode: Mode
     ctx.mode = mode;
     let (y, cache) = layer.forward(x.clone(), &mut ctx).unwrap();
     let r = random(y.shape(), &mut rng);
-    let mut grads = Grads::default();
+    let mut grads = ParamGrads::default();
     let dx = layer.backward("l", &cache, r.clone(), &mut grads).unwrap();
     for (i, &g) in dx.iter().enumerate() {
         let mut xp = x.clone();
@@ -78,7 +78,7 @@ fn check_layer(name: &str, mut layer: Layer<f64>, in_shape: &[usize], mode: Mode
         for i in 0..len {
             let eval = |delta: f64| {
                 let mut l = layer.clone();
-                l.visit_mut("l", &mut |p| {
+                l.visit_mut("l", &mut |mut p| {
                     if p.key == key {
                         p.value.as_slice_mut().unwrap()[i] += delta;
                     }
@@ -100,21 +100,29 @@ fn check_layer(name: &str, mut layer: Layer<f64>, in_shape: &[usize], mode: Mode
 
 fn linear(matching: Matching<f64>) -> Layer<f64> {
     let mut rng = StdRng::seed_from_u64(1);
-    let mut l = Linear::new(6, 4, true);
-    l.weight = random(&[4, 6], &mut rng);
-    l.bias = Some(random(&[4], &mut rng));
-    l.matching = matching;
-    Layer::Linear(l)
+    let mut l = Layer::Linear(Linear::new(6, 4, true));
+    l.visit_mut("", &mut |mut p| {
+        let r = random(p.value.shape(), &mut rng);
+        p.value.assign(&r)
+    });
+    if let Layer::Linear(l) = &mut l {
+        l.matching = matching;
+    }
+    l
 }
 
 fn conv(matching: Matching<f64>, apply_bias: bool, geometry: Conv2dGeometry) -> Layer<f64> {
     let mut rng = StdRng::seed_from_u64(2);
-    let mut c = Conv2d::new(2, 3, 3, geometry, true);
-    c.weight = random(&[3, 2, 3, 3], &mut rng);
-    c.bias = Some(random(&[3], &mut rng));
-    c.apply_bias = apply_bias;
-    c.matching = matching;
-    Layer::Conv2d(c)
+    let mut c = Layer::Conv2d(Conv2d::new(2, 3, 3, geometry, true));
+    c.visit_mut("", &mut |mut p| {
+        let r = random(p.value.shape(), &mut rng);
+        p.value.assign(&r)
+    });
+    if let Layer::Conv2d(c) = &mut c {
+        c.apply_bias = apply_bias;
+        c.matching = matching;
+    }
+    c
 }
 
 #[test]
@@ -180,13 +188,13 @@ fn conv2d_backward_matches_finite_differences() {
 fn batchnorm_backward_matches_finite_differences_in_both_modes() {
     let mut rng = StdRng::seed_from_u64(3);
     let mut bn = BatchNorm2d::new(3);
-    bn.weight = random(&[3], &mut rng);
-    bn.bias = random(&[3], &mut rng);
-    {
-        let run = bn.running.get_mut().unwrap();
-        run.mean = random(&[3], &mut rng);
-        run.var = random(&[3], &mut rng).mapv(|v| v.abs() + 0.5);
-    }
+    bn.visit_mut("", &mut |mut p| {
+        let r = random(&[3], &mut rng);
+        match p.key.as_str() {
+            "running_var" => p.value.assign(&r.mapv(|v| v.abs() + 0.5)),
+            _ => p.value.assign(&r),
+        }
+    });
     check_layer(
         "batchnorm train",
         Layer::BatchNorm2d(bn.clone()),
@@ -253,9 +261,12 @@ fn residual_blocks_backward_matches_finite_differences() {
             kind, in_planes, planes, stride,
         )));
         let mut rng = StdRng::seed_from_u64(4);
-        block.visit_mut("", &mut |p| {
+        block.visit_mut("", &mut |mut p| {
             if p.role != nrpm::nn::Role::Buffer {
-                *p.value = random(p.value.shape(), &mut rng);
+                {
+                    let r = random(p.value.shape(), &mut rng);
+                    p.value.assign(&r)
+                };
             }
         });
         check_layer(

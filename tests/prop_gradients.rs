@@ -11,7 +11,7 @@ use common::{
     Values, U64,
 };
 use ndarray::{Array1, Array2, Array4};
-use nrpm::nrpm::conv;
+use nrpm::conv;
 use nrpm::{backward_with, forward_with, Exec};
 use proptest::prelude::*;
 
@@ -57,13 +57,13 @@ proptest! {
         let eval = |th: &[f64]| {
             let (x, w, bias, cfg) = unpack(th);
             let (y, it) = forward_with(Exec::Reference, x.view(), w.view(), Some(bias.view()), &cfg).unwrap();
-            ((&y * &c.gy).sum(), kink_arguments(&x.view(), &w.view(), &it.z, &cfg))
+            ((&y * &c.gy).sum(), kink_arguments(&x.view(), &w.view(), &it.z(), &cfg))
         };
         let bd = rounding_bounds(&c.x.view(), &c.w.view(), Some(&c.bias), &c.gy.view(), &c.cfg, U64);
         let f_err = 4.0 * (&bd.y * &c.gy.mapv(f64::abs)).sum() + 1e-300;
         for exec in [Exec::Reference, Exec::Fused] {
             let (_, it) = forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.cfg).unwrap();
-            let g = backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.cfg).unwrap();
+            let g = backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view()).unwrap();
             let analytic = pack(&[g.x.as_slice().unwrap(), g.weight.as_slice().unwrap(), g.bias.as_slice().unwrap(), &[g.lambda]]);
             let rep = check_fd(&format!("{exec:?} [x|W|b|λ]"), &theta, &analytic, f_err, &eval)?;
             prop_assert!(rep.checked > o, "{:?}: only {} coordinates checked", exec, rep.checked);
@@ -90,9 +90,9 @@ proptest! {
         let flat = |w: &Array4<f64>| w.clone().into_shape_with_order((wd.0, wd.1 * wd.2 * wd.3)).unwrap();
         let eval = |th: &[f64]| {
             let (x, w, bias, cfg) = unpack(th);
-            let (y, it) = conv::forward(Exec::Reference, x.view(), w.view(), Some(bias.view()), &c.geom, &cfg).unwrap();
+            let (y, it) = conv::forward_with(Exec::Reference, x.view(), w.view(), Some(bias.view()), &c.geom, &cfg).unwrap();
             let patches = conv::unfold(x.view(), wd.2, wd.3, &c.geom).unwrap();
-            ((&y * &c.gy).sum(), kink_arguments(&patches.view(), &flat(&w).view(), &it.z, &cfg))
+            ((&y * &c.gy).sum(), kink_arguments(&patches.view(), &flat(&w).view(), &it.z(), &cfg))
         };
         let patches = conv::unfold(c.x.view(), wd.2, wd.3, &c.geom).unwrap();
         let (gb, go, ho, wo) = c.gy.dim();
@@ -100,8 +100,8 @@ proptest! {
         let bd = rounding_bounds(&patches.view(), &flat(&c.w).view(), Some(&c.bias), &gy_rows.view(), &c.cfg, U64);
         let f_err = 4.0 * (&bd.y * &gy_rows.mapv(f64::abs)).sum() + 1e-300;
         for exec in [Exec::Reference, Exec::Fused] {
-            let (_, it) = conv::forward(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
-            let g = conv::backward(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.geom, &c.cfg).unwrap();
+            let (_, it) = conv::forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
+            let g = conv::backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.geom).unwrap();
             let analytic = pack(&[g.x.as_slice().unwrap(), g.weight.as_slice().unwrap(), g.bias.as_slice().unwrap(), &[g.lambda]]);
             let rep = check_fd(&format!("conv {exec:?} [x|W|b|λ]"), &theta, &analytic, f_err, &eval)?;
             prop_assert!(rep.checked > o, "{:?}: only {} coordinates checked", exec, rep.checked);
@@ -137,7 +137,7 @@ fn gradients_at_exact_ties_use_sign_zero() {
             };
             for exec in [Exec::Reference, Exec::Fused] {
                 let (_, it) = forward_with(exec, x.view(), w.view(), None, &cfg).unwrap();
-                let g = backward_with(exec, x.view(), w.view(), &it, gy.view(), &cfg).unwrap();
+                let g = backward_with(exec, x.view(), w.view(), &it, gy.view()).unwrap();
                 check_fd(
                     &format!("{norm:?} K={k} {exec:?} at a tie"),
                     x.as_slice().unwrap(),
@@ -148,8 +148,7 @@ fn gradients_at_exact_ties_use_sign_zero() {
                 .unwrap();
             }
             let (_, it) = forward_with(Exec::Reference, x.view(), w.view(), None, &cfg).unwrap();
-            let want =
-                backward_with(Exec::Reference, x.view(), w.view(), &it, gy.view(), &cfg).unwrap();
+            let want = backward_with(Exec::Reference, x.view(), w.view(), &it, gy.view()).unwrap();
             let (x32, w32) = (x.mapv(|v| v as f32), w.mapv(|v| v as f32));
             let (_, it32) = forward_with(Exec::Fused, x32.view(), w32.view(), None, &cfg).unwrap();
             let g32 = backward_with(
@@ -158,7 +157,6 @@ fn gradients_at_exact_ties_use_sign_zero() {
                 w32.view(),
                 &it32,
                 gy.mapv(|v| v as f32).view(),
-                &cfg,
             )
             .unwrap();
             for (a, b) in g32.x.iter().zip(&want.x) {

@@ -9,8 +9,8 @@ use common::{
     ConvCase, LinearCase, Spec, Values, U32, U64,
 };
 use ndarray::{s, Array1, Array2, Array4, Axis};
-use nrpm::nrpm::conv::{self, Conv2dGeometry};
-use nrpm::{backward_with, forward_with, Exec, Grads, Norm, NrpmConfig};
+use nrpm::conv::{self, Conv2dGeometry};
+use nrpm::{backward_with, forward_with, Exec, LinearGrads, Norm, NrpmConfig};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -27,11 +27,10 @@ fn tol_f64<D: ndarray::Dimension>(
 }
 
 /// Runs forward + backward on one path in f64.
-fn run_f64(exec: Exec, c: &LinearCase) -> (Array2<f64>, Grads<f64>) {
+fn run_f64(exec: Exec, c: &LinearCase) -> (Array2<f64>, LinearGrads<f64>) {
     let (y, it) = forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.cfg)
         .expect("valid case");
-    let g =
-        backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.cfg).expect("valid case");
+    let g = backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view()).expect("valid case");
     (y, g)
 }
 
@@ -39,8 +38,8 @@ fn run_f64(exec: Exec, c: &LinearCase) -> (Array2<f64>, Grads<f64>) {
 fn assert_same_f64(
     what: &str,
     c: &LinearCase,
-    a: &(Array2<f64>, Grads<f64>),
-    b: &(Array2<f64>, Grads<f64>),
+    a: &(Array2<f64>, LinearGrads<f64>),
+    b: &(Array2<f64>, LinearGrads<f64>),
 ) -> Result<(), TestCaseError> {
     let bd = rounding_bounds(
         &c.x.view(),
@@ -148,7 +147,7 @@ proptest! {
             for g in 0..cfg.groups() {
                 let cols = s![.., g * dg..(g + 1) * dg];
                 let zg = c.x.slice(cols).dot(&c.w.slice(cols).t());
-                let got = it.z.slice(s![.., .., g, 0]).to_owned();
+                let got = it.z().slice(s![.., .., g, 0]).to_owned();
                 let sc = c.x.slice(cols).mapv(f64::abs).dot(&c.w.slice(cols).mapv(f64::abs).t());
                 assert_within("z⁰_g", &got, &zg, &(&sc * (2.0 * (d + 2.0) * U64)))?;
             }
@@ -195,7 +194,7 @@ proptest! {
             // Undo the permutation on the gradients of the permuted call.
             let mut inv = vec![0; d];
             for (i, &j) in perm.iter().enumerate() { inv[j] = i; }
-            let gp = Grads {
+            let gp = LinearGrads {
                 x: gp.x.select(Axis(1), &inv),
                 weight: gp.weight.select(Axis(1), &inv),
                 ..gp
@@ -238,7 +237,7 @@ proptest! {
             let r = run_f64(Exec::Reference, &c);
             let (x, w, b, gy) = (to_f32(&c.x), to_f32(&c.w), to_f32(&c.bias), to_f32(&c.gy));
             let (y, it) = forward_with(Exec::Fused, x.view(), w.view(), Some(b.view()), &c.cfg).unwrap();
-            let g = backward_with(Exec::Fused, x.view(), w.view(), &it, gy.view(), &c.cfg).unwrap();
+            let g = backward_with(Exec::Fused, x.view(), w.view(), &it, gy.view()).unwrap();
             let bd = rounding_bounds(&c.x.view(), &c.w.view(), Some(&c.bias), &c.gy.view(), &c.cfg, U32 + U64);
             let t = |b: &Array2<f64>| b * 4.0 + 1e-30;
             assert_within("f32 y", &to_f64(&y), &r.0, &t(&bd.y))?;
@@ -333,7 +332,7 @@ proptest! {
         let (want, scale) = direct_conv(&c);
         let d = (c.w.dim().1 * c.w.dim().2 * c.w.dim().3) as f64;
         for exec in [Exec::Reference, Exec::Fused] {
-            let (y, _) = conv::forward(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
+            let (y, _) = conv::forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
             assert_within(&format!("{exec:?}"), &y, &want, &(&scale * (2.0 * (d + 2.0) * U64)))?;
         }
     }
@@ -359,14 +358,14 @@ proptest! {
             c.gy[[r / (ho * wo), oi, (r % (ho * wo)) / wo, r % wo]]
         });
         for exec in [Exec::Reference, Exec::Fused] {
-            let (y, it) = conv::forward(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
+            let (y, it) = conv::forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
             let (yl, itl) = forward_with(exec, patches.view(), wflat.view(), Some(c.bias.view()), &c.cfg).unwrap();
-            prop_assert_eq!(&it, &itl);
+            prop_assert_eq!(it.z(), itl.z());
             for bi in 0..b { for oi in 0..o { for i in 0..ho { for j in 0..wo {
                 prop_assert_eq!(y[[bi, oi, i, j]], yl[[(bi * ho + i) * wo + j, oi]]);
             }}}}
-            let g = conv::backward(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.geom, &c.cfg).unwrap();
-            let gl = backward_with(exec, patches.view(), wflat.view(), &itl, gy_rows.view(), &c.cfg).unwrap();
+            let g = conv::backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.geom).unwrap();
+            let gl = backward_with(exec, patches.view(), wflat.view(), &itl, gy_rows.view()).unwrap();
             prop_assert_eq!(&g.weight.clone().into_shape_with_order((o, d)).unwrap(), &gl.weight);
             prop_assert_eq!(&g.bias, &gl.bias);
             prop_assert_eq!(g.lambda, gl.lambda);
@@ -420,8 +419,8 @@ proptest! {
         let (o, _, kh, kw) = c.w.dim();
         let (ho, wo) = (c.gy.dim().2, c.gy.dim().3);
         let run = |exec| {
-            let (y, it) = conv::forward(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
-            let g = conv::backward(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.geom, &c.cfg).unwrap();
+            let (y, it) = conv::forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.geom, &c.cfg).unwrap();
+            let g = conv::backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view(), &c.geom).unwrap();
             (y, g)
         };
         let (yr, gr) = run(Exec::Reference);

@@ -7,7 +7,7 @@ mod common;
 
 use common::{linear_case, log_uniform, norm_robust, terms, Spec, Values, U64};
 use ndarray::Array2;
-use nrpm::nrpm::lad;
+use nrpm::lad;
 use nrpm::{forward_with, Exec, Norm, NrpmConfig};
 use proptest::prelude::*;
 
@@ -62,8 +62,8 @@ proptest! {
                     let t = terms(&c.x.view(), &c.w.view(), b, o, g, dg);
                     let scale: f64 = t.iter().map(|v| v.abs()).sum::<f64>() + 1.0;
                     for k in 0..cfg.k() {
-                        let l0 = objective(&cfg.norm(), cfg.eps(), it.z[[b, o, g, k]], &t);
-                        let l1 = objective(&cfg.norm(), cfg.eps(), it.z[[b, o, g, k + 1]], &t);
+                        let l0 = objective(&cfg.norm(), cfg.eps(), it.z()[[b, o, g, k]], &t);
+                        let l1 = objective(&cfg.norm(), cfg.eps(), it.z()[[b, o, g, k + 1]], &t);
                         prop_assert!(
                             l1 <= l0 + 1e-12 * (scale + l0),
                             "{:?} {:?}: step {} raised L from {:e} to {:e}", exec, cfg.norm(), k, l0, l1
@@ -75,7 +75,7 @@ proptest! {
             let short = NrpmConfig::builder().norm(cfg.norm()).k(cfg.k() / 2).eps(cfg.eps()).lambda(cfg.lambda()).build().unwrap().with_groups(n).unwrap();
             let (_, it_short) = forward_with(exec, c.x.view(), c.w.view(), None, &short).unwrap();
             let kk = short.steps();
-            prop_assert_eq!(&it_short.z, &it.z.slice(ndarray::s![.., .., .., ..=kk]).to_owned());
+            prop_assert_eq!(&it_short.z(), &it.z().slice(ndarray::s![.., .., .., ..=kk]).to_owned());
         }
     }
 }
@@ -133,7 +133,7 @@ proptest! {
             let cfg = NrpmConfig::builder().norm(Norm::L1).k(150).eps(eps).lambda(0.0).build().unwrap();
             let (y, it) = forward_with(Exec::Fused, x.view(), w.view(), None, &cfg).unwrap();
             for k in 0..=150 {
-                let z = it.z[[0, 0, 0, k]];
+                let z = it.z()[[0, 0, 0, k]];
                 let m = z / d as f64;
                 let gap = lad::lad_objective(z, &t) - l_star;
                 prop_assert!(gap >= -eval_tol, "z* = {} is not a minimiser: L₀(z{}) < L₀(z*)", z_star, k);
@@ -258,7 +258,7 @@ proptest! {
         let cfg = NrpmConfig::builder().norm(Norm::L1).k(k).eps(eps).lambda(0.0).build().unwrap();
         let (_, it) = forward_with(Exec::Fused, xo.view(), w.view(), None, &cfg).unwrap();
         let df = d as f64;
-        let e: Vec<f64> = (0..=k).map(|i| sigma * it.z[[0, 0, 0, i]] / df - anchor).collect();
+        let e: Vec<f64> = (0..=k).map(|i| sigma * it.z()[[0, 0, 0, i]] / df - anchor).collect();
         let e0 = t.iter().map(|v| sigma * v).sum::<f64>() / df - anchor;
         let (a, b) = damping_recursions(d, h, s, eps, e0, k);
         let tol = |v: f64| 1e-12 * v.abs() + 64.0 * df * U64 * (t[j].abs() + lo.abs() + hi.abs() + 1.0);

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use nrpm::attacks::Attack;
 use nrpm::data::{Dataset, Split};
 use nrpm::models::{LayerSelection, Model, ModelSpec};
-use nrpm::nn::{Ctx, Grads, LambdaParam, Role};
+use nrpm::nn::{Ctx, LambdaParam, ParamGrads, Role};
 use nrpm::progress::Silent;
 use nrpm::train::{
     batch_gradient, checkpoint, train, AdvLoss, Adversary, Checkpoints, Paradigm, Sgd, SgdConfig,
@@ -123,8 +123,8 @@ fn sgd_step_matches_hand_computation() {
     // d₂ = 0.5 + 0.01·0.949 = 0.50949, buf₂ = 0.9·0.51 + 0.50949 = 0.96849,
     // θ₂ = 0.949 − 0.1·0.96849 = 0.852151
     let mut m = Model::<f64>::new(ModelSpec::from_name("mlp1", 1, 2).unwrap()); // 4 → 10
-    m.visit_mut(&mut |p| p.value.fill(1.0));
-    let mut grads = Grads::default();
+    m.visit_mut(&mut |mut p| p.value.fill(1.0));
+    let mut grads = ParamGrads::default();
     grads.add("fc1.weight".into(), ArrayD::from_elem(IxDyn(&[10, 4]), 0.5));
     let cfg = SgdConfig {
         lr: 0.1,
@@ -156,7 +156,7 @@ fn sgd_step_matches_hand_computation() {
             .unwrap(),
         0
     );
-    let mut wrong = Grads::default();
+    let mut wrong = ParamGrads::default();
     wrong.add("fc1.bias".into(), ArrayD::from_elem(IxDyn(&[10]), 0.5));
     wrong.add("fc1.weight".into(), ArrayD::from_elem(IxDyn(&[4, 10]), 0.5));
     assert!(matches!(
@@ -525,7 +525,7 @@ fn checkpoints_rebuild_the_model_they_hold_bit_for_bit() {
         let cfg = config(paradigm, 1, 0.05, adversary);
         run(&mut m, (&data, &test), &cfg, &dirs);
         let back = Model::<f32>::from_checkpoint(dir.join(checkpoint::MODEL_FILE)).unwrap();
-        assert_eq!(back.spec, m.spec, "{name}");
+        assert_eq!(back.spec(), m.spec(), "{name}");
         assert_eq!(back.record(), m.record(), "{name}");
         assert_eq!(logit_bits(&back, &test), logit_bits(&m, &test), "{name}");
         std::fs::remove_dir_all(dir).ok();

@@ -175,7 +175,8 @@ pub fn evaluate_transfer<T: Real>(
     check_inputs(data, attacks)?;
     if source.spec.input != model.spec.input {
         return Err(Error::shape(
-            "attacks::evaluate_transfer (source model input)",
+            "attacks::evaluate_transfer",
+            "source model input",
             &model.spec.input,
             &source.spec.input,
         ));

@@ -5,10 +5,15 @@ use ndarray::{Array4, ArrayView4};
 
 use super::{add_clipped, sign, Gradient};
 use crate::error::Result;
+use crate::models::Classifier;
 use crate::real::Real;
 
 /// One signed-gradient step of size ε from `x [B, C, H, W]`, clipped to [0, 1].
-pub(super) fn fgsm<T: Real>(grad: &Gradient<T>, x: ArrayView4<T>, eps: f64) -> Result<Array4<T>> {
+pub(super) fn fgsm<T: Real, C: Classifier<T> + ?Sized>(
+    grad: &Gradient<T, C>,
+    x: ArrayView4<T>,
+    eps: f64,
+) -> Result<Array4<T>> {
     let step = sign_step(grad.at(x)?, T::of(eps));
     Ok(add_clipped(x, &step))
 }

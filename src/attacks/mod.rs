@@ -1,4 +1,5 @@
-//! White-box adversarial attacks on any [`Model`], and robust accuracy as the authors measure it.
+//! White-box adversarial attacks on any [`Classifier`] (a [`Model`](crate::models::Model) or a
+//! user's network), and robust accuracy as the authors measure it.
 //!
 //! Every attack takes a batch of images `x [B, C, H, W]` in [0, 1] and returns `x' [B, C, H, W]`
 //! in [0, 1], one perturbation per image. The gradient `g = ∇ₓ L` is the input gradient of the
@@ -32,7 +33,6 @@ mod one_step;
 mod pgd;
 
 use ndarray::{Array4, ArrayView4};
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 pub use eval::{
@@ -40,7 +40,7 @@ pub use eval::{
 };
 
 use crate::error::{Error, Result};
-use crate::models::Model;
+use crate::models::Classifier;
 use crate::real::Real;
 
 /// An attack and its budget. Budgets are absolute: ε in pixel units of [0, 1] images (L∞:
@@ -455,25 +455,26 @@ fn whole_number(v: f64) -> Result<usize> {
 /// assert!(adv.iter().zip(&x).all(|(a, b)| (a - b).abs() <= 0.1 + 1e-6));
 /// # Ok(()) }
 /// ```
-pub fn perturb<T: Real>(
-    model: &Model<T>,
+pub fn perturb<T: Real, C: Classifier<T> + ?Sized, R: rand::Rng + ?Sized>(
+    model: &C,
     x: ArrayView4<T>,
     labels: &[usize],
     attack: &Attack,
     target: Option<&[usize]>,
-    rng: &mut StdRng,
+    rng: &mut R,
 ) -> Result<Array4<T>> {
     attack.validate()?;
     let b = x.dim().0;
     for (what, v) in [("attack labels", Some(labels)), ("attack target", target)] {
         if let Some(v) = v.filter(|v| v.len() != b) {
-            return Err(Error::shape(what, &[b], &[v.len()]));
+            return Err(Error::shape("attacks::perturb", what, &[b], &[v.len()]));
         }
     }
     let grad = Gradient {
         model,
         labels,
         target,
+        _scalar: std::marker::PhantomData,
     };
     let x = x.as_standard_layout();
     match *attack {
@@ -511,13 +512,14 @@ pub fn perturb<T: Real>(
 
 /// The ascent direction of an attack: `∇ₓ L(x, labels)` untargeted, `−∇ₓ L(x, target)` targeted
 /// (L the summed cross-entropy, eval mode).
-struct Gradient<'a, T: Real> {
-    model: &'a Model<T>,
+struct Gradient<'a, T: Real, C: Classifier<T> + ?Sized> {
+    model: &'a C,
     labels: &'a [usize],
     target: Option<&'a [usize]>,
+    _scalar: std::marker::PhantomData<T>,
 }
 
-impl<T: Real> Gradient<'_, T> {
+impl<T: Real, C: Classifier<T> + ?Sized> Gradient<'_, T, C> {
     /// The ascent direction at `x [B, C, H, W]`, same shape.
     fn at(&self, x: ArrayView4<T>) -> Result<Array4<T>> {
         match self.target {

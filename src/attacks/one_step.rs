@@ -14,6 +14,7 @@ use ndarray::{Array4, ArrayView4};
 use super::pgd::NORM_FLOOR;
 use super::{add_clipped, for_each_image, scale_images, Gradient, Lp};
 use crate::error::Result;
+use crate::models::Classifier;
 use crate::real::Real;
 
 /// The authors' step length before rescaling (it cancels, up to rounding).
@@ -23,8 +24,8 @@ const STEP: f64 = 0.3;
 const L0_SCALE: f64 = 5.0;
 
 /// One normalised-gradient step from `x [B, C, H, W]` rescaled to `‖δ‖_p = ε` per image.
-pub(super) fn lp_step<T: Real>(
-    grad: &Gradient<T>,
+pub(super) fn lp_step<T: Real, C: Classifier<T> + ?Sized>(
+    grad: &Gradient<T, C>,
     x: ArrayView4<T>,
     eps: f64,
     p: Lp,
@@ -36,8 +37,8 @@ pub(super) fn lp_step<T: Real>(
 }
 
 /// Multiplies the `pixels` entries of each image with the largest gradient by 6, clipped to 1.
-pub(super) fn l0<T: Real>(
-    grad: &Gradient<T>,
+pub(super) fn l0<T: Real, C: Classifier<T> + ?Sized>(
+    grad: &Gradient<T, C>,
     x: ArrayView4<T>,
     pixels: usize,
 ) -> Result<Array4<T>> {

@@ -14,13 +14,13 @@
 //! stays in the ε-ball.
 
 use ndarray::{Array4, ArrayView4, Ix4};
-use rand::rngs::StdRng;
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::fgsm::sign_step;
 use super::{add_clipped, scale_images, Gradient, Lp};
 use crate::error::Result;
+use crate::models::Classifier;
 use crate::real::Real;
 
 /// The 1e-10 the authors (and torchattacks) add to gradient norms before dividing.
@@ -47,11 +47,11 @@ pub(super) struct Pgd {
 
 impl Pgd {
     /// `steps` projected steps from `x [B, C, H, W]` (or from a random point of the ball).
-    pub(super) fn run<T: Real>(
+    pub(super) fn run<T: Real, C: Classifier<T> + ?Sized, R: rand::Rng + ?Sized>(
         &self,
-        grad: &Gradient<T>,
+        grad: &Gradient<T, C>,
         x: ArrayView4<T>,
-        rng: &mut StdRng,
+        rng: &mut R,
     ) -> Result<Array4<T>> {
         let mut adv = match self.random_start {
             true => add_clipped(x, &self.random_start(x.raw_dim(), rng)),
@@ -67,7 +67,7 @@ impl Pgd {
     }
 
     /// A random point of the ball, `[B, C, H, W]`.
-    fn random_start<T: Real>(&self, shape: Ix4, rng: &mut StdRng) -> Array4<T> {
+    fn random_start<T: Real, R: rand::Rng + ?Sized>(&self, shape: Ix4, rng: &mut R) -> Array4<T> {
         let eps = self.eps;
         match self.ball {
             Ball::Linf => Array4::from_shape_simple_fn(shape, || {

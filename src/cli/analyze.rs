@@ -14,12 +14,12 @@ use crate::cli::common::check_output_file;
 use crate::cli::{write_json, OperatorArgs};
 use nrpm::error::Result;
 use nrpm::models::ModelRecord;
-use nrpm::nrpm::NrpmConfig;
 use nrpm::robust::{
     self, breakdown::BREAKDOWN_SLOPE, lipschitz, BreakdownEstimate, Escalation, Estimator,
     LayerNorms, ObjectiveStep, SensitivityPoint,
 };
 use nrpm::tensor_file::TensorFile;
+use nrpm::NrpmConfig;
 
 /// Sensitivity curve and breakdown point of one output of D synthetic terms t_d ~ N(0, 1), for
 /// LPM, NRPM (the operator flags) and exact LAD; with --weights, ‖W‖₂ and ‖W‖∞ of every 2-D

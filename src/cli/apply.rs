@@ -9,9 +9,9 @@ use ndarray::{Array2, Ix1, Ix2};
 use crate::cli::common::check_output_file;
 use crate::cli::OperatorArgs;
 use nrpm::error::{Error, Result};
-use nrpm::nrpm::{backward_with, forward_with, Exec, NrpmConfig};
 use nrpm::real::Real;
 use nrpm::tensor_file::{Tensor, TensorFile};
+use nrpm::{backward_with, forward_with, Exec, NrpmConfig};
 
 /// Reads `x` [B, D], `weight` [O, D], optional `bias` [O] and `grad_output` [B, O]; writes `z`
 /// [B, O] and, when `grad_output` is given, `grad_x`, `grad_weight`, `grad_bias`, `grad_lambda`.
@@ -154,7 +154,7 @@ fn apply<T: Real>(input: &TensorFile, cfg: &NrpmConfig, exec: Exec) -> Result<Te
     if input.contains("grad_output") {
         let gy = input.array::<T>("grad_output", Some(&[x.nrows(), w.nrows()]))?;
         let gy = gy.into_dimensionality::<Ix2>().expect("shape checked");
-        let g = backward_with(exec, x.view(), w.view(), &iterates, gy.view(), cfg)?;
+        let g = backward_with(exec, x.view(), w.view(), &iterates, gy.view())?;
         out.insert("grad_x", g.x.into_dyn());
         out.insert("grad_weight", g.weight.into_dyn());
         out.insert("grad_lambda", ndarray::arr1(&[g.lambda]).into_dyn());

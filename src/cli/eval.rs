@@ -233,7 +233,7 @@ fn header(args: &EvalArgs, data: &Dataset, model: &Model<f32>, attack: &Attack) 
     };
     format!(
         "{} ({weights}): {}\n{kind} attack{}, {gradients}, {} images of {}\n",
-        model.spec.name,
+        model.spec().name,
         describe(model),
         if args.targeted { " (targeted)" } else { "" },
         data.len(),

@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use nrpm::error::Result;
-use nrpm::nrpm::NrpmConfig;
+use nrpm::NrpmConfig;
 
 pub mod analyze;
 pub mod apply;

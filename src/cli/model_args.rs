@@ -23,8 +23,8 @@ use crate::cli::common::{norm_from_flags, parse_list};
 use nrpm::error::{Error, Result};
 use nrpm::models::{Arch, LayerSelection, Model, ModelRecord, ModelSpec, NrpmLayer};
 use nrpm::nn::LambdaParam;
-use nrpm::nrpm::{Device, Norm, NrpmConfig};
 use nrpm::tensor_file::{Tensor, TensorFile};
+use nrpm::{Device, Norm, NrpmConfig};
 
 /// Which model, which checkpoint, and how it is reprogrammed.
 #[derive(Debug, Clone, Default, Args)]
@@ -582,7 +582,7 @@ fn set_lambdas_from_file(
     file: &TensorFile,
     layers: &[(String, LambdaParam)],
 ) -> Result<()> {
-    let spec = model.spec.clone();
+    let spec = model.spec().clone();
     let values = layers
         .iter()
         .map(|(key, param)| Ok((key.clone(), decode(*param, file_theta(file, key, &spec)?))))

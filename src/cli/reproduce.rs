@@ -123,7 +123,7 @@ fn outcome(report: &Report) -> Result<()> {
 
 /// The run's options from the flags.
 fn options(args: &ReproduceArgs) -> Result<Options> {
-    let device: nrpm::nrpm::Device = args.device.parse()?;
+    let device: nrpm::Device = args.device.parse()?;
     device.open()?;
     let (mnist, cifar) = data_folders(&args.data)?;
     Ok(Options {

@@ -65,7 +65,8 @@ impl Dataset {
     ) -> Result<Self> {
         if labels.len() != images.shape()[0] {
             return Err(Error::shape(
-                "Dataset::new: one label per image",
+                "data::Dataset::new",
+                "labels (one per image)",
                 &[images.shape()[0]],
                 &[labels.len()],
             ));

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use nrpm::attacks::{default_alpha, Attack};
 use nrpm::error::{Error, Result};
-use nrpm::nrpm::{Norm, NrpmConfig};
 use nrpm::train::{AdvLoss, Adversary, Paradigm, SgdConfig, TrainConfig};
+use nrpm::{Norm, NrpmConfig};
 
 /// One SGD training run: epochs, batch size, learning rate and momentum (no weight decay, no
 /// learning-rate steps).

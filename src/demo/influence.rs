@@ -17,10 +17,10 @@ use ndarray::ArrayView2;
 use serde::Serialize;
 
 use nrpm::error::{Error, Result};
-use nrpm::nrpm::NrpmConfig;
 use nrpm::robust::{
     gross_error_sensitivity, linear_grid, sensitivity_curve, Estimator, SensitivityPoint,
 };
+use nrpm::NrpmConfig;
 
 /// Where the curve is taken: a layer's weight and one input row.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +107,8 @@ pub fn influence_curve(
     let (o_count, d) = probe.weight.dim();
     if probe.x.len() != d {
         return Err(Error::shape(
-            "demo influence: image [D]",
+            "demo influence",
+            "image [D]",
             &[d],
             &[probe.x.len()],
         ));
@@ -195,7 +196,7 @@ fn argmax(values: impl Iterator<Item = f64>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nrpm::nrpm::Norm;
+    use nrpm::Norm;
 
     fn robust() -> NrpmConfig {
         NrpmConfig::builder()

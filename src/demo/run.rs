@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ndarray::{Array2, Ix2};
+use ndarray::Array2;
 
 use crate::demo::influence::{influence_curve, InfluenceCurve, Probe};
 use crate::demo::{DemoConfig, DemoReport, Machine, Point, StageTime, Variant};
@@ -334,16 +334,10 @@ fn neuron_curve(
 
 /// fc1's weight `[O, D]` in f64.
 fn first_layer_weight(model: &Model<f32>) -> Result<Array2<f64>> {
-    let mut model = model.clone();
     let mut weight = None;
-    model.net.visit_layers_mut("", &mut |key, layer| {
+    model.net().visit_layers("", &mut |key, layer| {
         if let (Layer::Linear(l), "fc1") = (layer, key) {
-            weight = l
-                .weight
-                .view()
-                .into_dimensionality::<Ix2>()
-                .ok()
-                .map(|w| w.mapv(f64::from));
+            weight = Some(l.weight().mapv(f64::from));
         }
     });
     weight.ok_or_else(|| Error::config("layer", "fc1", "the demo model has no [O, D] fc1 weight"))

@@ -30,7 +30,7 @@ impl<T: Real> Model<T> {
     pub fn load(&mut self, file: &TensorFile, use_file_lambda: bool) -> Result<()> {
         let mut problems = Vec::new();
         let mut used = BTreeSet::new();
-        self.visit_mut(&mut |p| {
+        self.visit_mut(&mut |mut p| {
             let lambda = p.role == Role::Lambda;
             if lambda && !use_file_lambda {
                 return;
@@ -40,7 +40,7 @@ impl<T: Real> Model<T> {
                 None => problems.push(format!("missing '{}' {:?}", p.key, p.value.shape())),
                 Some(_) => match file.array::<T>(&p.key, Some(p.value.shape())) {
                     Ok(v) => {
-                        *p.value = v;
+                        p.value.assign(&v);
                         used.insert(p.key);
                     }
                     Err(Error::Format { msg, .. }) => problems.push(msg),
@@ -52,13 +52,12 @@ impl<T: Real> Model<T> {
             if let Layer::BatchNorm2d(bn) = layer {
                 let k = format!("{key}.num_batches_tracked");
                 if let Some(Tensor::I64(n)) = file.tensors.get(&k) {
-                    bn.running.get_mut().expect("not poisoned").batches =
-                        n.iter().copied().next().unwrap_or(0);
+                    bn.set_batches_tracked(n.iter().copied().next().unwrap_or(0));
                 }
             }
         });
         let mut model_keys = BTreeSet::new();
-        self.visit_mut(&mut |p| {
+        self.visit(&mut |p| {
             model_keys.insert(p.key);
         });
         for key in file.tensors.keys() {
@@ -97,12 +96,12 @@ impl<T: Real> Model<T> {
 
     /// The state dict: every parameter, buffer, λ slot of NRPM layers, and BatchNorm counters,
     /// with the spec as JSON metadata under `nrpm_model`.
-    pub fn state_dict(&mut self) -> TensorFile {
+    pub fn state_dict(&self) -> TensorFile {
         let mut file = TensorFile::new(std::path::PathBuf::new());
-        self.visit_mut(&mut |p| file.insert(p.key, p.value.clone()));
-        self.net.visit_layers_mut("", &mut |key, layer| {
+        self.visit(&mut |p| file.insert(p.key, p.value.to_owned()));
+        self.net.visit_layers("", &mut |key, layer| {
             if let Layer::BatchNorm2d(bn) = layer {
-                let n = bn.running.get_mut().expect("not poisoned").batches;
+                let n = bn.running_stats().2;
                 file.tensors.insert(
                     format!("{key}.num_batches_tracked"),
                     Tensor::I64(ArrayD::from_elem(ndarray::IxDyn(&[]), n)),

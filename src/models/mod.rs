@@ -20,8 +20,8 @@ pub use select::LayerSelection;
 
 use crate::error::{Error, Result};
 use crate::nn::{
-    loss, BatchNorm2d, BlockKind, Cache, Conv2d, Ctx, Grads, Layer, Linear, Matching, ParamMut,
-    Residual, Role, Sequential,
+    loss, BatchNorm2d, BlockKind, Cache, Conv2d, Ctx, Layer, Linear, Matching, Param, ParamGrads,
+    ParamMut, Parameters, Residual, Role, Sequential,
 };
 use crate::nrpm::conv::Conv2dGeometry;
 use crate::real::Real;
@@ -39,6 +39,9 @@ pub enum Arch {
     },
     /// The PyTorch FGSM-tutorial LeNet (1×28×28 input).
     LeNet,
+    /// A user's own layers ([`Model::custom`]); a spec of this kind cannot be rebuilt from its
+    /// name or from a checkpoint.
+    Custom,
     /// CIFAR-style ResNet: 3×3 stem, four stages, 4×4 average pool, `linear` head.
     ResNet {
         /// Basic or bottleneck blocks.
@@ -143,7 +146,7 @@ impl ModelSpec {
         let ok = match self.arch {
             Arch::LeNet => [c, h, w] == [1, 28, 28],
             Arch::ResNet { .. } => h == w && h >= 32 && h % 32 == 0,
-            Arch::Mlp { .. } => c * h * w > 0,
+            Arch::Mlp { .. } | Arch::Custom => c * h * w > 0,
         };
         if ok {
             Ok(())
@@ -165,19 +168,19 @@ fn unknown_model(name: &str) -> Error {
     }
 }
 
-/// A network with its spec.
+/// A network with its spec: images `[B, C, H, W]` in, logits `[B, classes]` out. Built from
+/// a [`ModelSpec`] ([`Model::new`]) or from a user's own layers ([`Model::custom`]).
 #[derive(Clone, Debug)]
 pub struct Model<T: Real> {
-    /// What it is.
-    pub spec: ModelSpec,
-    /// The layers (keys as in PyTorch).
-    pub net: Sequential<T>,
+    pub(crate) spec: ModelSpec,
+    pub(crate) net: Sequential<T>,
 }
 
 /// A `ModelSpec`'s layers.
 fn build<T: Real>(spec: &ModelSpec) -> Sequential<T> {
     let [c, side, _] = spec.input;
     match &spec.arch {
+        Arch::Custom => Sequential::new(),
         Arch::Mlp { sizes, relu } => {
             let mut s = Sequential::new().push("", Layer::Flatten);
             for (i, w) in sizes.windows(2).enumerate() {
@@ -270,22 +273,93 @@ impl<T: Real> Model<T> {
         Self { spec, net }
     }
 
+    /// A model of a user's own layers (any [`Layer`], [`Layer::Custom`] included) for
+    /// `input = [C, H, W]` images and `classes` outputs: nrpm's training, attacks and reports
+    /// then work on it as on the built-in models.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an empty input or no class; [`Error::Shape`] (or the layer's
+    /// error) if one zero image does not come out as `[1, classes]` logits.
+    ///
+    /// # Example
+    /// ```
+    /// # fn main() -> nrpm::Result<()> {
+    /// use nrpm::models::Model;
+    /// use nrpm::nn::{Layer, Linear, Sequential};
+    /// let net = Sequential::<f32>::new()
+    ///     .push("", Layer::Flatten)
+    ///     .push("head", Layer::Linear(Linear::new(16, 3, true)));
+    /// let model = Model::custom(net, [1, 4, 4], 3)?;
+    /// assert_eq!(model.spec().name, "custom");
+    /// assert!(Model::custom(Sequential::<f32>::new(), [1, 4, 4], 3).is_err()); // no logits
+    /// # Ok(()) }
+    /// ```
+    pub fn custom(net: Sequential<T>, input: [usize; 3], classes: usize) -> Result<Self> {
+        if input.contains(&0) || classes == 0 {
+            return Err(Error::config(
+                "custom model",
+                format!("input {input:?}, {classes} classes"),
+                "needs a non-empty input and at least one class",
+            ));
+        }
+        let model = Self {
+            spec: ModelSpec {
+                name: "custom".into(),
+                arch: Arch::Custom,
+                input,
+                classes,
+                conv_bias: false,
+            },
+            net,
+        };
+        let [c, h, w] = input;
+        let logits = model.logits(Array4::zeros((1, c, h, w)).view())?;
+        if logits.dim() != (1, classes) {
+            return Err(Error::shape(
+                "models::Model::custom",
+                "logits of one image",
+                &[1, classes],
+                logits.shape(),
+            ));
+        }
+        Ok(model)
+    }
+
+    /// What the model is.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The layers (keys as in PyTorch), read-only.
+    pub fn net(&self) -> &Sequential<T> {
+        &self.net
+    }
+
+    /// The layers, to change a layer's matching or values. A change that breaks the output
+    /// shape is reported by the next forward pass, as an error.
+    pub fn net_mut(&mut self) -> &mut Sequential<T> {
+        &mut self.net
+    }
+
     /// PyTorch's default initialisation, seeded: weights and biases of Linear/Conv2d drawn
     /// from U(−1/√fan_in, 1/√fan_in) (kaiming_uniform with a = √5), BatchNorm γ = 1, β = 0.
     pub fn init(&mut self, seed: u64) {
         let mut rng = StdRng::seed_from_u64(seed);
-        self.net.visit_layers_mut("", &mut |_, layer| {
-            let (w, b) = match layer {
-                Layer::Linear(l) => (&mut l.weight, l.bias.as_mut()),
-                Layer::Conv2d(c) => (&mut c.weight, c.bias.as_mut()),
-                _ => return,
-            };
-            let fan_in: usize = w.shape()[1..].iter().product();
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            w.mapv_inplace(|_| T::of(rng.random_range(-bound..bound)));
-            if let Some(b) = b {
-                b.mapv_inplace(|_| T::of(rng.random_range(-bound..bound)));
+        self.net.visit_layers_mut("", &mut |key, layer| {
+            if !matches!(layer, Layer::Linear(_) | Layer::Conv2d(_)) {
+                return;
             }
+            let mut fan_in = 1;
+            layer.visit_mut(key, &mut |mut p| {
+                if p.role == Role::Weight {
+                    fan_in = p.value.shape()[1..].iter().product::<usize>().max(1);
+                }
+                if matches!(p.role, Role::Weight | Role::Bias) {
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    p.value
+                        .mapv_inplace(|_| T::of(rng.random_range(-bound..bound)));
+                }
+            });
         });
     }
 
@@ -294,7 +368,8 @@ impl<T: Real> Model<T> {
         let (_, xc, xh, xw) = x.dim();
         if [xc, xh, xw] != [c, h, w] {
             return Err(Error::shape(
-                "model input (images [B, C, H, W])",
+                "models::Model::forward",
+                "images [B, C, H, W]",
                 &[x.dim().0, c, h, w],
                 x.shape(),
             ));
@@ -309,9 +384,15 @@ impl<T: Real> Model<T> {
     pub fn forward(&self, x: ArrayView4<T>, ctx: &mut Ctx) -> Result<(Array2<T>, Vec<Cache<T>>)> {
         self.check_batch(&x)?;
         let (y, caches) = self.net.forward(x.to_owned().into_dyn(), ctx)?;
-        let y = y
-            .into_dimensionality::<Ix2>()
-            .expect("models end in a linear layer");
+        let shape = y.shape().to_vec();
+        let y = y.into_dimensionality::<Ix2>().map_err(|_| {
+            Error::shape(
+                "models::Model::forward",
+                "network output (logits [B, classes])",
+                &[x.dim().0, self.spec.classes],
+                &shape,
+            )
+        })?;
         Ok((y, caches))
     }
 
@@ -323,19 +404,29 @@ impl<T: Real> Model<T> {
         &self,
         caches: &[Cache<T>],
         dlogits: Array2<T>,
-    ) -> Result<(Array4<T>, Grads<T>)> {
-        let mut grads = Grads::default();
+    ) -> Result<(Array4<T>, ParamGrads<T>)> {
+        let mut grads = ParamGrads::default();
         let dx = self
             .net
             .backward("", caches, dlogits.into_dyn(), &mut grads)?;
         if dx.ndim() != 4 {
             return Err(Error::shape(
-                "model backward (input gradient)",
+                "models::Model::backward",
+                "input gradient",
                 &[0, 0, 0, 0],
                 dx.shape(),
             ));
         }
-        Ok((dx.into_dimensionality::<Ix4>().expect("checked"), grads))
+        let shape = dx.shape().to_vec();
+        let dx = dx.into_dimensionality::<Ix4>().map_err(|_| {
+            Error::shape(
+                "models::Model::backward",
+                "input gradient",
+                &[0, 0, 0, 0],
+                &shape,
+            )
+        })?;
+        Ok((dx, grads))
     }
 
     /// Eval-mode logits.
@@ -370,15 +461,20 @@ impl<T: Real> Model<T> {
         Ok((l, dx, logits))
     }
 
-    /// Every parameter and buffer with its key.
+    /// Every parameter and buffer with its key, read-only.
+    pub fn visit(&self, f: &mut dyn FnMut(Param<'_, T>)) {
+        self.net.visit("", f);
+    }
+
+    /// Every parameter and buffer with its key (values can change, shapes cannot).
     pub fn visit_mut(&mut self, f: &mut dyn FnMut(ParamMut<'_, T>)) {
         self.net.visit_mut("", f);
     }
 
-    /// Keys and shapes of the trainable tensors of the given roles.
-    pub fn param_shapes(&mut self, roles: &[Role]) -> Vec<(String, Vec<usize>)> {
+    /// Keys and shapes of the tensors of the given roles.
+    pub fn param_shapes(&self, roles: &[Role]) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();
-        self.visit_mut(&mut |p| {
+        self.visit(&mut |p| {
             if roles.contains(&p.role) {
                 out.push((p.key, p.value.shape().to_vec()));
             }
@@ -420,5 +516,69 @@ pub fn as_images<T: Real>(x: ArrayD<T>, input: [usize; 3]) -> Result<Array4<T>> 
     x.as_standard_layout()
         .into_owned()
         .into_shape_with_order((b, c, h, w))
-        .map_err(|_| Error::shape("images", &[b, c, h, w], &shape))
+        .map_err(|_| Error::shape("models::as_images", "x", &[b, c, h, w], &shape))
+}
+
+impl<T: Real> Parameters<T> for Model<T> {
+    fn visit_params(&self, f: &mut dyn FnMut(Param<'_, T>)) {
+        self.visit(f);
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(ParamMut<'_, T>)) {
+        self.visit_mut(f);
+    }
+}
+
+/// What attacks and evaluations need of a network: its input, its classes, eval-mode logits,
+/// and the input gradient of the summed cross-entropy. [`Model`] implements it; so can any
+/// other network (a smoothed classifier, a wrapped foreign model).
+pub trait Classifier<T: Real> {
+    /// `[C, H, W]` of one image.
+    fn input_shape(&self) -> [usize; 3];
+
+    /// Number of classes K.
+    fn classes(&self) -> usize;
+
+    /// Eval-mode logits `[B, K]` of images `[B, C, H, W]`.
+    ///
+    /// # Errors
+    /// Shape and numeric errors of the network.
+    fn logits(&self, x: ArrayView4<T>) -> Result<Array2<T>>;
+
+    /// The summed cross-entropy of a batch against `labels`, its gradient with respect to the
+    /// images `[B, C, H, W]`, and the logits `[B, K]` (eval mode).
+    ///
+    /// # Errors
+    /// Shape and numeric errors; bad labels.
+    fn loss_input_grad(
+        &self,
+        x: ArrayView4<T>,
+        labels: &[usize],
+    ) -> Result<(T, Array4<T>, Array2<T>)>;
+
+    /// Eval-mode predicted classes (first maximum on ties).
+    ///
+    /// # Errors
+    /// As [`Classifier::logits`].
+    fn predict(&self, x: ArrayView4<T>) -> Result<Vec<usize>> {
+        Ok(loss::argmax(self.logits(x)?.view()))
+    }
+}
+
+impl<T: Real> Classifier<T> for Model<T> {
+    fn input_shape(&self) -> [usize; 3] {
+        self.spec.input
+    }
+    fn classes(&self) -> usize {
+        self.spec.classes
+    }
+    fn logits(&self, x: ArrayView4<T>) -> Result<Array2<T>> {
+        Model::logits(self, x)
+    }
+    fn loss_input_grad(
+        &self,
+        x: ArrayView4<T>,
+        labels: &[usize],
+    ) -> Result<(T, Array4<T>, Array2<T>)> {
+        Model::loss_input_grad(self, x, labels)
+    }
 }

@@ -86,9 +86,18 @@ impl ModelRecord {
     /// reprogrammed layer by layer (λ as recorded; loading the checkpoint's θ replaces it).
     ///
     /// # Errors
+    /// [`Error::Config`] for a custom network (its layers are not in the record);
     /// [`Error::UnknownName`] if a recorded key is not a Linear/Conv2d layer of the spec;
     /// [`Error::Config`] for a λ its parametrisation cannot take.
     pub fn build<T: Real>(&self) -> Result<Model<T>> {
+        if self.spec.arch == crate::models::Arch::Custom {
+            return Err(Error::config(
+                "model",
+                "custom",
+                "a network of custom layers cannot be rebuilt from its record: build it, then \
+                 Model::load the checkpoint",
+            ));
+        }
         let mut model = Model::new(self.spec.clone());
         model.reprogram_layers(self.nrpm_layers.as_deref().unwrap_or(&[]))?;
         Ok(model)
@@ -101,11 +110,13 @@ impl<T: Real> Model<T> {
         let mut layers = Vec::new();
         self.net.visit_layers("", &mut |key, layer| {
             if let Some(Matching::Nrpm(m)) = layer.matching() {
-                layers.push(NrpmLayer {
-                    key: key.to_string(),
-                    operator: m.op_config().unwrap_or(m.cfg),
-                    lambda_param: m.param,
-                });
+                if let Ok(operator) = m.config() {
+                    layers.push(NrpmLayer {
+                        key: key.to_string(),
+                        operator,
+                        lambda_param: m.param(),
+                    });
+                }
             }
         });
         ModelRecord {

@@ -67,7 +67,7 @@ impl LayerSelection {
     fn picks(&self, arch: &Arch, index: usize, key: &str, conv: bool) -> bool {
         match self {
             Self::Default => match arch {
-                Arch::Mlp { .. } => true,
+                Arch::Mlp { .. } | Arch::Custom => true,
                 Arch::LeNet => conv,
                 Arch::ResNet { .. } => {
                     conv && key.starts_with("layer") && !key.contains("shortcut")
@@ -227,7 +227,7 @@ impl<T: Real> Model<T> {
                 _ => return,
             };
             if let Matching::Nrpm(m) = matching {
-                m.exec = exec;
+                m.set_exec(exec);
                 count += 1;
             }
         });

@@ -18,7 +18,8 @@ pub(crate) fn relu_forward<T: Real>(x: ArrayD<T>) -> (ArrayD<T>, Cache<T>) {
 pub(crate) fn mask_backward<T: Real>(mask: &ArrayD<T>, dy: ArrayD<T>) -> Result<ArrayD<T>> {
     if mask.shape() != dy.shape() {
         return Err(Error::shape(
-            "nn::mask_backward (dy)",
+            "nn::mask_backward",
+            "dy",
             mask.shape(),
             dy.shape(),
         ));
@@ -76,7 +77,8 @@ pub fn dropout_backward<T: Real>(cache: &Cache<T>, dy: ArrayD<T>) -> Result<Arra
 pub(crate) fn flatten_forward<T: Real>(x: ArrayD<T>) -> Result<(ArrayD<T>, Cache<T>)> {
     if x.ndim() < 2 {
         return Err(Error::shape(
-            "nn::Flatten::forward (needs [B, …])",
+            "nn::Flatten::forward",
+            "x ([B, …])",
             &[0, 0],
             x.shape(),
         ));
@@ -97,7 +99,8 @@ pub(crate) fn flatten_backward<T: Real>(shape: &[usize], dy: ArrayD<T>) -> Resul
     let n: usize = shape.iter().product();
     if dy.len() != n {
         return Err(Error::shape(
-            "nn::Flatten::backward (dy)",
+            "nn::Flatten::backward",
+            "dy",
             &[n],
             &[dy.len()],
         ));

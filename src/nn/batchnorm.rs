@@ -11,32 +11,30 @@
 
 use std::sync::Mutex;
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{Array1, ArrayD, Axis};
 
 use crate::error::{Error, Result};
-use crate::nn::{join, Cache, Grads, Mode, ParamMut, Role};
+use crate::nn::{join, Cache, Mode, Param, ParamGrads, ParamMut, Role};
 use crate::real::Real;
 
 /// Running statistics (updated in train mode through `&self`, hence the mutex).
 #[derive(Clone, Debug)]
-pub struct Running<T> {
+struct Running<T> {
     /// `[C]`.
-    pub mean: ArrayD<T>,
+    mean: Array1<T>,
     /// `[C]`.
-    pub var: ArrayD<T>,
+    var: Array1<T>,
     /// `num_batches_tracked`.
-    pub batches: i64,
+    batches: i64,
 }
 
-/// Batch normalisation of `[B, C, H, W]` maps.
+/// Batch normalisation of `[B, C, H, W]` maps; every tensor has C entries, fixed at
+/// construction.
 #[derive(Debug)]
 pub struct BatchNorm2d<T> {
-    /// γ, `[C]`.
-    pub weight: ArrayD<T>,
-    /// β, `[C]`.
-    pub bias: ArrayD<T>,
-    /// Running statistics.
-    pub running: Mutex<Running<T>>,
+    weight: Array1<T>,
+    bias: Array1<T>,
+    running: Mutex<Running<T>>,
     /// Added to the variance.
     pub eps: f64,
     /// Running-average factor.
@@ -48,7 +46,7 @@ impl<T: Real> Clone for BatchNorm2d<T> {
         Self {
             weight: self.weight.clone(),
             bias: self.bias.clone(),
-            running: Mutex::new(self.running.lock().expect("not poisoned").clone()),
+            running: Mutex::new(self.lock().clone()),
             eps: self.eps,
             momentum: self.momentum,
         }
@@ -59,16 +57,35 @@ impl<T: Real> BatchNorm2d<T> {
     /// PyTorch's initial state: γ = 1, β = 0, running mean 0, variance 1.
     pub fn new(c: usize) -> Self {
         Self {
-            weight: ArrayD::ones(IxDyn(&[c])),
-            bias: ArrayD::zeros(IxDyn(&[c])),
+            weight: Array1::ones(c),
+            bias: Array1::zeros(c),
             running: Mutex::new(Running {
-                mean: ArrayD::zeros(IxDyn(&[c])),
-                var: ArrayD::ones(IxDyn(&[c])),
+                mean: Array1::zeros(c),
+                var: Array1::ones(c),
                 batches: 0,
             }),
             eps: 1e-5,
             momentum: 0.1,
         }
+    }
+
+    /// The running statistics, even after a panic elsewhere held the lock.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running<T>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `(running mean [C], running variance [C], num_batches_tracked)`.
+    pub fn running_stats(&self) -> (Array1<T>, Array1<T>, i64) {
+        let r = self.lock();
+        (r.mean.clone(), r.var.clone(), r.batches)
+    }
+
+    /// Sets `num_batches_tracked` (what a checkpoint stores).
+    pub fn set_batches_tracked(&mut self, n: i64) {
+        self.running
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .batches = n;
     }
 
     fn channels(&self) -> usize {
@@ -85,6 +102,7 @@ impl<T: Real> BatchNorm2d<T> {
         if x.ndim() != 4 || x.shape()[1] != c {
             return Err(Error::shape(
                 "nn::BatchNorm2d::forward",
+                "x ([B, C, H, W])",
                 &[0, c, 0, 0],
                 x.shape(),
             ));
@@ -100,7 +118,7 @@ impl<T: Real> BatchNorm2d<T> {
                 ));
             }
             let (mean, var) = channel_stats(&x);
-            let mut run = self.running.lock().expect("not poisoned");
+            let mut run = self.lock();
             let m = T::of(self.momentum);
             let unbias = T::of(n as f64 / (n as f64 - 1.0));
             for ch in 0..c {
@@ -110,7 +128,7 @@ impl<T: Real> BatchNorm2d<T> {
             run.batches += 1;
             (mean, var)
         } else {
-            let run = self.running.lock().expect("not poisoned");
+            let run = self.lock();
             (
                 run.mean.iter().copied().collect(),
                 run.var.iter().copied().collect(),
@@ -146,7 +164,7 @@ impl<T: Real> BatchNorm2d<T> {
         key: &str,
         cache: &Cache<T>,
         dy: ArrayD<T>,
-        grads: &mut Grads<T>,
+        grads: &mut ParamGrads<T>,
     ) -> Result<ArrayD<T>> {
         let Cache::BatchNorm {
             xhat,
@@ -160,7 +178,8 @@ impl<T: Real> BatchNorm2d<T> {
         };
         if dy.shape() != xhat.shape() {
             return Err(Error::shape(
-                "nn::BatchNorm2d::backward (dy)",
+                "nn::BatchNorm2d::backward",
+                "dy",
                 xhat.shape(),
                 dy.shape(),
             ));
@@ -168,8 +187,8 @@ impl<T: Real> BatchNorm2d<T> {
         let c = self.channels();
         let n = T::of((xhat.len() / c) as f64);
         let mut dx = dy.clone();
-        let mut dgamma = ArrayD::zeros(IxDyn(&[c]));
-        let mut dbeta = ArrayD::zeros(IxDyn(&[c]));
+        let mut dgamma = Array1::zeros(c);
+        let mut dbeta = Array1::zeros(c);
         for ch in 0..c {
             let xh = xhat.index_axis(Axis(1), ch);
             let dyc = dy.index_axis(Axis(1), ch);
@@ -189,34 +208,59 @@ impl<T: Real> BatchNorm2d<T> {
                 dxc.mapv_inplace(|d| d * g * s);
             }
         }
-        grads.add(join(key, "weight"), dgamma);
-        grads.add(join(key, "bias"), dbeta);
+        grads.add(join(key, "weight"), dgamma.into_dyn());
+        grads.add(join(key, "bias"), dbeta.into_dyn());
         Ok(dx)
+    }
+
+    /// Visits `weight`, `bias` (trainable) and the running statistics (buffers), read-only.
+    pub fn visit(&self, key: &str, f: &mut dyn FnMut(Param<'_, T>)) {
+        f(Param::new(
+            join(key, "weight"),
+            Role::Bias,
+            self.weight.view().into_dyn(),
+        ));
+        f(Param::new(
+            join(key, "bias"),
+            Role::Bias,
+            self.bias.view().into_dyn(),
+        ));
+        let run = self.lock();
+        f(Param::new(
+            join(key, "running_mean"),
+            Role::Buffer,
+            run.mean.view().into_dyn(),
+        ));
+        f(Param::new(
+            join(key, "running_var"),
+            Role::Buffer,
+            run.var.view().into_dyn(),
+        ));
     }
 
     /// Visits `weight`, `bias` (trainable) and the running statistics (buffers).
     pub fn visit_mut(&mut self, key: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
-        f(ParamMut {
-            key: join(key, "weight"),
-            role: Role::Bias,
-            value: &mut self.weight,
-        });
-        f(ParamMut {
-            key: join(key, "bias"),
-            role: Role::Bias,
-            value: &mut self.bias,
-        });
-        let run = self.running.get_mut().expect("not poisoned");
-        f(ParamMut {
-            key: join(key, "running_mean"),
-            role: Role::Buffer,
-            value: &mut run.mean,
-        });
-        f(ParamMut {
-            key: join(key, "running_var"),
-            role: Role::Buffer,
-            value: &mut run.var,
-        });
+        f(ParamMut::new(
+            join(key, "weight"),
+            Role::Bias,
+            self.weight.view_mut().into_dyn(),
+        ));
+        f(ParamMut::new(
+            join(key, "bias"),
+            Role::Bias,
+            self.bias.view_mut().into_dyn(),
+        ));
+        let run = self.running.get_mut().unwrap_or_else(|e| e.into_inner());
+        f(ParamMut::new(
+            join(key, "running_mean"),
+            Role::Buffer,
+            run.mean.view_mut().into_dyn(),
+        ));
+        f(ParamMut::new(
+            join(key, "running_var"),
+            Role::Buffer,
+            run.var.view_mut().into_dyn(),
+        ));
     }
 }
 

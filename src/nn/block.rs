@@ -13,7 +13,9 @@
 use ndarray::ArrayD;
 
 use crate::error::{Error, Result};
-use crate::nn::{act, join, BatchNorm2d, Cache, Conv2d, Ctx, Grads, Layer, ParamMut, Sequential};
+use crate::nn::{
+    act, join, BatchNorm2d, Cache, Conv2d, Ctx, Layer, Param, ParamGrads, ParamMut, Sequential,
+};
 use crate::nrpm::conv::Conv2dGeometry;
 use crate::real::Real;
 
@@ -109,7 +111,8 @@ impl<T: Real> Residual<T> {
         let (out, main) = self.main.forward(x, ctx)?;
         if out.shape() != sc.shape() {
             return Err(Error::shape(
-                "nn::Residual::forward (shortcut)",
+                "nn::Residual::forward",
+                "shortcut output",
                 out.shape(),
                 sc.shape(),
             ));
@@ -137,7 +140,7 @@ impl<T: Real> Residual<T> {
         key: &str,
         cache: &Cache<T>,
         dy: ArrayD<T>,
-        grads: &mut Grads<T>,
+        grads: &mut ParamGrads<T>,
     ) -> Result<ArrayD<T>> {
         let Cache::Residual {
             main,
@@ -158,6 +161,14 @@ impl<T: Real> Residual<T> {
             None => d,
         };
         Ok(dx_main + dx_sc)
+    }
+
+    /// Visits parameters and buffers, read-only.
+    pub fn visit(&self, key: &str, f: &mut dyn FnMut(Param<'_, T>)) {
+        self.main.visit(key, f);
+        if let Some(s) = &self.shortcut {
+            s.visit(&join(key, "shortcut"), f);
+        }
     }
 
     /// Visits parameters and buffers.

@@ -1,10 +1,9 @@
 //! 2-D convolution layer (NCHW) with a choice of matching (LPM or NRPM).
 
-use ndarray::{ArrayD, Ix1, Ix4};
+use ndarray::{Array1, Array4, ArrayD, Ix4};
 
 use crate::error::{Error, Result};
-use crate::nn::linear::visit_matched;
-use crate::nn::{join, Cache, Grads, Matching, ParamMut};
+use crate::nn::{join, Cache, Matching, Param, ParamGrads, ParamMut, Role};
 use crate::nrpm::conv::{self, Conv2dGeometry};
 use crate::nrpm::Iterates;
 use crate::real::Real;
@@ -12,12 +11,11 @@ use crate::real::Real;
 /// `x [B, C, H, W] → y [B, O, Ho, Wo]` with `weight [O, C, kh, kw]` and optional `bias [O]`
 /// (PyTorch `nn.Conv2d` keys). The authors' `RobustConv2d` never adds its bias: set
 /// `apply_bias = false` to reproduce that while still loading and saving the `bias` tensor.
+/// The tensors' shapes are fixed at construction.
 #[derive(Clone, Debug)]
 pub struct Conv2d<T> {
-    /// `[O, C, kh, kw]`.
-    pub weight: ArrayD<T>,
-    /// `[O]`.
-    pub bias: Option<ArrayD<T>>,
+    weight: Array4<T>,
+    bias: Option<Array1<T>>,
     /// Whether the bias is added in the forward pass.
     pub apply_bias: bool,
     /// Stride, padding, dilation.
@@ -30,19 +28,46 @@ impl<T: Real> Conv2d<T> {
     /// A zero-initialised LPM convolution with a square kernel.
     pub fn new(c: usize, o: usize, kernel: usize, geometry: Conv2dGeometry, bias: bool) -> Self {
         Self {
-            weight: ArrayD::zeros(ndarray::IxDyn(&[o, c, kernel, kernel])),
-            bias: bias.then(|| ArrayD::zeros(ndarray::IxDyn(&[o]))),
+            weight: Array4::zeros((o, c, kernel, kernel)),
+            bias: bias.then(|| Array1::zeros(o)),
             apply_bias: bias,
             geometry,
             matching: Matching::Lpm,
         }
     }
 
-    fn weight4(&self) -> ndarray::ArrayView4<'_, T> {
-        self.weight
-            .view()
-            .into_dimensionality::<Ix4>()
-            .expect("weight is [O, C, kh, kw]")
+    /// `weight [O, C, kh, kw]`.
+    pub fn weight(&self) -> ndarray::ArrayView4<'_, T> {
+        self.weight.view()
+    }
+
+    /// `bias [O]`, if the layer has one (added only with `apply_bias`).
+    pub fn bias(&self) -> Option<ndarray::ArrayView1<'_, T>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    /// Replaces the weight values.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] unless `weight` has the layer's shape.
+    pub fn set_weight(&mut self, weight: Array4<T>) -> Result<()> {
+        if weight.dim() != self.weight.dim() {
+            return Err(Error::shape(
+                "nn::Conv2d::set_weight",
+                "weight",
+                self.weight.shape(),
+                weight.shape(),
+            ));
+        }
+        self.weight = weight;
+        Ok(())
+    }
+
+    fn applied_bias(&self) -> Option<ndarray::ArrayView1<'_, T>> {
+        match (&self.bias, self.apply_bias) {
+            (Some(b), true) => Some(b.view()),
+            _ => None,
+        }
     }
 
     /// Forward pass.
@@ -50,56 +75,55 @@ impl<T: Real> Conv2d<T> {
     /// # Errors
     /// [`Error::Shape`] if `x` is not NCHW with the layer's channels; operator errors.
     pub fn forward(&self, x: ArrayD<T>) -> Result<(ArrayD<T>, Cache<T>)> {
-        let w = self.weight4();
         let x4 = x.view().into_dimensionality::<Ix4>().map_err(|_| {
             Error::shape(
-                "nn::Conv2d::forward (x must be [B, C, H, W])",
-                &[0, w.dim().1, 0, 0],
+                "nn::Conv2d::forward",
+                "x ([B, C, H, W])",
+                &[0, self.weight.dim().1, 0, 0],
                 x.shape(),
             )
         })?;
-        let bias = match (&self.bias, self.apply_bias) {
-            (Some(b), true) => Some(b.view().into_dimensionality::<Ix1>().expect("bias is [O]")),
-            _ => None,
-        };
         let (cfg, exec) = self.matching.op()?;
-        let (y, iterates) = conv::forward(exec, x4, w, bias, &self.geometry, &cfg)?;
-        Ok((y.into_dyn(), Cache::Matching { x, iterates }))
+        let (y, iterates) = conv::forward_with(
+            exec,
+            x4,
+            self.weight.view(),
+            self.applied_bias(),
+            &self.geometry,
+            &cfg,
+        )?;
+        Ok((
+            y.into_dyn(),
+            Cache::Matching {
+                x,
+                iterates: Box::new(iterates),
+            },
+        ))
     }
 
     /// Backward pass: returns `∂L/∂x`; adds `weight`, `bias` (when applied), `robust_sum.beta`.
     ///
     /// # Errors
-    /// Shape mismatches between the cache and `dy`.
+    /// [`Error::Stale`] for a cache of another input; shape mismatches of `dy`.
     pub fn backward(
         &self,
         key: &str,
         x: &ArrayD<T>,
         iterates: &Iterates<T>,
         dy: ArrayD<T>,
-        grads: &mut Grads<T>,
+        grads: &mut ParamGrads<T>,
     ) -> Result<ArrayD<T>> {
+        let op = "nn::Conv2d::backward";
         let x4 = x
             .view()
             .into_dimensionality::<Ix4>()
-            .expect("cached input is NCHW");
-        let dy4 = dy.view().into_dimensionality::<Ix4>().map_err(|_| {
-            Error::shape(
-                "nn::Conv2d::backward (dy must be NCHW)",
-                &[0, 0, 0, 0],
-                dy.shape(),
-            )
-        })?;
-        let (cfg, exec) = self.matching.op()?;
-        let g = conv::backward(
-            exec,
-            x4,
-            self.weight4(),
-            iterates,
-            dy4,
-            &self.geometry,
-            &cfg,
-        )?;
+            .map_err(|_| Error::shape(op, "cached x", &[0, 0, 0, 0], x.shape()))?;
+        let dy4 = dy
+            .view()
+            .into_dimensionality::<Ix4>()
+            .map_err(|_| Error::shape(op, "dy ([B, O, Ho, Wo])", &[0, 0, 0, 0], dy.shape()))?;
+        let exec = self.matching.op()?.1;
+        let g = conv::backward_with(exec, x4, self.weight.view(), iterates, dy4, &self.geometry)?;
         grads.add(join(key, "weight"), g.weight.into_dyn());
         if self.bias.is_some() && self.apply_bias {
             grads.add(join(key, "bias"), g.bias.into_dyn());
@@ -109,14 +133,36 @@ impl<T: Real> Conv2d<T> {
     }
 
     /// Visits `weight`, `bias`, θ.
+    pub fn visit(&self, key: &str, f: &mut dyn FnMut(Param<'_, T>)) {
+        f(Param::new(
+            join(key, "weight"),
+            Role::Weight,
+            self.weight.view().into_dyn(),
+        ));
+        if let Some(b) = &self.bias {
+            f(Param::new(
+                join(key, "bias"),
+                Role::Bias,
+                b.view().into_dyn(),
+            ));
+        }
+        self.matching.visit(key, "beta", f);
+    }
+
+    /// Visits `weight`, `bias`, θ, mutably (values only: shapes cannot change).
     pub fn visit_mut(&mut self, key: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
-        visit_matched(
-            key,
-            &mut self.weight,
-            self.bias.as_mut(),
-            &mut self.matching,
-            "beta",
-            f,
-        );
+        f(ParamMut::new(
+            join(key, "weight"),
+            Role::Weight,
+            self.weight.view_mut().into_dyn(),
+        ));
+        if let Some(b) = &mut self.bias {
+            f(ParamMut::new(
+                join(key, "bias"),
+                Role::Bias,
+                b.view_mut().into_dyn(),
+            ));
+        }
+        self.matching.visit_mut(key, "beta", f);
     }
 }

@@ -1,9 +1,9 @@
 //! Fully connected layer with a choice of matching (LPM or NRPM), and the per-layer λ.
 
-use ndarray::{ArrayD, Ix1, Ix2};
+use ndarray::{Array1, Array2, ArrayD, Ix2};
 
 use crate::error::{Error, Result};
-use crate::nn::{join, Cache, Grads, ParamMut, Role};
+use crate::nn::{join, Cache, Param, ParamGrads, ParamMut, Role};
 use crate::nrpm::{self, Exec, Iterates, NrpmConfig};
 use crate::real::Real;
 
@@ -17,44 +17,64 @@ pub enum LambdaParam {
     Sigmoid,
 }
 
-/// An NRPM matching: the operator's configuration (norm, K, ε, groups) and the learnable θ of
-/// its λ, stored as a `[1]` tensor under the state-dict key `<layer>.robust_sum.lmbd`
-/// (`.beta` for convolutions, as in the authors' checkpoints).
+impl LambdaParam {
+    /// λ for the stored value θ.
+    pub fn lambda(self, theta: f64) -> f64 {
+        match self {
+            LambdaParam::Raw => theta,
+            LambdaParam::Sigmoid => 1.0 / (1.0 + (-theta).exp()),
+        }
+    }
+
+    /// θ for λ.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a non-finite λ, or λ ∉ (0, 1) under `Sigmoid`.
+    pub fn theta(self, lambda: f64) -> Result<f64> {
+        match self {
+            LambdaParam::Raw if lambda.is_finite() => Ok(lambda),
+            LambdaParam::Sigmoid if lambda > 0.0 && lambda < 1.0 => {
+                Ok((lambda / (1.0 - lambda)).ln())
+            }
+            _ => Err(Error::config(
+                "lambda",
+                lambda,
+                "must be finite, and in (0, 1) when λ = sigmoid(θ) is learned",
+            )),
+        }
+    }
+}
+
+/// An NRPM matching: the operator's configuration (norm, K, ε, groups), the learnable θ of its
+/// λ (a `[1]` tensor under the state-dict key `<layer>.robust_sum.lmbd`, `.beta` for
+/// convolutions, as in the authors' checkpoints), how θ maps to λ, and where the operator runs.
 #[derive(Clone, Debug)]
 pub struct RobustMatch<T> {
-    /// Operator configuration; its own λ is replaced by [`RobustMatch::lambda`] at each call.
-    pub cfg: NrpmConfig,
-    /// θ, `[1]`.
-    pub theta: ArrayD<T>,
-    /// How θ maps to λ.
-    pub param: LambdaParam,
-    /// Which path runs the operator (CPU, or CUDA: [`crate::models::Model::set_exec`]).
-    pub exec: Exec,
+    cfg: NrpmConfig,
+    theta: Array1<T>,
+    param: LambdaParam,
+    exec: Exec,
 }
 
 impl<T: Real> RobustMatch<T> {
-    /// A matching with λ taken from `cfg.lambda()` under the given parametrisation.
+    /// A matching with λ taken from `cfg.lambda()` under the given parametrisation, on the
+    /// fused CPU path.
     ///
     /// # Errors
     /// [`Error::Config`] if `param` is `Sigmoid` and λ is not in (0, 1).
     pub fn new(cfg: NrpmConfig, param: LambdaParam) -> Result<Self> {
-        let mut m = Self {
+        let theta = param.theta(cfg.lambda())?;
+        Ok(Self {
             cfg,
-            theta: ArrayD::zeros(ndarray::IxDyn(&[1])),
+            theta: Array1::from_elem(1, T::of(theta)),
             param,
             exec: Exec::Fused,
-        };
-        m.set_lambda(cfg.lambda())?;
-        Ok(m)
+        })
     }
 
     /// The current λ.
     pub fn lambda(&self) -> f64 {
-        let theta = self.theta[0].f64();
-        match self.param {
-            LambdaParam::Raw => theta,
-            LambdaParam::Sigmoid => 1.0 / (1.0 + (-theta).exp()),
-        }
+        self.param.lambda(self.theta[0].f64())
     }
 
     /// Sets λ (θ = λ, or θ = logit λ).
@@ -62,26 +82,30 @@ impl<T: Real> RobustMatch<T> {
     /// # Errors
     /// [`Error::Config`] for non-finite λ, or λ ∉ (0, 1) under `Sigmoid`.
     pub fn set_lambda(&mut self, lambda: f64) -> Result<()> {
-        let theta = match self.param {
-            LambdaParam::Raw if lambda.is_finite() => lambda,
-            LambdaParam::Sigmoid if lambda > 0.0 && lambda < 1.0 => (lambda / (1.0 - lambda)).ln(),
-            _ => {
-                return Err(Error::config(
-                    "lambda",
-                    lambda,
-                    "must be finite, and in (0, 1) when λ = sigmoid(θ) is learned",
-                ))
-            }
-        };
-        self.theta[0] = T::of(theta);
+        self.theta[0] = T::of(self.param.theta(lambda)?);
         Ok(())
+    }
+
+    /// How θ maps to λ.
+    pub fn param(&self) -> LambdaParam {
+        self.param
+    }
+
+    /// The path the operator runs on.
+    pub fn exec(&self) -> Exec {
+        self.exec
+    }
+
+    /// Runs the operator on another path (e.g. [`Exec::Cuda`]).
+    pub fn set_exec(&mut self, exec: Exec) {
+        self.exec = exec;
     }
 
     /// The operator configuration with the current λ.
     ///
     /// # Errors
-    /// [`Error::Config`] if θ became non-finite.
-    pub fn op_config(&self) -> Result<NrpmConfig> {
+    /// [`Error::Config`] if θ became non-finite (a diverged training step).
+    pub fn config(&self) -> Result<NrpmConfig> {
         self.cfg.with_lambda(self.lambda())
     }
 
@@ -111,12 +135,18 @@ impl<T: Real> Matching<T> {
     pub(crate) fn op(&self) -> Result<(NrpmConfig, Exec)> {
         match self {
             Matching::Lpm => Ok((NrpmConfig::lpm(), Exec::Fused)),
-            Matching::Nrpm(m) => Ok((m.op_config()?, m.exec)),
+            Matching::Nrpm(m) => Ok((m.config()?, m.exec)),
         }
     }
 
     /// Adds `∂L/∂θ` under `key.robust_sum.<slot>` when this is an NRPM matching.
-    pub(crate) fn add_theta_grad(&self, key: &str, slot: &str, dlambda: T, grads: &mut Grads<T>) {
+    pub(crate) fn add_theta_grad(
+        &self,
+        key: &str,
+        slot: &str,
+        dlambda: T,
+        grads: &mut ParamGrads<T>,
+    ) {
         if let Matching::Nrpm(m) = self {
             let g = ArrayD::from_elem(ndarray::IxDyn(&[1]), m.theta_grad(dlambda));
             grads.add(join(key, &format!("robust_sum.{slot}")), g);
@@ -124,25 +154,36 @@ impl<T: Real> Matching<T> {
     }
 
     /// Visits θ under `key.robust_sum.<slot>`.
+    pub(crate) fn visit(&self, key: &str, slot: &str, f: &mut dyn FnMut(Param<'_, T>)) {
+        if let Matching::Nrpm(m) = self {
+            f(Param {
+                key: join(key, &format!("robust_sum.{slot}")),
+                role: Role::Lambda,
+                value: m.theta.view().into_dyn(),
+            });
+        }
+    }
+
+    /// Visits θ under `key.robust_sum.<slot>`, mutably.
     pub(crate) fn visit_mut(&mut self, key: &str, slot: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
         if let Matching::Nrpm(m) = self {
             f(ParamMut {
                 key: join(key, &format!("robust_sum.{slot}")),
                 role: Role::Lambda,
-                value: &mut m.theta,
+                value: m.theta.view_mut().into_dyn(),
             });
         }
     }
 }
 
 /// `x [B, D] → y [B, O]`: `weight [O, D]`, optional `bias [O]` (PyTorch `nn.Linear` keys
-/// `weight`, `bias`), matched by LPM or NRPM.
+/// `weight`, `bias`), matched by LPM or NRPM. The tensors' shapes are fixed at construction;
+/// their values change through [`Linear::set_weight`], [`Linear::set_bias`] or the parameter
+/// visitors.
 #[derive(Clone, Debug)]
 pub struct Linear<T> {
-    /// `[O, D]`.
-    pub weight: ArrayD<T>,
-    /// `[O]`.
-    pub bias: Option<ArrayD<T>>,
+    weight: Array2<T>,
+    bias: Option<Array1<T>>,
     /// LPM or NRPM.
     pub matching: Matching<T>,
 }
@@ -151,28 +192,84 @@ impl<T: Real> Linear<T> {
     /// A zero-initialised LPM layer `d → o` (load or initialise weights afterwards).
     pub fn new(d: usize, o: usize, bias: bool) -> Self {
         Self {
-            weight: ArrayD::zeros(ndarray::IxDyn(&[o, d])),
-            bias: bias.then(|| ArrayD::zeros(ndarray::IxDyn(&[o]))),
+            weight: Array2::zeros((o, d)),
+            bias: bias.then(|| Array1::zeros(o)),
             matching: Matching::Lpm,
         }
     }
 
-    fn views(
-        &self,
-    ) -> (
-        ndarray::ArrayView2<'_, T>,
-        Option<ndarray::ArrayView1<'_, T>>,
-    ) {
-        let w = self
-            .weight
-            .view()
-            .into_dimensionality::<Ix2>()
-            .expect("weight is [O, D]");
-        let b = self
-            .bias
-            .as_ref()
-            .map(|b| b.view().into_dimensionality::<Ix1>().expect("bias is [O]"));
-        (w, b)
+    /// An LPM layer with these tensors: `weight [O, D]`, `bias [O]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the bias has not O entries.
+    pub fn from_parts(weight: Array2<T>, bias: Option<Array1<T>>) -> Result<Self> {
+        if let Some(b) = &bias {
+            if b.len() != weight.nrows() {
+                return Err(Error::shape(
+                    "nn::Linear::from_parts",
+                    "bias",
+                    &[weight.nrows()],
+                    &[b.len()],
+                ));
+            }
+        }
+        Ok(Self {
+            weight,
+            bias,
+            matching: Matching::Lpm,
+        })
+    }
+
+    /// `weight [O, D]`.
+    pub fn weight(&self) -> ndarray::ArrayView2<'_, T> {
+        self.weight.view()
+    }
+
+    /// `bias [O]`, if the layer has one.
+    pub fn bias(&self) -> Option<ndarray::ArrayView1<'_, T>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    /// Replaces the weight values.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] unless `weight` has the layer's shape `[O, D]`.
+    pub fn set_weight(&mut self, weight: Array2<T>) -> Result<()> {
+        if weight.dim() != self.weight.dim() {
+            return Err(Error::shape(
+                "nn::Linear::set_weight",
+                "weight",
+                self.weight.shape(),
+                weight.shape(),
+            ));
+        }
+        self.weight = weight;
+        Ok(())
+    }
+
+    /// Replaces the bias values.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] unless the layer has a bias of this length.
+    pub fn set_bias(&mut self, bias: Array1<T>) -> Result<()> {
+        match &mut self.bias {
+            Some(b) if b.len() == bias.len() => {
+                *b = bias;
+                Ok(())
+            }
+            Some(b) => Err(Error::shape(
+                "nn::Linear::set_bias",
+                "bias",
+                &[b.len()],
+                &[bias.len()],
+            )),
+            None => Err(Error::shape(
+                "nn::Linear::set_bias",
+                "bias (the layer has none)",
+                &[],
+                &[bias.len()],
+            )),
+        }
     }
 
     /// Forward pass.
@@ -180,45 +277,46 @@ impl<T: Real> Linear<T> {
     /// # Errors
     /// [`Error::Shape`] if `x` is not `[B, D]`; operator errors.
     pub fn forward(&self, x: ArrayD<T>) -> Result<(ArrayD<T>, Cache<T>)> {
-        let (w, b) = self.views();
-        let x2 = x.view().into_dimensionality::<Ix2>().map_err(|_| {
-            Error::shape(
-                "nn::Linear::forward (x must be [B, D])",
-                &[0, w.ncols()],
-                x.shape(),
-            )
-        })?;
+        let op = "nn::Linear::forward";
+        let x2 = x
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(|_| Error::shape(op, "x ([B, D])", &[0, self.weight.ncols()], x.shape()))?;
         let (cfg, exec) = self.matching.op()?;
-        let (y, iterates) = nrpm::forward_with(exec, x2, w, b, &cfg)?;
-        Ok((y.into_dyn(), Cache::Matching { x, iterates }))
+        let bias = self.bias.as_ref().map(|b| b.view());
+        let (y, iterates) = nrpm::forward_with(exec, x2, self.weight.view(), bias, &cfg)?;
+        Ok((
+            y.into_dyn(),
+            Cache::Matching {
+                x,
+                iterates: Box::new(iterates),
+            },
+        ))
     }
 
     /// Backward pass: returns `∂L/∂x`, adds `weight`, `bias`, `robust_sum.lmbd` gradients.
     ///
     /// # Errors
-    /// Shape mismatches between the cache and `dy`.
+    /// [`Error::Stale`] for a cache of another input; shape mismatches of `dy`.
     pub fn backward(
         &self,
         key: &str,
         x: &ArrayD<T>,
         iterates: &Iterates<T>,
         dy: ArrayD<T>,
-        grads: &mut Grads<T>,
+        grads: &mut ParamGrads<T>,
     ) -> Result<ArrayD<T>> {
-        let (w, _) = self.views();
+        let op = "nn::Linear::backward";
         let x2 = x
             .view()
             .into_dimensionality::<Ix2>()
-            .expect("cached input is [B, D]");
-        let dy2 = dy.view().into_dimensionality::<Ix2>().map_err(|_| {
-            Error::shape(
-                "nn::Linear::backward (dy must be [B, O])",
-                &[x2.nrows(), w.nrows()],
-                dy.shape(),
-            )
-        })?;
-        let (cfg, exec) = self.matching.op()?;
-        let g = nrpm::backward_with(exec, x2, w, iterates, dy2, &cfg)?;
+            .map_err(|_| Error::shape(op, "cached x", &[0, self.weight.ncols()], x.shape()))?;
+        let dy2 = dy
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(|_| Error::shape(op, "dy", &[x2.nrows(), self.weight.nrows()], dy.shape()))?;
+        let exec = self.matching.op()?.1;
+        let g = nrpm::backward_with(exec, x2, self.weight.view(), iterates, dy2)?;
         grads.add(join(key, "weight"), g.weight.into_dyn());
         if self.bias.is_some() {
             grads.add(join(key, "bias"), g.bias.into_dyn());
@@ -228,39 +326,36 @@ impl<T: Real> Linear<T> {
     }
 
     /// Visits `weight`, `bias`, θ.
-    pub fn visit_mut(&mut self, key: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
-        visit_matched(
-            key,
-            &mut self.weight,
-            self.bias.as_mut(),
-            &mut self.matching,
-            "lmbd",
-            f,
-        );
+    pub fn visit(&self, key: &str, f: &mut dyn FnMut(Param<'_, T>)) {
+        f(Param::new(
+            join(key, "weight"),
+            Role::Weight,
+            self.weight.view().into_dyn(),
+        ));
+        if let Some(b) = &self.bias {
+            f(Param::new(
+                join(key, "bias"),
+                Role::Bias,
+                b.view().into_dyn(),
+            ));
+        }
+        self.matching.visit(key, "lmbd", f);
     }
-}
 
-/// Visits the parameters of a matched layer (Linear or Conv2d): `key.weight`, `key.bias` and
-/// θ under `key.robust_sum.<slot>`.
-pub(crate) fn visit_matched<T: Real>(
-    key: &str,
-    weight: &mut ArrayD<T>,
-    bias: Option<&mut ArrayD<T>>,
-    matching: &mut Matching<T>,
-    slot: &str,
-    f: &mut dyn FnMut(ParamMut<'_, T>),
-) {
-    f(ParamMut {
-        key: join(key, "weight"),
-        role: Role::Weight,
-        value: weight,
-    });
-    if let Some(b) = bias {
-        f(ParamMut {
-            key: join(key, "bias"),
-            role: Role::Bias,
-            value: b,
-        });
+    /// Visits `weight`, `bias`, θ, mutably (values only: shapes cannot change).
+    pub fn visit_mut(&mut self, key: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
+        f(ParamMut::new(
+            join(key, "weight"),
+            Role::Weight,
+            self.weight.view_mut().into_dyn(),
+        ));
+        if let Some(b) = &mut self.bias {
+            f(ParamMut::new(
+                join(key, "bias"),
+                Role::Bias,
+                b.view_mut().into_dyn(),
+            ));
+        }
+        self.matching.visit_mut(key, "lmbd", f);
     }
-    matching.visit_mut(key, slot, f);
 }

@@ -30,7 +30,8 @@ pub fn cross_entropy<T: Real>(z: ArrayView2<T>, labels: &[usize]) -> Result<(T, 
     let (b, k) = z.dim();
     if labels.len() != b {
         return Err(Error::shape(
-            "nn::loss::cross_entropy (labels)",
+            "nn::loss::cross_entropy",
+            "labels",
             &[b],
             &[labels.len()],
         ));

@@ -91,16 +91,17 @@ impl Ctx {
 
 /// Parameter gradients by state-dict key.
 #[derive(Clone, Debug, Default)]
-pub struct Grads<T> {
+pub struct ParamGrads<T> {
     /// `key → ∂L/∂parameter` (same shape as the parameter; λ slots are `[1]`).
     pub map: BTreeMap<String, ArrayD<T>>,
 }
 
-impl<T: Real> Grads<T> {
+impl<T: Real> ParamGrads<T> {
     /// Adds `g` to the gradient of `key`.
     pub fn add(&mut self, key: String, g: ArrayD<T>) {
         match self.map.get_mut(&key) {
-            Some(acc) => *acc += &g,
+            Some(acc) if acc.shape() == g.shape() => *acc += &g,
+            Some(acc) => *acc = g, // a caller's mistake; the optimiser reports the shape
             None => {
                 self.map.insert(key, g);
             }
@@ -126,14 +127,92 @@ pub enum Role {
     Lambda,
 }
 
-/// A mutable handle on one named parameter.
+/// A read-only handle on one named parameter or buffer.
+pub struct Param<'a, T> {
+    /// State-dict key.
+    pub key: String,
+    /// Role.
+    pub role: Role,
+    /// Value (λ slots are `[1]`, holding θ).
+    pub value: ndarray::ArrayViewD<'a, T>,
+}
+
+impl<'a, T> Param<'a, T> {
+    /// A handle on `value` under `key`.
+    pub fn new(key: String, role: Role, value: ndarray::ArrayViewD<'a, T>) -> Self {
+        Self { key, role, value }
+    }
+}
+
+/// A mutable handle on one named parameter or buffer: its values can change, its shape cannot.
 pub struct ParamMut<'a, T> {
     /// State-dict key.
     pub key: String,
     /// Role.
     pub role: Role,
     /// Value (λ slots are `[1]`, holding θ).
-    pub value: &'a mut ArrayD<T>,
+    pub value: ndarray::ArrayViewMutD<'a, T>,
+}
+
+impl<'a, T> ParamMut<'a, T> {
+    /// A handle on `value` under `key`.
+    pub fn new(key: String, role: Role, value: ndarray::ArrayViewMutD<'a, T>) -> Self {
+        Self { key, role, value }
+    }
+}
+
+/// Anything that holds named parameters: a [`Model`](crate::models::Model), a
+/// [`Sequential`], a [`Layer`], or a user's own network. Optimisers
+/// ([`Sgd`](crate::train::Sgd)) and checkpoints work through it.
+pub trait Parameters<T: Real> {
+    /// Visits every parameter and buffer, read-only, with its key.
+    fn visit_params(&self, f: &mut dyn FnMut(Param<'_, T>));
+    /// Visits every parameter and buffer, mutably, with its key.
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(ParamMut<'_, T>));
+}
+
+/// A layer written outside nrpm: give it to a [`Sequential`] as [`Layer::Custom`] and it trains,
+/// is attacked and is saved like the built-in ones. `forward` returns what `backward` needs in
+/// a [`Cache::Custom`] (or any other cache variant); parameter gradients go to `grads` under
+/// `key.<name>`, with the keys the visitors use.
+pub trait Module<T: Real>: std::fmt::Debug + Send + Sync {
+    /// Forward pass of `x` (any layout the network agrees on).
+    ///
+    /// # Errors
+    /// Whatever goes wrong, as a typed [`Error`].
+    fn forward(&self, x: ArrayD<T>, ctx: &mut Ctx) -> Result<(ArrayD<T>, Cache<T>)>;
+
+    /// Backward pass: `∂L/∂x` for upstream `dy`; parameter gradients added to `grads` under
+    /// `key.<name>`.
+    ///
+    /// # Errors
+    /// A cache of another layer, shape mismatches.
+    fn backward(
+        &self,
+        key: &str,
+        cache: &Cache<T>,
+        dy: ArrayD<T>,
+        grads: &mut ParamGrads<T>,
+    ) -> Result<ArrayD<T>>;
+
+    /// Visits the parameters under `key.<name>` (none by default).
+    fn visit(&self, key: &str, f: &mut dyn FnMut(Param<'_, T>)) {
+        let _ = (key, f);
+    }
+
+    /// Visits the parameters under `key.<name>`, mutably (none by default).
+    fn visit_mut(&mut self, key: &str, f: &mut dyn FnMut(ParamMut<'_, T>)) {
+        let _ = (key, f);
+    }
+
+    /// A boxed copy (networks are cloned, e.g. for an LPM twin).
+    fn box_clone(&self) -> Box<dyn Module<T>>;
+}
+
+impl<T: Real> Clone for Box<dyn Module<T>> {
+    fn clone(&self) -> Self {
+        self.box_clone()
+    }
 }
 
 /// One layer of a network.
@@ -177,6 +256,8 @@ pub enum Layer<T: Real> {
     Residual(Box<Residual<T>>),
     /// Named children run in order.
     Sequential(Sequential<T>),
+    /// A user's layer ([`Module`]).
+    Custom(Box<dyn Module<T>>),
 }
 
 /// What a layer's backward needs from its forward.
@@ -189,7 +270,7 @@ pub enum Cache<T> {
         /// Layer input.
         x: ArrayD<T>,
         /// Saved IRLS iterates.
-        iterates: Iterates<T>,
+        iterates: Box<Iterates<T>>,
     },
     /// BatchNorm: normalised input and `1/√(var + eps)` per channel (train) or the running
     /// factor (eval).
@@ -214,6 +295,8 @@ pub enum Cache<T> {
     Shape(Vec<usize>),
     /// Caches of a sequence of layers.
     Seq(Vec<Cache<T>>),
+    /// Whatever a [`Module`] keeps for its backward pass.
+    Custom(std::sync::Arc<dyn std::any::Any + Send + Sync>),
     /// Residual block: main path, shortcut path, and the output ReLU mask.
     Residual {
         /// Main path caches.
@@ -280,11 +363,12 @@ impl<T: Real> Sequential<T> {
         prefix: &str,
         caches: &[Cache<T>],
         dy: ArrayD<T>,
-        grads: &mut Grads<T>,
+        grads: &mut ParamGrads<T>,
     ) -> Result<ArrayD<T>> {
         if caches.len() != self.layers.len() {
             return Err(Error::shape(
-                "nn::Sequential::backward (caches)",
+                "nn::Sequential::backward",
+                "caches (one per layer)",
                 &[self.layers.len()],
                 &[caches.len()],
             ));
@@ -296,6 +380,13 @@ impl<T: Real> Sequential<T> {
                 .map_err(|e| e.in_layer(name))?;
         }
         Ok(d)
+    }
+
+    /// Visits every parameter and buffer, read-only, with its state-dict key.
+    pub fn visit(&self, prefix: &str, f: &mut dyn FnMut(Param<'_, T>)) {
+        for (name, layer) in &self.layers {
+            layer.visit(&join(prefix, name), f);
+        }
     }
 
     /// Visits every parameter and buffer with its state-dict key.
@@ -343,6 +434,7 @@ impl<T: Real> Layer<T> {
                 let (y, c) = s.forward(x, ctx)?;
                 Ok((y, Cache::Seq(c)))
             }
+            Layer::Custom(m) => m.forward(x, ctx),
         }
     }
 
@@ -356,7 +448,7 @@ impl<T: Real> Layer<T> {
         key: &str,
         cache: &Cache<T>,
         dy: ArrayD<T>,
-        grads: &mut Grads<T>,
+        grads: &mut ParamGrads<T>,
     ) -> Result<ArrayD<T>> {
         let wrong = || Error::WrongCache { layer: "nn::Layer" };
         match (self, cache) {
@@ -379,7 +471,21 @@ impl<T: Real> Layer<T> {
             (Layer::Flatten, Cache::Shape(shape)) => act::flatten_backward(shape, dy),
             (Layer::Residual(b), c @ Cache::Residual { .. }) => b.backward(key, c, dy, grads),
             (Layer::Sequential(s), Cache::Seq(c)) => s.backward(key, c, dy, grads),
+            (Layer::Custom(m), c) => m.backward(key, c, dy, grads),
             _ => Err(wrong()),
+        }
+    }
+
+    /// Visits parameters and buffers, read-only.
+    pub fn visit(&self, key: &str, f: &mut dyn FnMut(Param<'_, T>)) {
+        match self {
+            Layer::Linear(l) => l.visit(key, f),
+            Layer::Conv2d(c) => c.visit(key, f),
+            Layer::BatchNorm2d(bn) => bn.visit(key, f),
+            Layer::Residual(b) => b.visit(key, f),
+            Layer::Sequential(s) => s.visit(key, f),
+            Layer::Custom(m) => m.visit(key, f),
+            _ => {}
         }
     }
 
@@ -391,6 +497,7 @@ impl<T: Real> Layer<T> {
             Layer::BatchNorm2d(bn) => bn.visit_mut(key, f),
             Layer::Residual(b) => b.visit_mut(key, f),
             Layer::Sequential(s) => s.visit_mut(key, f),
+            Layer::Custom(m) => m.visit_mut(key, f),
             _ => {}
         }
     }
@@ -429,5 +536,14 @@ impl<T: Real> Layer<T> {
             Layer::Sequential(s) => s.visit_layers_mut(key, f),
             leaf => f(key, leaf),
         }
+    }
+}
+
+impl<T: Real> Parameters<T> for Sequential<T> {
+    fn visit_params(&self, f: &mut dyn FnMut(Param<'_, T>)) {
+        self.visit("", f);
+    }
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(ParamMut<'_, T>)) {
+        self.visit_mut("", f);
     }
 }

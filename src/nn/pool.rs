@@ -14,7 +14,7 @@ use crate::real::Real;
 
 fn out_size(op: &'static str, shape: &[usize], k: usize, s: usize) -> Result<(usize, usize)> {
     if shape.len() != 4 {
-        return Err(Error::shape(op, &[0, 0, 0, 0], shape));
+        return Err(Error::shape(op, "x ([B, C, H, W])", &[0, 0, 0, 0], shape));
     }
     if k == 0 || s == 0 || shape[2] < k || shape[3] < k {
         return Err(Error::Config {
@@ -78,7 +78,8 @@ pub(crate) fn max_backward<T: Real>(
 ) -> Result<ArrayD<T>> {
     if dy.len() != argmax.len() {
         return Err(Error::shape(
-            "nn::MaxPool2d::backward (dy)",
+            "nn::MaxPool2d::backward",
+            "dy",
             &[argmax.len()],
             &[dy.len()],
         ));
@@ -124,7 +125,8 @@ pub(crate) fn avg_backward<T: Real>(
     let want = [shape[0], shape[1], ho, wo];
     if dy.shape() != want {
         return Err(Error::shape(
-            "nn::AvgPool2d::backward (dy)",
+            "nn::AvgPool2d::backward",
+            "dy",
             &want,
             dy.shape(),
         ));

@@ -19,7 +19,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nrpm::{backward_with, cuda, forward_with, Exec, Iterates, NrpmConfig};
+use crate::nrpm::{
+    backward_unchecked, cuda, forward_with as linear_forward_with, Exec, Iterates, NrpmConfig,
+};
 use crate::real::Real;
 
 /// Stride, zero padding and dilation of a convolution, `[height, width]` each.
@@ -165,7 +167,12 @@ pub fn fold<T: Real>(
     let (ho, wo) = geom.output_size(h, w, kh, kw)?;
     let want = [b * ho * wo, c * kh * kw];
     if cols.shape() != want {
-        return Err(Error::shape("nrpm::conv::fold", &want, cols.shape()));
+        return Err(Error::shape(
+            "nrpm::conv::fold",
+            "cols",
+            &want,
+            cols.shape(),
+        ));
     }
     let table = source_table([c, h, w], kh, kw, geom, (ho, wo));
     let cols = cols.as_standard_layout();
@@ -200,12 +207,13 @@ pub struct ConvGrads<T> {
     pub lambda: T,
 }
 
-fn check_channels<T>(x: &ArrayView4<T>, weight: &ArrayView4<T>) -> Result<()> {
+fn check_channels<T>(op: &'static str, x: &ArrayView4<T>, weight: &ArrayView4<T>) -> Result<()> {
     let (c, cw) = (x.dim().1, weight.dim().1);
     if c != cw {
         let (o, _, kh, kw) = weight.dim();
         return Err(Error::shape(
-            "nrpm::conv (weight [O, C, kh, kw] against x [B, C, H, W])",
+            op,
+            "weight (its channels C must be x's)",
             &[o, c, kh, kw],
             weight.shape(),
         ));
@@ -222,13 +230,45 @@ fn flat_weight<T: Real>(weight: &ArrayView4<T>) -> Array2<T> {
         .expect("contiguous")
 }
 
-/// NRPM conv2d forward: `x [B, C, H, W]`, `weight [O, C, kh, kw]`, `bias [O]` →
-/// `y [B, O, Ho, Wo]`, plus the iterates (`[B·L, O, N, K + 1]`) for [`backward`].
+/// NRPM conv2d forward on the default (fused) path: `x [B, C, H, W]`, `weight [O, C, kh, kw]`,
+/// `bias [O]` → `y [B, O, Ho, Wo]`, plus what [`backward`] needs (the iterates of the
+/// unfolded rows, `[B·L, O, N, K + 1]`, the configuration and a fingerprint of `x`, `weight`
+/// and `geom`).
 ///
 /// # Errors
-/// [`Error::Shape`] if the channels differ; otherwise as [`crate::nrpm::forward`] and
+/// [`Error::Shape`] if the channels differ; otherwise as [`crate::forward`] and
 /// [`Conv2dGeometry::output_size`].
+///
+/// # Example
+/// ```
+/// # fn main() -> nrpm::Result<()> {
+/// use ndarray::Array4;
+/// use nrpm::conv::{self, Conv2dGeometry};
+/// let x = Array4::<f32>::from_shape_fn((2, 3, 8, 8), |(b, c, h, w)| ((b + c + h * w) % 5) as f32 / 5.0);
+/// let w = Array4::<f32>::from_elem((4, 3, 3, 3), 0.1);
+/// let geom = Conv2dGeometry::new(1, 1); // stride 1, padding 1
+/// let cfg = nrpm::NrpmConfig::builder().k(1).lambda(0.5).build()?;
+/// let (y, saved) = conv::forward(x.view(), w.view(), None, &geom, &cfg)?;
+/// assert_eq!(y.dim(), (2, 4, 8, 8));
+/// let g = conv::backward(x.view(), w.view(), &saved, Array4::ones(y.raw_dim()).view(), &geom)?;
+/// assert_eq!(g.weight.dim(), (4, 3, 3, 3));
+/// # Ok(()) }
+/// ```
 pub fn forward<T: Real>(
+    x: ArrayView4<T>,
+    weight: ArrayView4<T>,
+    bias: Option<ArrayView1<T>>,
+    geom: &Conv2dGeometry,
+    cfg: &NrpmConfig,
+) -> Result<(Array4<T>, Iterates<T>)> {
+    forward_with(Exec::Fused, x, weight, bias, geom, cfg)
+}
+
+/// [`forward`] on a chosen path.
+///
+/// # Errors
+/// As [`forward`]; with [`Exec::Cuda`] also the CUDA errors of [`crate::forward_with`].
+pub fn forward_with<T: Real>(
     exec: Exec,
     x: ArrayView4<T>,
     weight: ArrayView4<T>,
@@ -236,7 +276,7 @@ pub fn forward<T: Real>(
     geom: &Conv2dGeometry,
     cfg: &NrpmConfig,
 ) -> Result<(Array4<T>, Iterates<T>)> {
-    check_channels(&x, &weight)?;
+    check_channels("nrpm::conv::forward", &x, &weight)?;
     let (b, _, h, w) = x.dim();
     let (o, _, kh, kw) = weight.dim();
     let (ho, wo) = geom.output_size(h, w, kh, kw)?;
@@ -246,33 +286,51 @@ pub fn forward<T: Real>(
         cuda::conv_forward(ordinal, x, w_flat.view(), bias, kh, kw, geom, cfg)?
     } else {
         let cols = unfold(x, kh, kw, geom)?;
-        forward_with(exec, cols.view(), flat_weight(&weight).view(), bias, cfg)?
+        linear_forward_with(exec, cols.view(), flat_weight(&weight).view(), bias, cfg)?
     };
+    let iterates = iterates.into_conv(&x, &weight, *geom);
     Ok((rows_to_nchw(y, b, o, ho, wo), iterates))
 }
 
-/// NRPM conv2d backward for the forward pass that produced `iterates`.
+/// NRPM conv2d backward on the default (fused) path, for the forward pass that produced
+/// `iterates` (same `x`, `weight` and `geom`; its configuration is used).
 ///
 /// # Errors
+/// [`Error::Stale`] if `x`, `weight` or `geom` is not what the forward pass saw;
 /// [`Error::Shape`] if `grad_output` is not `[B, O, Ho, Wo]`; otherwise as
-/// [`crate::nrpm::backward`].
-#[allow(clippy::too_many_arguments)]
+/// [`crate::backward`].
 pub fn backward<T: Real>(
+    x: ArrayView4<T>,
+    weight: ArrayView4<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView4<T>,
+    geom: &Conv2dGeometry,
+) -> Result<ConvGrads<T>> {
+    backward_with(Exec::Fused, x, weight, iterates, grad_output, geom)
+}
+
+/// [`backward`] on a chosen path.
+///
+/// # Errors
+/// As [`backward`]; with [`Exec::Cuda`] also the CUDA errors of [`crate::forward_with`].
+pub fn backward_with<T: Real>(
     exec: Exec,
     x: ArrayView4<T>,
     weight: ArrayView4<T>,
     iterates: &Iterates<T>,
     grad_output: ArrayView4<T>,
     geom: &Conv2dGeometry,
-    cfg: &NrpmConfig,
 ) -> Result<ConvGrads<T>> {
-    check_channels(&x, &weight)?;
+    let op = "nrpm::conv::backward";
+    check_channels(op, &x, &weight)?;
+    iterates.check_conv(op, &x, &weight, geom)?;
     let (b, c, h, w) = x.dim();
     let (o, _, kh, kw) = weight.dim();
     let (ho, wo) = geom.output_size(h, w, kh, kw)?;
     if grad_output.dim() != (b, o, ho, wo) {
         return Err(Error::shape(
-            "nrpm::conv::backward (grad_output)",
+            op,
+            "grad_output",
             &[b, o, ho, wo],
             grad_output.shape(),
         ));
@@ -285,6 +343,7 @@ pub fn backward<T: Real>(
         .expect("contiguous");
     if let Exec::Cuda(ordinal) = exec {
         let w_flat = flat_weight(&weight);
+        let cfg = iterates.cfg;
         return cuda::conv_backward(
             ordinal,
             x,
@@ -294,17 +353,16 @@ pub fn backward<T: Real>(
             kh,
             kw,
             geom,
-            cfg,
+            &cfg,
         );
     }
     let cols = unfold(x, kh, kw, geom)?;
-    let g = backward_with(
+    let g = backward_unchecked(
         exec,
         cols.view(),
         flat_weight(&weight).view(),
         iterates,
         gy_rows.view(),
-        cfg,
     )?;
     Ok(ConvGrads {
         x: fold(g.x.view(), [b, c, h, w], kh, kw, geom)?,

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::nrpm::norm::WeightFn;
 use crate::nrpm::{
-    bias_and_lambda_grads, check_backward, check_forward, mix_output, Dims, Grads, Iterates,
+    bias_and_lambda_grads, check_backward, check_forward, mix_output, Dims, Iterates, LinearGrads,
     NrpmConfig,
 };
 use crate::real::Real;
@@ -90,8 +90,8 @@ pub fn forward<T: Real>(
                 }
             }
         });
-    let iterates = Iterates { z };
-    let y = mix_output(op, &iterates, bias, cfg)?;
+    let iterates = Iterates::new(z, *cfg, &x, &weight);
+    let y = mix_output(op, &iterates, bias)?;
     Ok((y, iterates))
 }
 
@@ -104,16 +104,20 @@ pub fn backward<T: Real>(
     weight: ArrayView2<T>,
     iterates: &Iterates<T>,
     grad_output: ArrayView2<T>,
-    cfg: &NrpmConfig,
-) -> Result<Grads<T>> {
-    let dims = check_backward(
-        "nrpm::fused::backward",
-        &x,
-        &weight,
-        iterates,
-        &grad_output,
-        cfg,
-    )?;
+) -> Result<LinearGrads<T>> {
+    iterates.check_linear("nrpm::fused::backward", &x, &weight)?;
+    backward_unchecked(x, weight, iterates, grad_output)
+}
+
+/// [`backward`] without the check of `x` and `weight` against the forward pass.
+pub(crate) fn backward_unchecked<T: Real>(
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView2<T>,
+) -> Result<LinearGrads<T>> {
+    let cfg = iterates.cfg;
+    let dims = check_backward("nrpm::fused::backward", &x, &weight, iterates, &grad_output)?;
     let x_std = x.as_standard_layout();
     let w_std = weight.as_standard_layout();
     let z_std = iterates.z.as_standard_layout();
@@ -133,8 +137,8 @@ pub fn backward<T: Real>(
     } else {
         ctx.irls_backward(dims.b >= dims.o)
     };
-    let (gb, gl) = bias_and_lambda_grads(iterates, &grad_output, cfg);
-    Ok(Grads {
+    let (gb, gl) = bias_and_lambda_grads(iterates, &grad_output);
+    Ok(LinearGrads {
         x: gx,
         weight: gw,
         bias: gb,

@@ -71,7 +71,8 @@ pub fn lad_objective(z: f64, terms: &[f64]) -> f64 {
 pub fn weighted_median(values: &[f64], weights: &[f64]) -> Result<f64> {
     if values.len() != weights.len() {
         return Err(Error::shape(
-            "weighted_median",
+            "nrpm::lad::weighted_median",
+            "weights",
             &[values.len()],
             &[weights.len()],
         ));

@@ -44,12 +44,14 @@ pub mod simd;
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, AsArray, Axis, Dimension};
+use ndarray::{
+    Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, AsArray, Axis, Dimension,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::real::Real;
-pub use norm::{Norm, WeightFn};
+pub use norm::Norm;
 
 /// The largest K accepted (a guard against typos such as `--k 30000000`).
 pub const MAX_K: usize = 10_000;
@@ -309,7 +311,7 @@ pub enum Exec {
 ///
 /// ```
 /// # fn main() -> nrpm::Result<()> {
-/// use nrpm::nrpm::{Device, Exec};
+/// use nrpm::{Device, Exec};
 /// let dev: Device = "cuda:1".parse()?;
 /// assert_eq!(dev, Device::Cuda(1));
 /// assert_eq!(dev.exec(), Exec::Cuda(1));
@@ -379,15 +381,172 @@ impl fmt::Display for Device {
     }
 }
 
-/// The IRLS iterates saved by a forward pass for its backward: `z[b, o, g, k] = zᵏ` of group g,
-/// `k = 0..=steps`; O(B·O·N·K) memory, never O(B·O·D).
+/// What a forward pass saves for its backward: the IRLS iterates `z[b, o, g, k] = zᵏ` of group
+/// g (`[B, O, N, K + 1]`, O(B·O·N·K) memory, never O(B·O·D)), the configuration it ran with,
+/// and a fingerprint of its inputs (their shapes, and 1 024 evenly spaced values of each).
+///
+/// Only a forward pass makes one, and [`backward`] checks it against its arguments: another
+/// `x` or `weight` (another shape, or other values at the fingerprinted positions) is an
+/// [`Error::Stale`], never wrong gradients. λ and every other setting come from here, so a
+/// backward pass cannot be run with another configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Iterates<T> {
-    /// `[B, O, N, steps + 1]`.
-    pub z: Array4<T>,
+    pub(crate) z: Array4<T>,
+    pub(crate) cfg: NrpmConfig,
+    seen: Seen,
+}
+
+/// The inputs a forward pass saw.
+#[derive(Clone, Debug, PartialEq)]
+enum Seen {
+    /// `x [B, D]`, `weight [O, D]`.
+    Linear { x: Fingerprint, weight: Fingerprint },
+    /// `x [B, C, H, W]`, `weight [O, C, kh, kw]` and the geometry.
+    Conv {
+        x: Fingerprint,
+        weight: Fingerprint,
+        geometry: conv::Conv2dGeometry,
+    },
+}
+
+/// A cheap identity of an array: its shape and a hash of up to [`FINGERPRINT_SAMPLES`] evenly
+/// spaced values (all of them for small arrays), in logical order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    shape: Vec<usize>,
+    sample: u64,
+}
+
+/// How many values of an input the fingerprint hashes.
+pub const FINGERPRINT_SAMPLES: usize = 1024;
+
+impl Fingerprint {
+    fn of<T: Real, D: Dimension>(a: &ndarray::ArrayView<T, D>) -> Self {
+        let n = a.len();
+        let step = n.div_ceil(FINGERPRINT_SAMPLES).max(1);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for v in a.iter().step_by(step) {
+            h = (h ^ v.f64().to_bits()).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Self {
+            shape: a.shape().to_vec(),
+            sample: h,
+        }
+    }
 }
 
 impl<T: Real> Iterates<T> {
+    /// The iterates of a linear forward pass over `x [B, D]` and `weight [O, D]`.
+    pub(crate) fn new(z: Array4<T>, cfg: NrpmConfig, x: &ArrayView2<T>, w: &ArrayView2<T>) -> Self {
+        Self {
+            z,
+            cfg,
+            seen: Seen::Linear {
+                x: Fingerprint::of(x),
+                weight: Fingerprint::of(w),
+            },
+        }
+    }
+
+    /// Iterates whose inputs are recorded later ([`Iterates::into_conv`], or `new` once the
+    /// caller has them): the CUDA paths build the iterates before they know which view of the
+    /// inputs the caller will check against.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn pending(z: Array4<T>, cfg: NrpmConfig) -> Self {
+        let none = Fingerprint {
+            shape: Vec::new(),
+            sample: 0,
+        };
+        Self {
+            z,
+            cfg,
+            seen: Seen::Linear {
+                x: none.clone(),
+                weight: none,
+            },
+        }
+    }
+
+    /// The same iterates, saved as those of a linear pass over `x` and `w`.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn into_linear(self, x: &ArrayView2<T>, w: &ArrayView2<T>) -> Self {
+        Self::new(self.z, self.cfg, x, w)
+    }
+
+    /// The same iterates, saved as those of a convolution over `x [B, C, H, W]`.
+    pub(crate) fn into_conv(
+        mut self,
+        x: &ArrayView4<T>,
+        w: &ndarray::ArrayView4<T>,
+        geometry: conv::Conv2dGeometry,
+    ) -> Self {
+        self.seen = Seen::Conv {
+            x: Fingerprint::of(x),
+            weight: Fingerprint::of(w),
+            geometry,
+        };
+        self
+    }
+
+    /// [`Error::Stale`] unless `x` and `weight` are the inputs of the linear forward pass.
+    pub(crate) fn check_linear(
+        &self,
+        op: &'static str,
+        x: &ArrayView2<T>,
+        weight: &ArrayView2<T>,
+    ) -> Result<()> {
+        match &self.seen {
+            Seen::Linear { x: fx, weight: fw } => {
+                check_same(op, "x", fx, x).and_then(|_| check_same(op, "weight", fw, weight))
+            }
+            Seen::Conv { .. } => Err(Error::Stale {
+                op,
+                what: "these iterates come from a convolution (use nrpm::conv::backward)".into(),
+            }),
+        }
+    }
+
+    /// [`Error::Stale`] unless `x`, `weight` and `geometry` are those of the conv forward pass.
+    pub(crate) fn check_conv(
+        &self,
+        op: &'static str,
+        x: &ArrayView4<T>,
+        weight: &ndarray::ArrayView4<T>,
+        geometry: &conv::Conv2dGeometry,
+    ) -> Result<()> {
+        match &self.seen {
+            Seen::Conv {
+                x: fx,
+                weight: fw,
+                geometry: g,
+            } => {
+                check_same(op, "x", fx, x)?;
+                check_same(op, "weight", fw, weight)?;
+                if g != geometry {
+                    return Err(Error::Stale {
+                        op,
+                        what: format!("the geometry differs from the forward pass's ({g:?})"),
+                    });
+                }
+                Ok(())
+            }
+            Seen::Linear { .. } => Err(Error::Stale {
+                op,
+                what: "these iterates come from a linear layer (use nrpm::backward)".into(),
+            }),
+        }
+    }
+
+    /// The iterates `[B, O, N, K + 1]` (rows B·L of the unfolded patches for a convolution).
+    pub fn z(&self) -> ndarray::ArrayView4<'_, T> {
+        self.z.view()
+    }
+
+    /// The configuration of the forward pass (λ included), which the backward pass uses.
+    pub fn config(&self) -> &NrpmConfig {
+        &self.cfg
+    }
+
     /// `Σ_g z⁰_g` (the LPM output without bias), `[B, O]`.
     pub fn lpm(&self) -> Array2<T> {
         self.sum_groups(0)
@@ -412,9 +571,35 @@ impl<T: Real> Iterates<T> {
     }
 }
 
-/// Gradients of `Σ grad_output ⊙ y` with respect to each input of the operator.
+/// [`Error::Stale`] unless `a` has the fingerprint `seen`.
+fn check_same<T: Real, D: Dimension>(
+    op: &'static str,
+    arg: &'static str,
+    seen: &Fingerprint,
+    a: &ndarray::ArrayView<T, D>,
+) -> Result<()> {
+    let now = Fingerprint::of(a);
+    if now.shape != seen.shape {
+        return Err(Error::Stale {
+            op,
+            what: format!(
+                "{arg} has shape {:?}, the forward pass had {:?}",
+                now.shape, seen.shape
+            ),
+        });
+    }
+    if now.sample != seen.sample {
+        return Err(Error::Stale {
+            op,
+            what: format!("{arg} holds other values than in the forward pass"),
+        });
+    }
+    Ok(())
+}
+
+/// Gradients of `Σ grad_output ⊙ y` with respect to each input of the linear operator.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Grads<T> {
+pub struct LinearGrads<T> {
     /// `[B, D]`.
     pub x: Array2<T>,
     /// `[O, D]`.
@@ -426,12 +611,29 @@ pub struct Grads<T> {
 }
 
 /// Forward pass on the default (fused) path: `x [B, D]`, `weight [O, D]`, `bias [O]` →
-/// `y [B, O]`, plus the iterates that [`backward`] needs.
+/// `y [B, O]`, plus what [`backward`] needs (the iterates, the configuration, a fingerprint of
+/// `x` and `weight`).
 ///
 /// # Errors
 /// [`Error::Shape`] if the D's or O's differ; [`Error::Config`] if D = 0 or N does not divide
 /// D; [`Error::NonFinite`] on NaN or ±Inf in `x`, `weight` or `bias`; [`Error::Overflow`] if a
 /// finite input overflows the precision.
+///
+/// # Example
+/// ```
+/// # fn main() -> nrpm::Result<()> {
+/// use ndarray::array;
+/// let x = array![[0.2_f64, 0.4, 0.1, 9.0]];           // one corrupted input, D = 4
+/// let w = array![[1.0_f64, 1.0, 1.0, 1.0]];
+/// let cfg = nrpm::NrpmConfig::builder().k(3).lambda(0.0).build()?;
+/// let (y, saved) = nrpm::forward(x.view(), w.view(), None, &cfg)?;
+/// assert!(y[[0, 0]] < 2.0); // LPM gives 9.7
+/// let g = nrpm::backward(x.view(), w.view(), &saved, array![[1.0]].view())?;
+/// assert_eq!(g.x.dim(), (1, 4));
+/// let other = array![[0.3_f64, 0.4, 0.1, 9.0]];
+/// assert!(nrpm::backward(other.view(), w.view(), &saved, array![[1.0]].view()).is_err());
+/// # Ok(()) }
+/// ```
 pub fn forward<T: Real>(
     x: ArrayView2<T>,
     weight: ArrayView2<T>,
@@ -442,19 +644,19 @@ pub fn forward<T: Real>(
 }
 
 /// Backward pass on the default (fused) path: the gradients of `Σ grad_output ⊙ y` for the
-/// forward pass that produced `iterates` (same `x`, `weight`, `cfg`).
+/// forward pass that produced `iterates`, which must have seen this `x` and `weight` (its
+/// configuration, λ included, is the one used).
 ///
 /// # Errors
-/// [`Error::Shape`] if `grad_output` is not `[B, O]` or `iterates` do not match;
-/// [`Error::NonFinite`] on NaN or ±Inf in `grad_output`.
+/// [`Error::Stale`] if `x` or `weight` is not what the forward pass saw; [`Error::Shape`] if
+/// `grad_output` is not `[B, O]`; [`Error::NonFinite`] on NaN or ±Inf in `grad_output`.
 pub fn backward<T: Real>(
     x: ArrayView2<T>,
     weight: ArrayView2<T>,
     iterates: &Iterates<T>,
     grad_output: ArrayView2<T>,
-    cfg: &NrpmConfig,
-) -> Result<Grads<T>> {
-    backward_with(Exec::Fused, x, weight, iterates, grad_output, cfg)
+) -> Result<LinearGrads<T>> {
+    backward_with(Exec::Fused, x, weight, iterates, grad_output)
 }
 
 /// [`forward`] on a chosen path.
@@ -486,12 +688,27 @@ pub fn backward_with<T: Real>(
     weight: ArrayView2<T>,
     iterates: &Iterates<T>,
     grad_output: ArrayView2<T>,
-    cfg: &NrpmConfig,
-) -> Result<Grads<T>> {
+) -> Result<LinearGrads<T>> {
+    iterates.check_linear("nrpm::backward", &x, &weight)?;
+    backward_unchecked(exec, x, weight, iterates, grad_output)
+}
+
+/// [`backward_with`] without the check of the inputs against the forward pass (the conv path
+/// checks its own, image-level inputs).
+pub(crate) fn backward_unchecked<T: Real>(
+    exec: Exec,
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView2<T>,
+) -> Result<LinearGrads<T>> {
     match exec {
-        Exec::Reference => reference::backward(x, weight, iterates, grad_output, cfg),
-        Exec::Fused => fused::backward(x, weight, iterates, grad_output, cfg),
-        Exec::Cuda(ordinal) => cuda::backward(ordinal, x, weight, iterates, grad_output, cfg),
+        Exec::Reference => reference::backward_unchecked(x, weight, iterates, grad_output),
+        Exec::Fused => fused::backward_unchecked(x, weight, iterates, grad_output),
+        Exec::Cuda(ordinal) => {
+            let cfg = iterates.cfg;
+            cuda::backward(ordinal, x, weight, iterates, grad_output, &cfg)
+        }
     }
 }
 
@@ -552,7 +769,7 @@ pub(crate) fn check_forward<T: Real>(
     let (b, d) = x.dim();
     let (o, dw) = weight.dim();
     if dw != d {
-        return Err(Error::shape(op, &[o, d], &[o, dw]));
+        return Err(Error::shape(op, "weight", &[o, d], &[o, dw]));
     }
     if d == 0 {
         return Err(Error::Config {
@@ -571,7 +788,7 @@ pub(crate) fn check_forward<T: Real>(
     }
     if let Some(bias) = bias {
         if bias.len() != o {
-            return Err(Error::shape(op, &[o], &[bias.len()]));
+            return Err(Error::shape(op, "bias", &[o], &[bias.len()]));
         }
         check_finite("bias", bias)?;
     }
@@ -586,23 +803,29 @@ pub(crate) fn check_forward<T: Real>(
     })
 }
 
-/// Validates the inputs of a backward pass and returns its dimensions.
+/// Validates the inputs of a backward pass (against the iterates' configuration) and returns
+/// its dimensions.
 pub(crate) fn check_backward<T: Real>(
     op: &'static str,
     x: &ArrayView2<T>,
     weight: &ArrayView2<T>,
     iterates: &Iterates<T>,
     grad_output: &ArrayView2<T>,
-    cfg: &NrpmConfig,
 ) -> Result<Dims> {
+    let cfg = &iterates.cfg;
     let dims = check_forward(op, x, weight, None, cfg)?;
     let want = [dims.b, dims.o, dims.n, cfg.steps() + 1];
     let got = iterates.z.shape();
     if got != want {
-        return Err(Error::shape(op, &want, got));
+        return Err(Error::shape(op, "iterates", &want, got));
     }
     if grad_output.dim() != (dims.b, dims.o) {
-        return Err(Error::shape(op, &[dims.b, dims.o], grad_output.shape()));
+        return Err(Error::shape(
+            op,
+            "grad_output",
+            &[dims.b, dims.o],
+            grad_output.shape(),
+        ));
     }
     check_finite("grad_output", grad_output)?;
     Ok(dims)
@@ -613,8 +836,8 @@ pub(crate) fn mix_output<T: Real>(
     op: &'static str,
     iterates: &Iterates<T>,
     bias: Option<ArrayView1<T>>,
-    cfg: &NrpmConfig,
 ) -> Result<Array2<T>> {
+    let cfg = &iterates.cfg;
     let mut y = if cfg.is_lpm() {
         iterates.lpm()
     } else {
@@ -649,8 +872,8 @@ pub(crate) fn check_overflow<'a, T: Real + 'a, D: Dimension>(
 pub(crate) fn bias_and_lambda_grads<T: Real>(
     iterates: &Iterates<T>,
     grad_output: &ArrayView2<T>,
-    cfg: &NrpmConfig,
 ) -> (Array1<T>, T) {
+    let cfg = &iterates.cfg;
     let bias = grad_output.sum_axis(Axis(0));
     let lambda = if cfg.is_lpm() {
         T::zero()

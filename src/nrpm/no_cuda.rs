@@ -6,7 +6,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView4};
 
 use crate::error::{Error, Result};
 use crate::nrpm::conv::{Conv2dGeometry, ConvGrads};
-use crate::nrpm::{Grads, Iterates, NrpmConfig};
+use crate::nrpm::{Iterates, LinearGrads, NrpmConfig};
 use crate::real::Real;
 
 fn off() -> Error {
@@ -34,7 +34,7 @@ pub(crate) fn backward<T: Real>(
     _iterates: &Iterates<T>,
     _grad_output: ArrayView2<T>,
     _cfg: &NrpmConfig,
-) -> Result<Grads<T>> {
+) -> Result<LinearGrads<T>> {
     Err(off())
 }
 

@@ -22,7 +22,8 @@ use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, Axis, Zip};
 use crate::error::Result;
 use crate::nrpm::kernels::sign;
 use crate::nrpm::{
-    bias_and_lambda_grads, check_backward, check_forward, mix_output, Grads, Iterates, NrpmConfig,
+    bias_and_lambda_grads, check_backward, check_forward, mix_output, Iterates, LinearGrads,
+    NrpmConfig,
 };
 use crate::real::Real;
 
@@ -60,9 +61,12 @@ pub fn forward<T: Real>(
 ) -> Result<(Array2<T>, Iterates<T>)> {
     let dims = check_forward("nrpm::reference::forward", &x, &weight, bias.as_ref(), cfg)?;
     let steps = cfg.steps();
-    let mut iterates = Iterates {
-        z: ndarray::Array4::zeros((dims.b, dims.o, dims.n, steps + 1)),
-    };
+    let mut iterates = Iterates::new(
+        ndarray::Array4::zeros((dims.b, dims.o, dims.n, steps + 1)),
+        *cfg,
+        &x,
+        &weight,
+    );
     for g in 0..dims.n {
         let t = terms(&x, &weight, g, dims.dg);
         let mut z = t.sum_axis(Axis(2));
@@ -73,7 +77,7 @@ pub fn forward<T: Real>(
             iterates.z.slice_mut(s![.., .., g, k]).assign(&z);
         }
     }
-    let y = mix_output("nrpm::reference::forward", &iterates, bias, cfg)?;
+    let y = mix_output("nrpm::reference::forward", &iterates, bias)?;
     Ok((y, iterates))
 }
 
@@ -86,10 +90,21 @@ pub fn backward<T: Real>(
     weight: ArrayView2<T>,
     iterates: &Iterates<T>,
     grad_output: ArrayView2<T>,
-    cfg: &NrpmConfig,
-) -> Result<Grads<T>> {
+) -> Result<LinearGrads<T>> {
+    iterates.check_linear("nrpm::reference::backward", &x, &weight)?;
+    backward_unchecked(x, weight, iterates, grad_output)
+}
+
+/// [`backward`] without the check of `x` and `weight` against the forward pass.
+pub(crate) fn backward_unchecked<T: Real>(
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView2<T>,
+) -> Result<LinearGrads<T>> {
     let op = "nrpm::reference::backward";
-    let dims = check_backward(op, &x, &weight, iterates, &grad_output, cfg)?;
+    let dims = check_backward(op, &x, &weight, iterates, &grad_output)?;
+    let cfg = &iterates.cfg;
     let wf = cfg.norm().weight_fn::<T>(cfg.eps());
     let lambda = T::of(cfg.lambda());
     let dg = T::of(dims.dg as f64);
@@ -144,8 +159,8 @@ pub fn backward<T: Real>(
             gwg[[o, d]] += tb * xg[[b, d]];
         }
     }
-    let (gb, gl) = bias_and_lambda_grads(iterates, &grad_output, cfg);
-    Ok(Grads {
+    let (gb, gl) = bias_and_lambda_grads(iterates, &grad_output);
+    Ok(LinearGrads {
         x: gx,
         weight: gw,
         bias: gb,
@@ -203,7 +218,7 @@ mod tests {
         let w = Array2::<f64>::ones((2, 5));
         let (y, it) = forward(x.view(), w.view(), None, &cfg).unwrap();
         assert_eq!(y, Array2::<f64>::zeros((1, 2)));
-        let g = backward(x.view(), w.view(), &it, Array2::ones((1, 2)).view(), &cfg).unwrap();
+        let g = backward(x.view(), w.view(), &it, Array2::ones((1, 2)).view()).unwrap();
         assert!(g.x.iter().chain(g.weight.iter()).all(|v| v.is_finite()));
     }
 }

@@ -46,8 +46,8 @@ pub use setup::Checkpoint;
 use crate::reproduce::paper::{Missing, PaperData};
 use crate::reproduce::table::ResultTable;
 use nrpm::error::{Error, Result};
-use nrpm::nrpm::Device;
 use nrpm::progress::Progress;
+use nrpm::Device;
 
 /// One experiment of the reproduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

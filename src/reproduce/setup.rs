@@ -14,8 +14,8 @@ use nrpm::data::{self, Dataset, Split};
 use nrpm::error::Result;
 use nrpm::models::{LayerSelection, Model, ModelSpec};
 use nrpm::nn::LambdaParam;
-use nrpm::nrpm::{Norm, NrpmConfig};
 use nrpm::progress::Progress;
+use nrpm::{Norm, NrpmConfig};
 
 /// A checkpoint of the authors, converted to safetensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

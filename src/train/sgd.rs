@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayViewMutD};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::models::Model;
-use crate::nn::Grads;
+use crate::nn::{ParamGrads, Parameters};
 use crate::real::Real;
 use crate::tensor_file::TensorFile;
 use crate::train::Paradigm;
@@ -98,8 +97,9 @@ impl<T: Real> Sgd<T> {
         &self.buffers
     }
 
-    /// Updates the tensors of `model` that `paradigm` trains, with learning rate `lr`; returns
-    /// how many tensors were updated.
+    /// Updates the tensors of `params` (a [`Model`](crate::models::Model), or any
+    /// [`Parameters`]) that `paradigm` trains, with learning rate `lr`; returns how many
+    /// tensors were updated.
     ///
     /// # Errors
     /// [`Error::Shape`] if the gradient of a trained tensor has another shape than the tensor
@@ -111,7 +111,7 @@ impl<T: Real> Sgd<T> {
     /// use nrpm::models::{Model, ModelSpec};
     /// use nrpm::train::{Paradigm, Sgd, SgdConfig};
     /// let mut model = Model::<f64>::new(ModelSpec::from_name("mlp1", 1, 2)?); // 4 → 10
-    /// let mut grads = nrpm::nn::Grads::default();
+    /// let mut grads = nrpm::nn::ParamGrads::default();
     /// grads.add("fc1.bias".into(), ndarray::ArrayD::from_elem(ndarray::IxDyn(&[10]), 2.0));
     /// let cfg = SgdConfig { lr: 0.5, momentum: 0.9, weight_decay: 0.0 };
     /// let mut sgd = Sgd::new(cfg)?;
@@ -125,16 +125,16 @@ impl<T: Real> Sgd<T> {
     /// ```
     pub fn step(
         &mut self,
-        model: &mut Model<T>,
-        grads: &Grads<T>,
+        params: &mut dyn Parameters<T>,
+        grads: &ParamGrads<T>,
         lr: f64,
         paradigm: Paradigm,
     ) -> Result<usize> {
-        check_shapes(model, grads, paradigm)?;
+        check_shapes(params, grads, paradigm)?;
         let mut updated = 0;
-        model.visit_mut(&mut |p| {
+        params.visit_params_mut(&mut |mut p| {
             if let Some(g) = grads.get(&p.key).filter(|_| paradigm.trains(p.role)) {
-                self.update(&p.key, p.value, g, lr);
+                self.update(&p.key, &mut p.value, g, lr);
                 updated += 1;
             }
         });
@@ -142,7 +142,7 @@ impl<T: Real> Sgd<T> {
     }
 
     /// The update of one tensor (shapes checked by the caller).
-    fn update(&mut self, key: &str, theta: &mut ArrayD<T>, g: &ArrayD<T>, lr: f64) {
+    fn update(&mut self, key: &str, theta: &mut ArrayViewMutD<'_, T>, g: &ArrayD<T>, lr: f64) {
         let (wd, mu, lr) = (
             T::of(self.cfg.weight_decay),
             T::of(self.cfg.momentum),
@@ -183,11 +183,11 @@ impl<T: Real> Sgd<T> {
     pub fn load_state(
         &mut self,
         file: &TensorFile,
-        model: &mut Model<T>,
+        params: &dyn Parameters<T>,
         paradigm: Paradigm,
     ) -> Result<()> {
         let mut shapes = BTreeMap::new();
-        model.visit_mut(&mut |p| {
+        params.visit_params(&mut |p| {
             if paradigm.trains(p.role) {
                 shapes.insert(p.key, p.value.shape().to_vec());
             }
@@ -216,16 +216,21 @@ impl<T: Real> Sgd<T> {
     }
 }
 
-/// [`Error::Shape`] for the first trained tensor of `model` whose gradient has another shape.
-fn check_shapes<T: Real>(model: &mut Model<T>, grads: &Grads<T>, paradigm: Paradigm) -> Result<()> {
+/// [`Error::Shape`] for the first trained tensor of `params` whose gradient has another shape.
+fn check_shapes<T: Real>(
+    params: &dyn Parameters<T>,
+    grads: &ParamGrads<T>,
+    paradigm: Paradigm,
+) -> Result<()> {
     let mut failure = Ok(());
-    model.visit_mut(&mut |p| {
+    params.visit_params(&mut |p| {
         let wrong = grads
             .get(&p.key)
             .filter(|g| paradigm.trains(p.role) && g.shape() != p.value.shape());
         if let (Some(g), true) = (wrong, failure.is_ok()) {
             failure = Err(Error::shape(
-                "train::Sgd::step (gradient)",
+                "train::Sgd::step",
+                "gradient",
                 p.value.shape(),
                 g.shape(),
             ));

@@ -2,12 +2,11 @@
 //! adversarial only.
 
 use ndarray::{Array4, ArrayView4};
-use rand::rngs::StdRng;
 
 use crate::attacks;
 use crate::error::Result;
 use crate::models::Model;
-use crate::nn::{loss, Ctx, Grads};
+use crate::nn::{loss, Ctx, ParamGrads};
 use crate::real::Real;
 use crate::train::{AdvLoss, Adversary};
 
@@ -22,7 +21,7 @@ pub struct BatchGradient<T> {
     /// adversarial training), from the same forward pass.
     pub correct: usize,
     /// `∂L/∂θ` of the mean loss L by parameter key.
-    pub grads: Grads<T>,
+    pub grads: ParamGrads<T>,
 }
 
 /// One train-mode forward and backward pass on `x [B, C, H, W]`: the summed cross-entropy,
@@ -33,7 +32,7 @@ fn mean_loss_pass<T: Real>(
     x: ArrayView4<T>,
     labels: &[usize],
     ctx: &mut Ctx,
-) -> Result<(f64, usize, Grads<T>)> {
+) -> Result<(f64, usize, ParamGrads<T>)> {
     let (logits, caches) = model.forward(x, ctx)?;
     let (loss_sum, dlogits) = loss::cross_entropy(logits.view(), labels)?;
     let correct = loss::argmax(logits.view())
@@ -62,13 +61,13 @@ fn mean_loss_pass<T: Real>(
 ///
 /// # Errors
 /// Shape errors, bad labels, attack and operator errors.
-pub fn batch_gradient<T: Real>(
+pub fn batch_gradient<T: Real, R: rand::Rng + ?Sized>(
     model: &Model<T>,
     x: ArrayView4<T>,
     labels: &[usize],
     adversary: Option<&Adversary>,
     ctx: &mut Ctx,
-    rng: &mut StdRng,
+    rng: &mut R,
 ) -> Result<BatchGradient<T>> {
     let Some(adv) = adversary else {
         let (loss_sum, correct, grads) = mean_loss_pass(model, x, labels, ctx)?;

@@ -91,7 +91,7 @@ pub fn check_fd(
 pub fn kink_arguments(
     x: &ArrayView2<f64>,
     w: &ArrayView2<f64>,
-    z: &ndarray::Array4<f64>,
+    z: &ndarray::ArrayView4<f64>,
     cfg: &NrpmConfig,
 ) -> Vec<f64> {
     let (b_n, d_n) = x.dim();

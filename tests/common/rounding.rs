@@ -2,7 +2,7 @@
 //! 1e-10 relative criteria are taken against. Derivation: proofs/08-fused-equals-reference.md.
 
 use ndarray::{Array1, Array2, ArrayView2};
-use nrpm::nrpm::reference;
+use nrpm::reference;
 use nrpm::{Norm, NrpmConfig};
 
 use super::terms;
@@ -107,7 +107,7 @@ pub fn rounding_bounds(
                 let t = terms(x, w, bi, oi, g, dg);
                 let t_abs: f64 = t.iter().map(|v| v.abs()).sum();
                 let t_max = t.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let ms: Vec<f64> = (0..=steps).map(|k| it.z[[bi, oi, g, k]] / dgf).collect();
+                let ms: Vec<f64> = (0..=steps).map(|k| it.z()[[bi, oi, g, k]] / dgf).collect();
                 // Forward, in units of m = z/Dg: E_0 from the GEMM (Dg products and sums).
                 let mut e = vec![0.0; steps + 1];
                 e[0] = (dgf + 2.0) * u * t_abs / dgf + u * ms[0].abs();

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use ndarray::{Array2, Array4};
-use nrpm::nrpm::norm::WeightKind;
+use nrpm::norm::WeightKind;
 use nrpm::{Conv2dGeometry, NrpmConfig, Real};
 
 /// The compiled harness, or why there is none.

@@ -99,10 +99,15 @@ pub(crate) fn conv_backward<T: Real>(
     let (dims, cp) = conv_problem(op, &x, &w_flat, None, kh, kw, geom, cfg)?;
     let want = [dims.b, dims.o, dims.n, cfg.steps() + 1];
     if iterates.z.shape() != want {
-        return Err(Error::shape(op, &want, iterates.z.shape()));
+        return Err(Error::shape(op, "iterates", &want, iterates.z.shape()));
     }
     if gy_rows.dim() != (dims.b, dims.o) {
-        return Err(Error::shape(op, &[dims.b, dims.o], gy_rows.shape()));
+        return Err(Error::shape(
+            op,
+            "grad_output",
+            &[dims.b, dims.o],
+            gy_rows.shape(),
+        ));
     }
     check_finite("grad_output", &gy_rows)?;
     let dev = CudaNrpm::shared(ordinal)?;
@@ -113,7 +118,7 @@ pub(crate) fn conv_backward<T: Real>(
     } else {
         linear_backward::<T, f64>(&dev, &dims, none, img, w_flat, iterates, gy_rows, cfg)?
     };
-    let (bias, lambda) = bias_and_lambda_grads(iterates, &gy_rows, cfg);
+    let (bias, lambda) = bias_and_lambda_grads(iterates, &gy_rows);
     let c = x.dim().1;
     Ok(ConvGrads {
         x: Array4::from_shape_vec(x.raw_dim(), gx).expect("B·C·H·W values"),

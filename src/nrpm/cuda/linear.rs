@@ -9,8 +9,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::nrpm::{
-    bias_and_lambda_grads, check_backward, check_forward, check_overflow, Dims, Grads, Iterates,
-    NrpmConfig,
+    bias_and_lambda_grads, check_backward, check_forward, check_overflow, Dims, Iterates,
+    LinearGrads, NrpmConfig,
 };
 use crate::real::Real;
 
@@ -110,7 +110,8 @@ impl CudaNrpm {
             Some(g) if g.dim() == (dims.b, dims.o) => g.iter().copied().collect(),
             Some(g) => {
                 return Err(Error::shape(
-                    "nrpm::cuda::upload_linear (grad_output)",
+                    "nrpm::cuda::upload_linear",
+                    "grad_output",
                     &[dims.b, dims.o],
                     g.shape(),
                 ))
@@ -260,12 +261,13 @@ pub fn forward<T: Real>(
     let op = "nrpm::cuda::forward";
     let dims = check_forward(op, &x, &weight, bias.as_ref(), cfg)?;
     let dev = CudaNrpm::shared(ordinal)?;
-    let x = Some(x.iter().copied());
-    if T::DTYPE == "f32" {
-        linear_forward::<T, f32>(&dev, op, &dims, x, None, weight, bias, cfg)
+    let rows = Some(x.iter().copied());
+    let (y, it) = if T::DTYPE == "f32" {
+        linear_forward::<T, f32>(&dev, op, &dims, rows, None, weight, bias, cfg)?
     } else {
-        linear_forward::<T, f64>(&dev, op, &dims, x, None, weight, bias, cfg)
-    }
+        linear_forward::<T, f64>(&dev, op, &dims, rows, None, weight, bias, cfg)?
+    };
+    Ok((y, it.into_linear(&x, &weight)))
 }
 
 /// The forward of [`forward`] and of the convolution: `x` rows, or an image to unfold.
@@ -300,7 +302,7 @@ pub(super) fn linear_forward<T: Real, U: DeviceReal>(
     .expect("B·O·N·(K+1) values");
     check_overflow(op, &y)?;
     check_overflow(op, &z)?;
-    Ok((y, Iterates { z }))
+    Ok((y, Iterates::pending(z, *cfg)))
 }
 
 /// Backward pass on a CUDA device. Same contract as [`crate::nrpm::backward`].
@@ -314,9 +316,9 @@ pub fn backward<T: Real>(
     iterates: &Iterates<T>,
     grad_output: ArrayView2<T>,
     cfg: &NrpmConfig,
-) -> Result<Grads<T>> {
+) -> Result<LinearGrads<T>> {
     let op = "nrpm::cuda::backward";
-    let dims = check_backward(op, &x, &weight, iterates, &grad_output, cfg)?;
+    let dims = check_backward(op, &x, &weight, iterates, &grad_output)?;
     let dev = CudaNrpm::shared(ordinal)?;
     let x = Some(x.iter().copied());
     let (gx, gw) = if T::DTYPE == "f32" {
@@ -324,8 +326,8 @@ pub fn backward<T: Real>(
     } else {
         linear_backward::<T, f64>(&dev, &dims, x, None, weight, iterates, grad_output, cfg)?
     };
-    let (bias, lambda) = bias_and_lambda_grads(iterates, &grad_output, cfg);
-    Ok(Grads {
+    let (bias, lambda) = bias_and_lambda_grads(iterates, &grad_output);
+    Ok(LinearGrads {
         x: Array2::from_shape_vec((dims.b, dims.d), gx).expect("B·D values"),
         weight: Array2::from_shape_vec((dims.o, dims.d), gw).expect("O·D values"),
         bias,
