@@ -26,9 +26,7 @@ const MNIST_TEST_PER_CLASS: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958,
 
 fn per_class(ds: &Dataset) -> [usize; 10] {
     let mut counts = [0; 10];
-    ds.labels()
-        .iter()
-        .for_each(|&l| counts[usize::from(l)] += 1);
+    ds.labels().iter().for_each(|&l| counts[l] += 1);
     counts
 }
 

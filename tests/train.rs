@@ -184,7 +184,7 @@ fn batch_gradient_is_the_mean_and_clean_plus_adv_is_the_sum() {
     let mut m = model("mlp2", 1);
     reprogram(&mut m, 0.6);
     let x = data.images().to_owned();
-    let labels: Vec<usize> = data.labels().iter().map(|&l| l.into()).collect();
+    let labels: Vec<usize> = data.labels().to_vec();
     let grad = |x: ndarray::ArrayView4<f32>, y: &[usize], adv: Option<Adversary>| {
         let mut rng = StdRng::seed_from_u64(0);
         batch_gradient(&m, x, y, adv.as_ref(), &mut Ctx::train(0), &mut rng).unwrap()
@@ -598,7 +598,7 @@ fn paradigm_2_moves_batchnorm_statistics_unless_frozen() {
     let images = ndarray::Array4::from_shape_fn((8, 3, 32, 32), |(b, c, h, w)| {
         ((b * 7 + c * 5 + h * 3 + w) % 11) as f32 / 10.0
     });
-    let data = Dataset::new("toy", images, (0..8).map(|i| (i % 10) as u8).collect(), 10).unwrap();
+    let data = Dataset::new("toy", images, (0..8).map(|i| i % 10).collect(), 10).unwrap();
     let buffers = |m: &mut Model<f32>| {
         let mut out = Bits::new();
         m.visit_mut(&mut |p| {

@@ -23,8 +23,9 @@ use crate::models::Model;
 use crate::progress::Progress;
 use crate::real::Real;
 
-/// How an evaluation runs.
+/// How an evaluation runs. Deserialising refuses a zero batch size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "EvalOptionsFields")]
 pub struct EvalOptions {
     /// Images per batch (figures do not depend on it).
     pub batch_size: usize,
@@ -33,6 +34,29 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Targeted attacks, each image towards a class drawn uniformly among the wrong ones.
     pub targeted: bool,
+}
+
+/// The serialised fields of [`EvalOptions`], checked on the way in.
+#[derive(Deserialize)]
+struct EvalOptionsFields {
+    batch_size: usize,
+    seed: u64,
+    targeted: bool,
+}
+
+impl TryFrom<EvalOptionsFields> for EvalOptions {
+    type Error = Error;
+
+    fn try_from(f: EvalOptionsFields) -> Result<Self> {
+        if f.batch_size == 0 {
+            return Err(Error::config("batch size", 0, "must be at least 1"));
+        }
+        Ok(EvalOptions {
+            batch_size: f.batch_size,
+            seed: f.seed,
+            targeted: f.targeted,
+        })
+    }
 }
 
 impl Default for EvalOptions {
@@ -196,7 +220,7 @@ pub fn evaluate_transfer<T: Real>(
     let mut offset = 0;
     for batch in data.batches(options.batch_size)? {
         let x: Array4<T> = batch.images.mapv(|v| T::of(f64::from(v)));
-        let labels: Vec<usize> = batch.labels.iter().map(|&l| usize::from(l)).collect();
+        let labels: Vec<usize> = batch.labels.to_vec();
         let clock = Instant::now();
         let keep = correctly_classified(model, &x, &labels)?;
         tally.clean(keep.len(), clock.elapsed().as_secs_f64());
@@ -277,7 +301,7 @@ fn random_targets(data: &Dataset, classes: usize, seed: u64) -> Result<Vec<usize
     Ok(data
         .labels()
         .iter()
-        .map(|&y| (usize::from(y) + 1 + rng.random_range(0..classes - 1)) % classes)
+        .map(|&y| (y + 1 + rng.random_range(0..classes - 1)) % classes)
         .collect())
 }
 

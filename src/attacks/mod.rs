@@ -45,7 +45,10 @@ use crate::real::Real;
 
 /// An attack and its budget. Budgets are absolute: ε in pixel units of [0, 1] images (L∞:
 /// per entry; L2, L1: per image), `pixels` a count of entries of C·H·W.
+///
+/// Deserialising checks the parameters as [`Attack::validate`] does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "AttackFields")]
 pub enum Attack {
     /// Fast gradient sign method: one step of size ε along sign(g), no random start.
     Fgsm {
@@ -111,6 +114,71 @@ pub const MADRY_ALPHA_FACTOR: f64 = 2.5;
 /// ```
 pub fn default_alpha(eps: f64, steps: usize) -> f64 {
     MADRY_ALPHA_FACTOR * eps / steps.max(1) as f64
+}
+
+/// The serialised form of [`Attack`], checked on the way in.
+#[derive(Deserialize)]
+enum AttackFields {
+    Fgsm {
+        eps: f64,
+    },
+    PgdLinf {
+        eps: f64,
+        alpha: f64,
+        steps: usize,
+        random_start: bool,
+    },
+    PgdL2 {
+        eps: f64,
+        alpha: f64,
+        steps: usize,
+        random_start: bool,
+    },
+    L2Step {
+        eps: f64,
+    },
+    L1Step {
+        eps: f64,
+    },
+    L0 {
+        pixels: usize,
+    },
+}
+
+impl TryFrom<AttackFields> for Attack {
+    type Error = Error;
+
+    fn try_from(f: AttackFields) -> Result<Self> {
+        let a = match f {
+            AttackFields::Fgsm { eps } => Attack::Fgsm { eps },
+            AttackFields::PgdLinf {
+                eps,
+                alpha,
+                steps,
+                random_start,
+            } => Attack::PgdLinf {
+                eps,
+                alpha,
+                steps,
+                random_start,
+            },
+            AttackFields::PgdL2 {
+                eps,
+                alpha,
+                steps,
+                random_start,
+            } => Attack::PgdL2 {
+                eps,
+                alpha,
+                steps,
+                random_start,
+            },
+            AttackFields::L2Step { eps } => Attack::L2Step { eps },
+            AttackFields::L1Step { eps } => Attack::L1Step { eps },
+            AttackFields::L0 { pixels } => Attack::L0 { pixels },
+        };
+        a.validate().map(|_| a)
+    }
 }
 
 /// PGD's settings, named: steps, step-size rule, random start. The default is 20 steps of

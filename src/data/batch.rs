@@ -37,7 +37,7 @@ pub struct Batch<'a> {
     /// `[B, C, H, W]`, values in `[0, 1]`.
     pub images: CowArray<'a, f32, Ix4>,
     /// `[B]`.
-    pub labels: Cow<'a, [u8]>,
+    pub labels: Cow<'a, [usize]>,
 }
 
 /// Iterator over the batches of a [`Dataset`]; see [`Dataset::batches`] and
@@ -118,7 +118,7 @@ mod tests {
 
     fn toy(n: usize) -> Dataset {
         let images = Array4::from_shape_fn((n, 1, 1, 1), |(i, ..)| i as f32 / n as f32);
-        Dataset::new("toy", images, (0..n).map(|i| (i % 10) as u8).collect(), 10).unwrap()
+        Dataset::new("toy", images, (0..n).map(|i| i % 10).collect(), 10).unwrap()
     }
 
     #[test]
@@ -179,7 +179,7 @@ mod tests {
             assert_eq!(first.images[[k, 0, 0, 0]], ds.images()[[i, 0, 0, 0]]);
             assert_eq!(first.labels[k], ds.labels()[i]);
         }
-        let labels: Vec<u8> = ds
+        let labels: Vec<usize> = ds
             .shuffled_batches(4, 9)
             .unwrap()
             .flat_map(|b| b.labels.into_owned())

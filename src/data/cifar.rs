@@ -159,7 +159,7 @@ pub fn load_cifar10(dir: impl AsRef<Path>, split: Split) -> Result<Dataset> {
     Dataset::new(
         format!("cifar10/{split}"),
         images,
-        labels,
+        labels.into_iter().map(usize::from).collect(),
         CIFAR10_CLASSES.len(),
     )
 }

@@ -36,7 +36,7 @@ impl DataRecord {
 pub struct Dataset {
     name: String,
     images: Array4<f32>,
-    labels: Vec<u8>,
+    labels: Vec<usize>,
     classes: usize,
 }
 
@@ -60,7 +60,7 @@ impl Dataset {
     pub fn new(
         name: impl Into<String>,
         images: Array4<f32>,
-        labels: Vec<u8>,
+        labels: Vec<usize>,
         classes: usize,
     ) -> Result<Self> {
         if labels.len() != images.shape()[0] {
@@ -74,7 +74,7 @@ impl Dataset {
         if classes == 0 {
             return Err(Error::config("classes", 0, "must be at least 1"));
         }
-        if let Some(i) = labels.iter().position(|&l| usize::from(l) >= classes) {
+        if let Some(i) = labels.iter().position(|&l| l >= classes) {
             return Err(Error::config(
                 "label",
                 format!("{} at index {i}", labels[i]),
@@ -133,7 +133,7 @@ impl Dataset {
     }
 
     /// The labels, `[N]`, each `< classes()`.
-    pub fn labels(&self) -> &[u8] {
+    pub fn labels(&self) -> &[usize] {
         &self.labels
     }
 
@@ -159,7 +159,7 @@ impl Dataset {
     }
 
     /// The images and labels, consuming the dataset.
-    pub fn into_parts(self) -> (Array4<f32>, Vec<u8>) {
+    pub fn into_parts(self) -> (Array4<f32>, Vec<usize>) {
         (self.images, self.labels)
     }
 
@@ -230,7 +230,9 @@ impl Dataset {
         for v in self.images.iter() {
             h.update(v.to_bits().to_le_bytes());
         }
-        h.update(&self.labels);
+        for l in &self.labels {
+            h.update((*l as u64).to_le_bytes());
+        }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -318,7 +320,7 @@ mod tests {
         let images = Array4::from_shape_fn((n, 1, 2, 2), |(i, _, h, w)| {
             (i * 4 + h * 2 + w) as f32 / (4 * n) as f32
         });
-        Dataset::new("toy", images, (0..n).map(|i| (i % 3) as u8).collect(), 3).unwrap()
+        Dataset::new("toy", images, (0..n).map(|i| i % 3).collect(), 3).unwrap()
     }
 
     #[test]

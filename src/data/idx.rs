@@ -193,7 +193,12 @@ pub fn load_mnist_like(dir: impl AsRef<Path>, split: Split) -> Result<Dataset> {
         .ok()
         .and_then(|d| d.file_name().map(|f| f.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
-    Dataset::new(format!("{folder}/{split}"), images, labels, CLASSES)
+    Dataset::new(
+        format!("{folder}/{split}"),
+        images,
+        labels.into_iter().map(usize::from).collect(),
+        CLASSES,
+    )
 }
 
 /// Checks the magic and the exact length; returns the dims and the data after the header.

@@ -32,7 +32,7 @@ pub struct Probe<'a> {
     /// Index of the test image.
     pub image: usize,
     /// Its label.
-    pub label: u8,
+    pub label: usize,
     /// The image flattened, `[D]`.
     pub x: &'a [f64],
 }
@@ -58,7 +58,7 @@ pub struct InfluenceCurve {
     /// Test image index and label.
     pub image: usize,
     /// The image's label.
-    pub label: u8,
+    pub label: usize,
     /// The neuron o.
     pub neuron: usize,
     /// The moved term j (a pixel index).

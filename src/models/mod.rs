@@ -53,8 +53,10 @@ pub enum Arch {
     },
 }
 
-/// A model's architecture, input and head.
+/// A model's architecture, input and head. Deserialising checks it as [`ModelSpec::validate`]
+/// does, so a spec read from a file cannot build a network that breaks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ModelSpecFields")]
 pub struct ModelSpec {
     /// Name as given on the CLI (`mlp3`, `lenet`, `resnet18-tiny`, …).
     pub name: String,
@@ -133,6 +135,45 @@ impl ModelSpec {
         Ok(spec)
     }
 
+    /// Checks the spec: a name, at least one class, a non-empty input the architecture takes,
+    /// MLP widths that start at C·H·W, end at the classes and are all ≥ 1, ResNet blocks and
+    /// widths ≥ 1.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let [c, h, w] = self.input;
+        let bad = |rule: &'static str| {
+            Err(Error::Config {
+                name: "model spec",
+                value: format!(
+                    "{} ({:?}, input {c}×{h}×{w}, {} classes)",
+                    self.name, self.arch, self.classes
+                ),
+                rule,
+            })
+        };
+        if self.name.is_empty() || self.classes == 0 || c * h * w == 0 {
+            return bad("needs a name, at least one class and a non-empty input");
+        }
+        match &self.arch {
+            Arch::Mlp { sizes, .. } => {
+                let ends =
+                    sizes.first() == Some(&(c * h * w)) && sizes.last() == Some(&self.classes);
+                if sizes.len() < 2 || sizes.contains(&0) || !ends {
+                    return bad("MLP widths must run from C·H·W to the classes, each ≥ 1");
+                }
+            }
+            Arch::ResNet { blocks, widths, .. } => {
+                if blocks.contains(&0) || widths.contains(&0) {
+                    return bad("ResNet blocks and widths must be ≥ 1");
+                }
+            }
+            Arch::LeNet | Arch::Custom => {}
+        }
+        self.check_input()
+    }
+
     /// The same spec with ReLU between the MLP layers.
     pub fn with_mlp_relu(mut self, relu: bool) -> Self {
         if let Arch::Mlp { relu: r, .. } = &mut self.arch {
@@ -157,6 +198,32 @@ impl ModelSpec {
                 rule: "lenet takes 1×28×28; resnets take square sides that are multiples of 32",
             })
         }
+    }
+}
+
+/// The serialised fields of [`ModelSpec`], checked on the way in.
+#[derive(Deserialize)]
+struct ModelSpecFields {
+    name: String,
+    arch: Arch,
+    input: [usize; 3],
+    classes: usize,
+    conv_bias: bool,
+}
+
+impl TryFrom<ModelSpecFields> for ModelSpec {
+    type Error = Error;
+
+    fn try_from(f: ModelSpecFields) -> Result<Self> {
+        let spec = ModelSpec {
+            name: f.name,
+            arch: f.arch,
+            input: f.input,
+            classes: f.classes,
+            conv_bias: f.conv_bias,
+        };
+        spec.validate()?;
+        Ok(spec)
     }
 }
 

@@ -25,8 +25,10 @@ pub fn log_softmax<T: Real>(z: ArrayView2<T>) -> Array2<T> {
 /// Summed cross-entropy of `[B, K]` logits against labels, and its gradient `[B, K]`.
 ///
 /// # Errors
-/// [`Error::Shape`] if the label count differs from B; [`Error::Config`] for a label ≥ K.
+/// [`Error::Shape`] if the label count differs from B; [`Error::Config`] for a label ≥ K;
+/// [`Error::NonFinite`] for NaN or ±Inf logits (which would give a NaN loss).
 pub fn cross_entropy<T: Real>(z: ArrayView2<T>, labels: &[usize]) -> Result<(T, Array2<T>)> {
+    crate::nrpm::check_finite("logits", &z)?;
     let (b, k) = z.dim();
     if labels.len() != b {
         return Err(Error::shape(

@@ -24,8 +24,10 @@ use crate::nrpm::{
 };
 use crate::real::Real;
 
-/// Stride, zero padding and dilation of a convolution, `[height, width]` each.
+/// Stride, zero padding and dilation of a convolution, `[height, width]` each. Deserialising
+/// refuses a zero stride or dilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "GeometryFields")]
 pub struct Conv2dGeometry {
     /// Step between receptive fields, ≥ 1.
     pub stride: [usize; 2],
@@ -33,6 +35,30 @@ pub struct Conv2dGeometry {
     pub padding: [usize; 2],
     /// Spacing between kernel taps, ≥ 1.
     pub dilation: [usize; 2],
+}
+
+/// The serialised fields of [`Conv2dGeometry`], checked on the way in.
+#[derive(Deserialize)]
+struct GeometryFields {
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl TryFrom<GeometryFields> for Conv2dGeometry {
+    type Error = Error;
+
+    fn try_from(f: GeometryFields) -> Result<Self> {
+        let g = Conv2dGeometry {
+            stride: f.stride,
+            padding: f.padding,
+            dilation: f.dilation,
+        };
+        if g.stride.contains(&0) || g.dilation.contains(&0) {
+            return Err(Error::config("stride/dilation", 0, "must be at least 1"));
+        }
+        Ok(g)
+    }
 }
 
 impl Default for Conv2dGeometry {
@@ -58,14 +84,28 @@ impl Conv2dGeometry {
     /// The output size `(Ho, Wo)` for an `h × w` input and a `kh × kw` kernel.
     ///
     /// # Errors
-    /// [`Error::Config`] for zero stride/dilation or a kernel larger than the padded input.
+    /// [`Error::Config`] for zero stride/dilation, a kernel larger than the padded input, or
+    /// sizes whose arithmetic overflows.
     pub fn output_size(&self, h: usize, w: usize, kh: usize, kw: usize) -> Result<(usize, usize)> {
         if self.stride.contains(&0) || self.dilation.contains(&0) {
             return Err(Error::config("stride/dilation", 0, "must be at least 1"));
         }
         let one = |size: usize, k: usize, axis: usize| -> Result<usize> {
-            let span = self.dilation[axis] * (k.max(1) - 1) + 1;
-            let padded = size + 2 * self.padding[axis];
+            let too_large = || {
+                Error::config(
+                    "conv geometry",
+                    format!("input {size}, kernel {k}, {self:?}"),
+                    "its sizes overflow the machine's integers",
+                )
+            };
+            let span = self.dilation[axis]
+                .checked_mul(k.max(1) - 1)
+                .and_then(|s| s.checked_add(1))
+                .ok_or_else(too_large)?;
+            let padded = self.padding[axis]
+                .checked_mul(2)
+                .and_then(|p| p.checked_add(size))
+                .ok_or_else(too_large)?;
             if k == 0 || padded < span {
                 return Err(Error::Config {
                     name: "kernel",

@@ -16,7 +16,9 @@ use crate::train::Paradigm;
 pub const MOMENTUM_PREFIX: &str = "momentum.";
 
 /// The optimiser's hyper-parameters (the learning rate itself comes from the schedule).
+/// Deserialising checks them as [`SgdConfig::validate`] does.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SgdFields")]
 pub struct SgdConfig {
     /// Base learning rate η₀ > 0.
     pub lr: f64,
@@ -51,6 +53,27 @@ impl SgdConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// The serialised fields of [`SgdConfig`], checked on the way in.
+#[derive(Deserialize)]
+struct SgdFields {
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+}
+
+impl TryFrom<SgdFields> for SgdConfig {
+    type Error = Error;
+
+    fn try_from(f: SgdFields) -> Result<Self> {
+        let c = SgdConfig {
+            lr: f.lr,
+            momentum: f.momentum,
+            weight_decay: f.weight_decay,
+        };
+        c.validate().map(|_| c)
     }
 }
 

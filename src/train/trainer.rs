@@ -259,7 +259,7 @@ fn sgd_steps<T: Real>(
     let steps = batches.len();
     for (i, batch) in batches.enumerate() {
         let x = batch.images.mapv(|v| T::of(f64::from(v)));
-        let labels: Vec<usize> = batch.labels.iter().map(|&l| usize::from(l)).collect();
+        let labels: Vec<usize> = batch.labels.to_vec();
         let mut ctx = Ctx::train(seed_for(cfg.seed, Stream::Dropout, epoch, i));
         ctx.frozen_batchnorm = cfg.frozen_batchnorm;
         let mut rng = StdRng::seed_from_u64(seed_for(cfg.seed, Stream::Attack, epoch, i));
@@ -349,7 +349,7 @@ pub fn clean_accuracy<T: Real>(model: &Model<T>, data: &Dataset, batch_size: usi
         correct += predicted
             .iter()
             .zip(batch.labels.iter())
-            .filter(|(p, &y)| **p == usize::from(y))
+            .filter(|(p, &y)| **p == y)
             .count();
     }
     Ok(100.0 * correct as f64 / data.len().max(1) as f64)
