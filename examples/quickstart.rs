@@ -3,12 +3,12 @@
 //!
 //! Run: `cargo run --release --example quickstart`
 
-use nrpm::attacks::{evaluate_attacks, Attack, EvalOptions};
+use nrpm::attacks::{evaluate_attacks, Attack, EvalOptions, PgdSettings};
 use nrpm::data::{Dataset, Split};
 use nrpm::models::{LayerSelection, Model, ModelSpec};
 use nrpm::nn::LambdaParam;
-use nrpm::train::{train, Checkpoints, Paradigm, SgdConfig, TrainConfig};
-use nrpm::{progress::Silent, Norm, NrpmConfig};
+use nrpm::train::{train, Checkpoints, SgdConfig, TrainConfig};
+use nrpm::{progress::Silent, NrpmConfig};
 
 fn main() -> nrpm::Result<()> {
     let (train_set, test) = (
@@ -19,18 +19,12 @@ fn main() -> nrpm::Result<()> {
     model.init(0);
     let sgd = SgdConfig {
         lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 0.0,
+        ..SgdConfig::default()
     };
     let cfg = TrainConfig {
-        paradigm: Paradigm::Scratch,
         epochs: 2,
-        batch_size: 64,
         sgd,
-        lr_steps: vec![],
-        adversary: None,
-        seed: 0,
-        frozen_batchnorm: false,
+        ..TrainConfig::default()
     };
     train(
         &mut model,
@@ -41,27 +35,13 @@ fn main() -> nrpm::Result<()> {
         &mut Silent,
     )?;
     let attacks = [
-        Attack::Fgsm { eps: 0.1 },
-        Attack::PgdLinf {
-            eps: 0.1,
-            alpha: 0.025,
-            steps: 20,
-            random_start: true,
-        },
+        Attack::fgsm(0.1)?,
+        Attack::pgd_linf(0.1, PgdSettings::default())?,
     ];
     for label in ["LPM", "NRPM (L1, K = 1, λ = 0.7)"] {
         if label != "LPM" {
-            let nrpm_cfg = NrpmConfig::builder()
-                .norm(Norm::L1)
-                .k(1)
-                .eps(5e-5)
-                .lambda(0.7)
-                .build()?;
-            model.reprogram(
-                &LayerSelection::All,
-                nrpm_cfg.with_lambda(0.7)?,
-                LambdaParam::Raw,
-            )?;
+            let nrpm_cfg = NrpmConfig::builder().k(1).eps(5e-5).lambda(0.7).build()?;
+            model.reprogram(&LayerSelection::All, nrpm_cfg, LambdaParam::Raw)?;
         }
         let res = evaluate_attacks(
             &model,

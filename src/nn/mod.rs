@@ -2,7 +2,7 @@
 //!
 //! Activations are `ArrayD<T>` in PyTorch layouts (`[B, F]`, NCHW). Every layer's
 //! `forward(x, ctx) -> (y, Cache)` returns what its `backward(&cache, dy, grads) -> dx` needs;
-//! parameter gradients are accumulated into [`Grads`] under the PyTorch state-dict key of the
+//! parameter gradients are accumulated into [`ParamGrads`] under the PyTorch state-dict key of the
 //! parameter (`fc1.weight`, `layer2.0.conv1.weight`, `fc1.robust_sum.lmbd`, …), so the optimiser
 //! and checkpoints speak the same names.
 //!

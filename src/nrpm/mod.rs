@@ -277,17 +277,70 @@ impl NrpmConfig {
 }
 
 impl fmt::Display for NrpmConfig {
-    /// `l1, K = 3, ε = 0.001, λ = 0.7` (and `, N = 2` with groups).
+    /// `l1, k=3, eps=0.001, lambda=0.7` (and `, groups=2` with groups): what
+    /// [`NrpmConfig::from_str`](FromStr) reads back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}, K = {}, ε = {}, λ = {}",
+            "{}, k={}, eps={}, lambda={}",
             self.norm, self.k, self.eps, self.lambda
         )?;
         if self.groups > 1 {
-            write!(f, ", N = {}", self.groups)?;
+            write!(f, ", groups={}", self.groups)?;
         }
         Ok(())
+    }
+}
+
+impl FromStr for NrpmConfig {
+    type Err = Error;
+
+    /// A norm (as [`Norm`] parses it) followed by any of `k=`, `eps=`, `lambda=`, `groups=`,
+    /// comma-separated; the rest are the defaults.
+    ///
+    /// ```
+    /// # fn main() -> nrpm::Result<()> {
+    /// let cfg: nrpm::NrpmConfig = "huber(delta=2), k=1, eps=5e-5, lambda=0.7".parse()?;
+    /// assert_eq!((cfg.k(), cfg.eps(), cfg.lambda()), (1, 5e-5, 0.7));
+    /// assert_eq!(cfg.to_string().parse::<nrpm::NrpmConfig>()?, cfg);
+    /// assert!("l1, k=3, eps=-1".parse::<nrpm::NrpmConfig>().is_err());
+    /// # Ok(()) }
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        let mut parts = Vec::new();
+        let (mut depth, mut start) = (0usize, 0);
+        for (i, c) in s.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => {
+                    parts.push(&s[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&s[start..]);
+        let mut b = NrpmConfig::builder().norm(parts[0].trim().parse()?);
+        for part in &parts[1..] {
+            let bad = || {
+                Error::config(
+                    "nrpm config",
+                    part.trim(),
+                    "expected k=, eps=, lambda= or groups=",
+                )
+            };
+            let (key, value) = part.split_once('=').ok_or_else(bad)?;
+            let value = value.trim();
+            b = match key.trim() {
+                "k" => b.k(value.parse().map_err(|_| bad())?),
+                "eps" => b.eps(value.parse().map_err(|_| bad())?),
+                "lambda" => b.lambda(value.parse().map_err(|_| bad())?),
+                "groups" => b.groups(value.parse().map_err(|_| bad())?),
+                _ => return Err(bad()),
+            };
+        }
+        b.build()
     }
 }
 

@@ -89,6 +89,24 @@ pub struct TrainConfig {
     pub frozen_batchnorm: bool,
 }
 
+impl Default for TrainConfig {
+    /// Training from scratch with the authors' MNIST optimiser settings: 10 epochs, batch 64,
+    /// [`SgdConfig::default`], constant learning rate, clean loss, seed 0, BatchNorm trained.
+    /// Change what differs: `TrainConfig { epochs: 2, ..TrainConfig::default() }`.
+    fn default() -> Self {
+        Self {
+            paradigm: Paradigm::Scratch,
+            epochs: 10,
+            batch_size: 64,
+            sgd: SgdConfig::default(),
+            lr_steps: Vec::new(),
+            adversary: None,
+            seed: 0,
+            frozen_batchnorm: false,
+        }
+    }
+}
+
 impl TrainConfig {
     /// Checks every field.
     ///

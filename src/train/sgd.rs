@@ -29,6 +29,17 @@ pub struct SgdConfig {
     pub weight_decay: f64,
 }
 
+impl Default for SgdConfig {
+    /// The authors' MNIST settings (`mnist_mlp.py`): lr 0.001, momentum 0.9, no weight decay.
+    fn default() -> Self {
+        Self {
+            lr: 0.001,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        }
+    }
+}
+
 impl SgdConfig {
     /// Checks the domains.
     ///
