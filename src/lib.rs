@@ -38,6 +38,7 @@
 //!            Parameters, adversarial losses, checkpoints with bit-exact resume
 //! report     confidence intervals, Markdown tables, SVG charts
 //! progress   progress callbacks (library loops never print)
+//! seeds      seeds derived per stream, epoch, batch and image (shard-invariant draws)
 //! tensor_file  safetensors files
 //! ```
 //!
@@ -71,6 +72,7 @@ pub mod progress;
 pub mod real;
 pub mod report;
 pub mod robust;
+pub mod seeds;
 pub mod tensor_file;
 pub mod train;
 

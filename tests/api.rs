@@ -10,7 +10,7 @@ use nrpm::ndarray::{array, Array1, Array2, Array4, ArrayD, IxDyn};
 use nrpm::nn::{
     Cache, Ctx, LambdaParam, Layer, Linear, Module, Param, ParamGrads, ParamMut, Role, Sequential,
 };
-use nrpm::rand::SeedableRng;
+use nrpm::seeds::{stream, ImageRngs};
 use nrpm::train::{Paradigm, Sgd, SgdConfig};
 use nrpm::{conv, Conv2dGeometry, Error, Norm, NrpmConfig};
 
@@ -191,7 +191,7 @@ fn getters_take_shared_references() {
 /// Default round-trip.
 #[test]
 fn re_exports_names_and_string_forms() {
-    let mut rng = nrpm::rand::rngs::StdRng::seed_from_u64(0);
+    let mut rng = ImageRngs::for_images(0, stream::ATTACK, [0, 1]);
     let mut m = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 4).unwrap());
     m.init(0);
     let x = Array4::<f32>::from_elem((2, 1, 4, 4), 0.5);
@@ -324,7 +324,7 @@ fn custom_layers_train_and_are_attacked() {
         (classifier.input_shape(), classifier.classes()),
         ([1, 4, 4], 3)
     );
-    let mut rng = nrpm::rand::rngs::StdRng::seed_from_u64(0);
+    let mut rng = ImageRngs::for_images(0, stream::ATTACK, [0, 1]);
     let adv = perturb(
         &model,
         x.view(),

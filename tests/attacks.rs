@@ -13,6 +13,7 @@ use nrpm::data::{Dataset, Split};
 use nrpm::models::{LayerSelection, Model, ModelSpec};
 use nrpm::nn::LambdaParam;
 use nrpm::progress::Silent;
+use nrpm::seeds::{stream, ImageRngs};
 use nrpm::{Norm, NrpmConfig, Real};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -152,7 +153,7 @@ proptest! {
         let x = random_images::<f32>((batch, channels, side, side), seed + 1);
         let labels: Vec<usize> = (0..batch).map(|i| (i + seed as usize) % 10).collect();
         let target: Vec<usize> = labels.iter().map(|y| (y + 3) % 10).collect();
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = ImageRngs::for_images(seed, stream::ATTACK, 0..batch);
         let adv = perturb(&model, x.view(), &labels, &attack, targeted.then_some(&target[..]), &mut rng)
             .unwrap();
         assert_within_budget(x.view(), &adv, &attack);
@@ -177,7 +178,7 @@ fn perturb_seeded<T: Real>(
         labels,
         attack,
         None,
-        &mut StdRng::seed_from_u64(seed),
+        &mut ImageRngs::for_images(seed, stream::ATTACK, 0..labels.len()),
     )
     .unwrap()
 }
@@ -260,7 +261,7 @@ fn targeted_fgsm_lowers_the_target_loss_and_untargeted_raises_the_true_loss() {
         let (labels, target) = ([1, 6], [4, 2]);
         let attack = Attack::Fgsm { eps: 1e-4 };
         let loss = |x: &Array4<f64>, y: &[usize]| model.loss_input_grad(x.view(), y).unwrap().0;
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = ImageRngs::for_images(0, stream::ATTACK, 0..2);
         let toward = perturb(&model, x.view(), &labels, &attack, Some(&target), &mut rng).unwrap();
         let away = perturb(&model, x.view(), &labels, &attack, None, &mut rng).unwrap();
         assert!(loss(&toward, &target) < loss(&x, &target), "seed {seed}");
@@ -304,8 +305,11 @@ fn same_seed_same_images_other_seed_other_start() {
 fn perturb_rejects_bad_labels_and_parameters() {
     let model = random_mlp::<f32>("mlp1", 1, 3, false, 0);
     let x = random_images::<f32>((2, 1, 3, 3), 0);
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = ImageRngs::for_images(0, stream::ATTACK, 0..2);
     let fgsm = Attack::Fgsm { eps: 0.1 };
+    // One generator per image: another count is refused.
+    let mut three = ImageRngs::for_images(0, stream::ATTACK, 0..3);
+    assert!(perturb(&model, x.view(), &[1, 2], &fgsm, None, &mut three).is_err());
     assert!(perturb(&model, x.view(), &[1], &fgsm, None, &mut rng).is_err());
     assert!(perturb(&model, x.view(), &[1, 2], &fgsm, Some(&[3]), &mut rng).is_err());
     assert!(perturb(&model, x.view(), &[1, 10], &fgsm, None, &mut rng).is_err());

@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use ndarray::{ArrayD, IxDyn};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use nrpm::attacks::Attack;
 use nrpm::data::{Dataset, Split};
 use nrpm::models::{LayerSelection, Model, ModelSpec};
 use nrpm::nn::{Ctx, LambdaParam, ParamGrads, Role};
 use nrpm::progress::Silent;
+use nrpm::seeds::{stream, ImageRngs};
 use nrpm::train::{
     batch_gradient, checkpoint, train, AdvLoss, Adversary, Checkpoints, Paradigm, Sgd, SgdConfig,
     TrainConfig, TrainReport,
@@ -186,7 +185,7 @@ fn batch_gradient_is_the_mean_and_clean_plus_adv_is_the_sum() {
     let x = data.images().to_owned();
     let labels: Vec<usize> = data.labels().to_vec();
     let grad = |x: ndarray::ArrayView4<f32>, y: &[usize], adv: Option<Adversary>| {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = ImageRngs::for_images(0, stream::ATTACK, 0..y.len());
         batch_gradient(&m, x, y, adv.as_ref(), &mut Ctx::train(0), &mut rng).unwrap()
     };
     let key = "fc1.robust_sum.lmbd";

@@ -12,16 +12,16 @@
 use std::time::Instant;
 
 use ndarray::{Array4, Axis};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use super::{perturb, Attack};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::models::Model;
+use crate::models::Classifier;
 use crate::progress::Progress;
 use crate::real::Real;
+use crate::seeds::{stream, ImageRngs};
 
 /// How an evaluation runs. Deserialising refuses a zero batch size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +29,8 @@ use crate::real::Real;
 pub struct EvalOptions {
     /// Images per batch (figures do not depend on it).
     pub batch_size: usize,
-    /// Seed of the attacks' random draws and of the targets; each attack of a list gets its
-    /// own generator seeded with it, so its figures do not depend on the rest of the list.
+    /// Seed of the attacks' random draws and of the targets: image i draws from a generator
+    /// seeded with (seed, i), so its figures depend neither on its batch nor on its shard.
     pub seed: u64,
     /// Targeted attacks, each image towards a class drawn uniformly among the wrong ones.
     pub targeted: bool,
@@ -138,8 +138,8 @@ pub fn correct_by_budget(budgets: &[f64], results: &[EvalResult]) -> Result<Vec<
 /// assert_eq!((r.n, r.robust_correct), (20, r.clean_correct)); // ε = 0 changes nothing
 /// # Ok(()) }
 /// ```
-pub fn evaluate<T: Real>(
-    model: &Model<T>,
+pub fn evaluate<T: Real, M: Classifier<T> + ?Sized>(
+    model: &M,
     data: &Dataset,
     attack: &Attack,
     batch_size: usize,
@@ -163,14 +163,16 @@ pub fn evaluate<T: Real>(
 
 /// Robust accuracy of `model` on every image of `data` under each of `attacks` (typically one
 /// attack at a list of budgets), one [`EvalResult`] per attack, in order. The clean pass runs
-/// once; each attack's random draws come from its own generator seeded with `options.seed`.
+/// once; image i's random draws come from a generator seeded with (`options.seed`, i), fresh
+/// for each attack, so the figures depend neither on the batch size nor on the rest of the
+/// list, and an image gives the same result in any shard.
 ///
 /// # Errors
 /// [`Error::Config`] for an empty dataset or attack list, a zero batch size, invalid attack
 /// parameters, a targeted run with fewer than two classes, or labels the model does not have;
 /// [`Error::Shape`] if the images do not fit the model; model errors.
-pub fn evaluate_attacks<T: Real>(
-    model: &Model<T>,
+pub fn evaluate_attacks<T: Real, M: Classifier<T> + ?Sized>(
+    model: &M,
     data: &Dataset,
     attacks: &[Attack],
     options: &EvalOptions,
@@ -188,31 +190,27 @@ pub fn evaluate_attacks<T: Real>(
 ///
 /// # Errors
 /// As [`evaluate_attacks`]; [`Error::Shape`] if the two models take different inputs.
-pub fn evaluate_transfer<T: Real>(
-    model: &Model<T>,
-    source: &Model<T>,
+pub fn evaluate_transfer<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + ?Sized>(
+    model: &M,
+    source: &S,
     data: &Dataset,
     attacks: &[Attack],
     options: &EvalOptions,
     progress: &mut dyn Progress,
 ) -> Result<Vec<EvalResult>> {
     check_inputs(data, attacks)?;
-    if source.spec.input != model.spec.input {
+    if source.input_shape() != model.input_shape() {
         return Err(Error::shape(
             "attacks::evaluate_transfer",
             "source model input",
-            &model.spec.input,
-            &source.spec.input,
+            &model.input_shape(),
+            &source.input_shape(),
         ));
     }
     let targets = match options.targeted {
-        true => Some(random_targets(data, model.spec.classes, options.seed)?),
+        true => Some(random_targets(data, model.classes(), options.seed)?),
         false => None,
     };
-    let mut rngs: Vec<StdRng> = attacks
-        .iter()
-        .map(|_| StdRng::seed_from_u64(options.seed))
-        .collect();
     let mut tally = Tally::new(attacks.len());
     let n = data.len();
     let stage = format!("{} at {} budget(s)", attacks[0].name(), attacks.len());
@@ -228,18 +226,25 @@ pub fn evaluate_transfer<T: Real>(
         let picked = |v: &[usize]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
         let labels = picked(&labels);
         let target = targets.as_ref().map(|t| picked(&t[offset..]));
+        let indices: Vec<usize> = keep.iter().map(|&i| offset + i).collect();
         for (a, attack) in attacks.iter().enumerate() {
             let clock = Instant::now();
             let survived = match keep.is_empty() {
                 true => 0,
                 false => {
+                    // Each image draws from (seed, its index), whatever its batch or shard.
+                    let mut rngs = ImageRngs::for_images(
+                        options.seed,
+                        stream::ATTACK,
+                        indices.iter().copied(),
+                    );
                     let adv = perturb(
                         source,
                         x.view(),
                         &labels,
                         attack,
                         target.as_deref(),
-                        &mut rngs[a],
+                        &mut rngs,
                     )?;
                     correctly_classified(model, &adv, &labels)?.len()
                 }
@@ -275,8 +280,8 @@ fn check_inputs(data: &Dataset, attacks: &[Attack]) -> Result<()> {
 }
 
 /// Indices of the images of `x [B, C, H, W]` that the model classifies as `labels [B]`.
-fn correctly_classified<T: Real>(
-    model: &Model<T>,
+fn correctly_classified<T: Real, M: Classifier<T> + ?Sized>(
+    model: &M,
     x: &Array4<T>,
     labels: &[usize],
 ) -> Result<Vec<usize>> {
@@ -286,8 +291,9 @@ fn correctly_classified<T: Real>(
         .collect())
 }
 
-/// One target per image of `data`, uniform among the `classes − 1` wrong classes, drawn from
-/// a generator seeded with `seed` (its own stream, apart from the attacks').
+/// One target per image of `data`, uniform among the `classes − 1` wrong classes; image i's
+/// target is drawn from a generator seeded with (seed, its index), apart from the attacks'
+/// draws.
 fn random_targets(data: &Dataset, classes: usize, seed: u64) -> Result<Vec<usize>> {
     if classes < 2 {
         return Err(Error::config(
@@ -296,12 +302,12 @@ fn random_targets(data: &Dataset, classes: usize, seed: u64) -> Result<Vec<usize
             "a targeted attack needs at least 2",
         ));
     }
-    const TARGET_STREAM: u64 = 0x7a72_6765_7473; // "targets", apart from the attacks' stream
-    let mut rng = StdRng::seed_from_u64(seed ^ TARGET_STREAM);
+    let mut rngs = ImageRngs::for_images(seed, stream::TARGETS, 0..data.len());
     Ok(data
         .labels()
         .iter()
-        .map(|&y| (y + 1 + rng.random_range(0..classes - 1)) % classes)
+        .zip(rngs.iter_mut())
+        .map(|(&y, rng)| (y + 1 + rng.random_range(0..classes - 1)) % classes)
         .collect())
 }
 

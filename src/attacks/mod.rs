@@ -42,6 +42,7 @@ pub use eval::{
 use crate::error::{Error, Result};
 use crate::models::Classifier;
 use crate::real::Real;
+use crate::seeds::ImageRngs;
 
 /// An attack and its budget. Budgets are absolute: ε in pixel units of [0, 1] images (L∞:
 /// per entry; L2, L1: per image), `pixels` a count of entries of C·H·W.
@@ -499,40 +500,50 @@ fn whole_number(v: f64) -> Result<usize> {
 
 /// Adversarial images `x' [B, C, H, W]` for images `x [B, C, H, W]` with true `labels [B]`:
 /// untargeted when `target` is `None` (ascend the loss of `labels`), targeted towards
-/// `target [B]` otherwise (descend the loss of `target`). Every draw (PGD random starts) comes
-/// from `rng`, so a seeded `rng` gives the same images. The model runs in eval mode.
+/// `target [B]` otherwise (descend the loss of `target`). Every draw (PGD random starts) of image
+/// b comes from its own generator in `rngs` ([`ImageRngs`], seeded from the run's seed and the
+/// image's dataset index), so an image's adversarial example does not depend on its batch.
+/// The model runs in eval mode.
 ///
 /// Guarantees (see the module doc): every entry of `x'` is in [0, 1], and `x' − x` lies in the
 /// attack's ε-ball (L0: at most `pixels` entries per image differ), when `x` is in [0, 1].
 ///
 /// # Errors
-/// [`Error::Config`] for invalid attack parameters or labels; [`Error::Shape`] if `labels` or
-/// `target` do not have B entries or `x` does not fit the model; model errors.
+/// [`Error::Config`] for invalid attack parameters or labels; [`Error::Shape`] if `labels`,
+/// `target` or `rngs` do not have B entries or `x` does not fit the model; model errors.
 ///
 /// # Example
 /// ```
 /// # fn main() -> nrpm::Result<()> {
 /// use nrpm::attacks::{perturb, Attack};
 /// use nrpm::models::{Model, ModelSpec};
-/// use rand::SeedableRng;
+/// use nrpm::seeds::{stream, ImageRngs};
 /// let mut model = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 4)?);
 /// model.init(0);
 /// let x = ndarray::Array4::<f32>::from_elem((2, 1, 4, 4), 0.5);
-/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-/// let adv = perturb(&model, x.view(), &[3, 7], &Attack::Fgsm { eps: 0.1 }, None, &mut rng)?;
+/// let mut rngs = ImageRngs::for_images(0, stream::ATTACK, [0, 1]); // images 0 and 1
+/// let adv = perturb(&model, x.view(), &[3, 7], &Attack::Fgsm { eps: 0.1 }, None, &mut rngs)?;
 /// assert!(adv.iter().zip(&x).all(|(a, b)| (a - b).abs() <= 0.1 + 1e-6));
 /// # Ok(()) }
 /// ```
-pub fn perturb<T: Real, C: Classifier<T> + ?Sized, R: rand::Rng + ?Sized>(
+pub fn perturb<T: Real, C: Classifier<T> + ?Sized>(
     model: &C,
     x: ArrayView4<T>,
     labels: &[usize],
     attack: &Attack,
     target: Option<&[usize]>,
-    rng: &mut R,
+    rngs: &mut ImageRngs,
 ) -> Result<Array4<T>> {
     attack.validate()?;
     let b = x.dim().0;
+    if rngs.len() != b {
+        return Err(Error::shape(
+            "attacks::perturb",
+            "rngs (one per image)",
+            &[b],
+            &[rngs.len()],
+        ));
+    }
     for (what, v) in [("attack labels", Some(labels)), ("attack target", target)] {
         if let Some(v) = v.filter(|v| v.len() != b) {
             return Err(Error::shape("attacks::perturb", what, &[b], &[v.len()]));
@@ -570,7 +581,7 @@ pub fn perturb<T: Real, C: Classifier<T> + ?Sized, R: rand::Rng + ?Sized>(
                 steps,
                 random_start,
             };
-            pgd.run(&grad, x.view(), rng)
+            pgd.run(&grad, x.view(), rngs)
         }
         Attack::L2Step { eps } => one_step::lp_step(&grad, x.view(), eps, Lp::L2),
         Attack::L1Step { eps } => one_step::lp_step(&grad, x.view(), eps, Lp::L1),

@@ -22,6 +22,7 @@ use super::{add_clipped, scale_images, Gradient, Lp};
 use crate::error::Result;
 use crate::models::Classifier;
 use crate::real::Real;
+use crate::seeds::ImageRngs;
 
 /// The 1e-10 the authors (and torchattacks) add to gradient norms before dividing.
 pub(super) const NORM_FLOOR: f64 = 1e-10;
@@ -47,14 +48,14 @@ pub(super) struct Pgd {
 
 impl Pgd {
     /// `steps` projected steps from `x [B, C, H, W]` (or from a random point of the ball).
-    pub(super) fn run<T: Real, C: Classifier<T> + ?Sized, R: rand::Rng + ?Sized>(
+    pub(super) fn run<T: Real, C: Classifier<T> + ?Sized>(
         &self,
         grad: &Gradient<T, C>,
         x: ArrayView4<T>,
-        rng: &mut R,
+        rngs: &mut ImageRngs,
     ) -> Result<Array4<T>> {
         let mut adv = match self.random_start {
-            true => add_clipped(x, &self.random_start(x.raw_dim(), rng)),
+            true => add_clipped(x, &self.random_start(x.raw_dim(), rngs)),
             false => x.to_owned(),
         };
         for _ in 0..self.steps {
@@ -66,27 +67,27 @@ impl Pgd {
         Ok(adv)
     }
 
-    /// A random point of the ball, `[B, C, H, W]`.
-    fn random_start<T: Real, R: rand::Rng + ?Sized>(&self, shape: Ix4, rng: &mut R) -> Array4<T> {
+    /// A random point of the ball for each image, `[B, C, H, W]`; image b draws from its own
+    /// generator.
+    fn random_start<T: Real>(&self, shape: Ix4, rngs: &mut ImageRngs) -> Array4<T> {
         let eps = self.eps;
-        match self.ball {
-            Ball::Linf => Array4::from_shape_simple_fn(shape, || {
-                T::of(eps * (2.0 * rng.random::<f64>() - 1.0))
-            }),
-            Ball::L2 => {
-                let mut n =
-                    Array4::from_shape_simple_fn(shape, || T::of(StandardNormal.sample(&mut *rng)));
-                scale_images(&mut n, Lp::L2, |norm| {
+        let mut start = Array4::zeros(shape);
+        for (image, rng) in start.outer_iter_mut().zip(rngs.iter_mut()) {
+            let mut image = image;
+            match self.ball {
+                Ball::Linf => {
+                    image.mapv_inplace(|_| T::of(eps * (2.0 * rng.random::<f64>() - 1.0)))
+                }
+                Ball::L2 => {
+                    image.mapv_inplace(|_| T::of(StandardNormal.sample(&mut *rng)));
+                    let norm = image.iter().map(|v| v.f64() * v.f64()).sum::<f64>().sqrt();
                     let radius = eps * rng.random::<f64>();
-                    if norm > 0.0 {
-                        radius / norm
-                    } else {
-                        0.0
-                    }
-                });
-                n
+                    let scale = T::of(if norm > 0.0 { radius / norm } else { 0.0 });
+                    image.mapv_inplace(|v| v * scale);
+                }
             }
         }
+        start
     }
 
     /// The step `α·dir(g)`.

@@ -120,6 +120,25 @@ impl<T: Real> Model<T> {
     /// [`Error::Format`] when the file carries no nrpm record (e.g. the authors' checkpoints:
     /// build the model with [`Model::new`], reprogram it, then [`Model::load`]), or does not
     /// fit its own record; I/O errors.
+    ///
+    /// # Example
+    /// ```
+    /// # fn main() -> nrpm::Result<()> {
+    /// use nrpm::models::{LayerSelection, Model, ModelSpec};
+    /// use nrpm::nn::LambdaParam;
+    /// let mut model = Model::<f32>::new(ModelSpec::from_name("mlp2", 1, 28)?.with_mlp_relu(true));
+    /// model.init(3);
+    /// let cfg = nrpm::NrpmConfig::builder().k(1).eps(5e-5).lambda(0.6).build()?;
+    /// model.reprogram(&LayerSelection::Default, cfg, LambdaParam::Sigmoid)?;
+    /// let path = std::env::temp_dir().join(format!("nrpm-doc-{}.safetensors", std::process::id()));
+    /// model.state_dict().write(&path)?;
+    /// let back = Model::<f32>::from_checkpoint(&path)?; // nothing else said
+    /// assert_eq!(back.record(), model.record()); // ReLU, NRPM layers, λ = σ(θ)
+    /// let x = nrpm::ndarray::Array4::from_elem((1, 1, 28, 28), 0.5_f32);
+    /// assert_eq!(back.logits(x.view())?, model.logits(x.view())?);
+    /// # std::fs::remove_file(path).ok();
+    /// # Ok(()) }
+    /// ```
     pub fn from_checkpoint(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let file = TensorFile::read(path)?;
         let record = ModelRecord::from_file(&file)?

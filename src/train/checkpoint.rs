@@ -47,14 +47,6 @@ pub enum Stream {
     Eval = 4,
 }
 
-/// SplitMix64's finaliser: a bijective mix of 64 bits.
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The seed of `stream` for batch `batch` of epoch `epoch` (0-based) in a run seeded `seed`:
 /// `splitmix(splitmix(splitmix(seed ⊕ stream) ⊕ epoch) ⊕ batch)`. Same inputs, same seed.
 ///
@@ -65,8 +57,7 @@ fn splitmix(mut z: u64) -> u64 {
 /// assert_ne!(seed_for(1, Stream::Dropout, 2, 3), seed_for(1, Stream::Dropout, 3, 2));
 /// ```
 pub fn seed_for(seed: u64, stream: Stream, epoch: usize, batch: usize) -> u64 {
-    let s = splitmix(seed ^ stream as u64);
-    splitmix(splitmix(s ^ epoch as u64) ^ batch as u64)
+    crate::seeds::derive(seed, &[stream as u64, epoch as u64, batch as u64])
 }
 
 /// A run's progress as stored in `state.json`.

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::models::Model;
 use crate::nn::{loss, Ctx, ParamGrads};
 use crate::real::Real;
+use crate::seeds::ImageRngs;
 use crate::train::{AdvLoss, Adversary};
 
 /// What one batch contributes: its training loss, how many of the examples the step was
@@ -51,23 +52,23 @@ fn mean_loss_pass<T: Real>(
 /// clean:         L = (1/B) Σ_b CE(f(x_b), y_b)
 /// clean+adv:     L = (1/B) Σ_b CE(f(x_b), y_b) + (1/B) Σ_b CE(f(x̃_b), y_b)
 /// adv:           L = (1/B) Σ_b CE(f(x̃_b), y_b)
-/// x̃ = attacks::perturb(model, x, y, attack, rng)      (crafted before any update)
+/// x̃ = attacks::perturb(model, x, y, attack, rngs)     (crafted before any update)
 /// ```
 ///
 /// The forward passes run in train mode with `ctx` (dropout masks, BatchNorm batch statistics
 /// and running-statistics updates), clean pass first, as in the authors' loops; the attack
-/// draws its random start from `rng`. `x̃` is treated as a constant (no gradient flows through
+/// draws image b's random start from `rngs` (one generator per image). `x̃` is treated as a constant (no gradient flows through
 /// its construction), as in PyTorch where the perturbed batch is a new leaf.
 ///
 /// # Errors
 /// Shape errors, bad labels, attack and operator errors.
-pub fn batch_gradient<T: Real, R: rand::Rng + ?Sized>(
+pub fn batch_gradient<T: Real>(
     model: &Model<T>,
     x: ArrayView4<T>,
     labels: &[usize],
     adversary: Option<&Adversary>,
     ctx: &mut Ctx,
-    rng: &mut R,
+    rngs: &mut ImageRngs,
 ) -> Result<BatchGradient<T>> {
     let Some(adv) = adversary else {
         let (loss_sum, correct, grads) = mean_loss_pass(model, x, labels, ctx)?;
@@ -81,7 +82,7 @@ pub fn batch_gradient<T: Real, R: rand::Rng + ?Sized>(
         AdvLoss::CleanPlusAdv => Some(mean_loss_pass(model, x, labels, ctx)?),
         AdvLoss::Adv => None,
     };
-    let x_adv: Array4<T> = attacks::perturb(model, x, labels, &adv.attack, None, rng)?;
+    let x_adv: Array4<T> = attacks::perturb(model, x, labels, &adv.attack, None, rngs)?;
     let (mut loss_sum, correct, mut grads) = mean_loss_pass(model, x_adv.view(), labels, ctx)?;
     if let Some((clean_sum, _, clean_grads)) = clean {
         loss_sum += clean_sum;

@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::attacks;
@@ -15,6 +13,7 @@ use crate::models::Model;
 use crate::nn::Ctx;
 use crate::progress::Progress;
 use crate::real::Real;
+use crate::seeds::{stream, ImageRngs};
 use crate::train::checkpoint::{self, seed_for, Stream, TrainState};
 use crate::train::{batch_gradient, Paradigm, Sgd, TrainConfig};
 
@@ -262,10 +261,11 @@ fn sgd_steps<T: Real>(
         let labels: Vec<usize> = batch.labels.to_vec();
         let mut ctx = Ctx::train(seed_for(cfg.seed, Stream::Dropout, epoch, i));
         ctx.frozen_batchnorm = cfg.frozen_batchnorm;
-        let mut rng = StdRng::seed_from_u64(seed_for(cfg.seed, Stream::Attack, epoch, i));
+        let attack_seed = seed_for(cfg.seed, Stream::Attack, epoch, i);
+        let mut rngs = ImageRngs::for_images(attack_seed, stream::ATTACK, 0..labels.len());
         let adversary = cfg.adversary.as_ref();
         let at = (epoch, i, steps);
-        let g = match batch_gradient(model, x.view(), &labels, adversary, &mut ctx, &mut rng) {
+        let g = match batch_gradient(model, x.view(), &labels, adversary, &mut ctx, &mut rngs) {
             Ok(g) => g,
             Err(e) if e.is_numeric_blowup() => return Err(diverged(model, cfg, lr, at, e)),
             Err(e) => return Err(e),
