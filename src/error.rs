@@ -89,6 +89,21 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A certificate cannot be computed for this network: a layer nrpm has no bound for
+    /// (a `Layer::Custom`), or a method that does not apply to it (`layer` is its key).
+    #[error("cannot certify layer {layer}: {reason}")]
+    CannotBound { layer: String, reason: String },
+    /// Images certified robust at a budget that an attack nevertheless broke: a bug in a
+    /// bound or in the attack's threat model, never a result.
+    #[error(
+        "UNSOUND: {method} certified {} image(s) at budget {budget} that the attack broke          (indices {images:?}): a bound is wrong; no figure of this run can be trusted",
+        images.len()
+    )]
+    Unsound {
+        method: String,
+        budget: f64,
+        images: Vec<usize>,
+    },
     /// A training run stopped because its numbers left the floating-point range; the
     /// [`Divergence`] says where, what to change, and what was kept.
     #[error("{0}")]

@@ -63,6 +63,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod attacks;
+pub mod certify;
 pub mod data;
 pub mod error;
 pub mod models;

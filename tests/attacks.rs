@@ -620,6 +620,7 @@ fn trained_mlp2() -> Model<f32> {
         adversary: None,
         seed: 0,
         frozen_batchnorm: false,
+        noise_sd: 0.0,
     };
     train(
         &mut model,

@@ -70,6 +70,7 @@ fn config(paradigm: Paradigm, epochs: usize, lr: f64, adversary: Option<Adversar
         adversary,
         seed: 3,
         frozen_batchnorm: false,
+        noise_sd: 0.0,
     }
 }
 

@@ -9,6 +9,7 @@ use nrpm::NrpmConfig;
 pub mod analyze;
 pub mod apply;
 pub mod bar;
+pub mod certify;
 pub mod common;
 pub mod demo;
 pub mod eval;
@@ -41,6 +42,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// The paper's experiments on the authors' checkpoints, our numbers beside the paper's.
     Reproduce(reproduce::ReproduceArgs),
+    /// Certified robustness: randomized smoothing (L2 radii), or interval / CROWN / ℓ0 bounds
+    /// beside the strongest attack (the robustness bracket).
+    Certify(certify::CertifyArgs),
 }
 
 /// Runs one parsed command line.
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Train(args) => train::run(args),
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Certify(args) => certify::run(args),
     }
 }
 

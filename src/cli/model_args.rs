@@ -77,6 +77,10 @@ pub struct ModelArgs {
     /// Split each operator's D terms into N groups [default: the checkpoint's, else 1].
     #[arg(long)]
     pub group: Option<usize>,
+    /// Run the exact LAD limit Dg·median of each group instead of K IRLS steps (l1 only;
+    /// --k and --eps-irls then have no effect) [default: the checkpoint's, else off].
+    #[arg(long)]
+    pub exact_lad: bool,
     /// Layers to reprogram: default | all | convs | linears | from:I | key1,key2 (λ values
     /// pair with the keys in the order typed) [default: the checkpoint's NRPM layers, else
     /// default = the authors' choice].
@@ -148,6 +152,7 @@ impl ModelArgs {
             ("--gamma", self.gamma.is_some()),
             ("--delta", self.delta.is_some()),
             ("--group", self.group.is_some()),
+            ("--exact-lad", self.exact_lad),
             ("--layers", self.layers.is_some()),
             ("--lambda-param", self.lambda_param.is_some()),
             ("--lambda-from-weights", self.lambda_from_weights),
@@ -270,6 +275,15 @@ impl ModelArgs {
         Ok(spec)
     }
 
+    /// Refuses --k and --eps-irls beside --exact-lad (the limit has neither).
+    fn check_exact_lad(&self) -> Result<()> {
+        let unused = [("--k", self.k.is_some()), ("--eps-irls", self.eps_irls.is_some())];
+        match unused.iter().find(|(_, given)| *given && self.exact_lad) {
+            Some((flag, _)) => Err(no_effect(flag, "--exact-lad runs the K → ∞, ε → 0 limit")),
+            None => Ok(()),
+        }
+    }
+
     /// The norm of `--norm` with γ, δ from the flags or `base` (or the defaults), refusing a
     /// γ or δ that the norm does not use.
     fn norm_with(&self, name: &str, base: Option<Norm>) -> Result<Norm> {
@@ -297,12 +311,14 @@ impl ModelArgs {
         if self.lambda_from_weights && file.is_none() {
             return Err(no_effect("--lambda-from-weights", "no --weights given"));
         }
+        self.check_exact_lad()?;
         let base = NrpmConfig::default();
         let cfg = NrpmConfig::builder()
             .norm(norm)
             .k(self.k.unwrap_or(base.k()))
             .eps(self.eps_irls.unwrap_or(base.eps()))
             .lambda(base.lambda())
+            .exact_lad(self.exact_lad)
             .build()?
             .with_groups(self.group.unwrap_or(1))?;
         let param = match &self.lambda_param {
@@ -396,11 +412,13 @@ impl ModelArgs {
                     "that layer is LPM in the checkpoint: give --lambda for the layers of --layers",
                 )),
             };
+            self.check_exact_lad()?;
             let cfg = NrpmConfig::builder()
                 .norm(norm)
                 .k(self.k.unwrap_or(b.k()))
                 .eps(self.eps_irls.unwrap_or(b.eps()))
                 .lambda(lambda)
+                .exact_lad(self.exact_lad || b.exact_lad())
                 .build()?
                 .with_groups(self.group.unwrap_or(b.groups()))?;
             if let Some(own) = own {
@@ -448,7 +466,7 @@ impl ModelArgs {
                 let op = l.operator;
                 json!({
                     "layer": l.key, "norm": op.norm(), "k": op.k(), "eps_irls": op.eps(),
-                    "groups": op.groups(), "lambda": op.lambda(),
+                    "groups": op.groups(), "lambda": op.lambda(), "exact_lad": op.exact_lad(),
                     "lambda_param": lambda_param_name(l.lambda_param),
                 })
             })
@@ -465,6 +483,7 @@ impl ModelArgs {
                 "model": self.model, "norm": self.norm, "k": self.k, "eps_irls": self.eps_irls,
                 "lambda": self.lambda, "gamma": self.gamma, "delta": self.delta,
                 "group": self.group, "layers": self.layers, "lambda_param": self.lambda_param,
+                "exact_lad": self.exact_lad,
                 "lambda_from_weights": self.lambda_from_weights, "mlp_relu": self.mlp_relu,
                 "conv_bias": self.conv_bias, "init_seed": self.init_seed,
             },
@@ -487,12 +506,14 @@ pub fn describe(model: &Model<f32>) -> String {
                 1 => String::new(),
                 n => format!(", N = {n}"),
             };
+            let steps = match op.exact_lad() {
+                true => "exact LAD limit".to_string(),
+                false => format!("K = {} ε = {:e}", op.k(), op.eps()),
+            };
             format!(
-                "{} {} K = {} ε = {:e}{groups} λ = {:.4}{}",
+                "{} {} {steps}{groups} λ = {:.4}{}",
                 l.key,
                 op.norm(),
-                op.k(),
-                op.eps(),
                 op.lambda(),
                 match l.lambda_param {
                     LambdaParam::Raw => "",
@@ -615,6 +636,11 @@ fn differences(
         "--group",
         old.groups().to_string(),
         new.groups().to_string(),
+    );
+    check(
+        "--exact-lad",
+        old.exact_lad().to_string(),
+        new.exact_lad().to_string(),
     );
     check(
         "--lambda",

@@ -85,6 +85,12 @@ pub struct TrainArgs {
     /// every paradigm, so even paradigm 2 (λ only) moves the running statistics.
     #[arg(long)]
     pub frozen_batchnorm: bool,
+    /// Gaussian data augmentation: train on x + N(0, σ²) with this σ (not clipped; Cohen et
+    /// al.'s training for randomized smoothing, see `nrpm certify --method smoothing`), drawn
+    /// per (epoch, batch) from --seed. Training is then clean unless --adv is given, which is
+    /// refused (the attacks would clip the noise away) [default: 0 = none].
+    #[arg(long)]
+    pub noise_sd: Option<f64>,
     /// Seed of shuffling, dropout and attack random starts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -227,6 +233,7 @@ fn config(args: &TrainArgs, paradigm: Paradigm, recipe: Recipe) -> Result<TrainC
         adversary: adversary(args, paradigm, &recipe)?,
         seed: args.seed,
         frozen_batchnorm: args.frozen_batchnorm,
+        noise_sd: noise_sd(args, paradigm)?,
     };
     cfg.validate()?;
     Ok(cfg)
@@ -241,7 +248,7 @@ fn adversary(args: &TrainArgs, paradigm: Paradigm, recipe: &Recipe) -> Result<Op
         Attack::Fgsm { eps } => ("fgsm", eps),
         _ => ("fgsm", 0.3),
     };
-    let default = if paradigm == Paradigm::Scratch {
+    let default = if paradigm == Paradigm::Scratch || args.noise_sd.is_some() {
         "none"
     } else {
         recipe_name
@@ -287,6 +294,18 @@ fn adversary(args: &TrainArgs, paradigm: Paradigm, recipe: &Recipe) -> Result<Op
         None => recipe.adv_loss,
     };
     Ok(Some(Adversary { attack, loss }))
+}
+
+/// σ of `--noise-sd` (0 without it); refused where nothing is trained.
+fn noise_sd(args: &TrainArgs, paradigm: Paradigm) -> Result<f64> {
+    match (args.noise_sd, paradigm.is_trained()) {
+        (Some(_), false) => Err(Error::Flag {
+            flag: "--noise-sd".into(),
+            problem: "has no effect with --paradigm 1, which trains nothing".into(),
+        }),
+        (Some(sd), true) => Ok(sd),
+        (None, _) => Ok(0.0),
+    }
 }
 
 /// Clean training; attack flags are then a mistake.

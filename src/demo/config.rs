@@ -42,6 +42,7 @@ impl SgdRun {
             adversary,
             seed,
             frozen_batchnorm: false,
+            noise_sd: 0.0,
         }
     }
 }

@@ -80,6 +80,16 @@ impl<T: Real> BatchNorm2d<T> {
         (r.mean.clone(), r.var.clone(), r.batches)
     }
 
+    /// The scale γ `[C]`.
+    pub fn weight(&self) -> ndarray::ArrayView1<'_, T> {
+        self.weight.view()
+    }
+
+    /// The shift β `[C]`.
+    pub fn bias(&self) -> ndarray::ArrayView1<'_, T> {
+        self.bias.view()
+    }
+
     /// Sets `num_batches_tracked` (what a checkpoint stores).
     pub fn set_batches_tracked(&mut self, n: i64) {
         self.running

@@ -20,7 +20,7 @@ mod block;
 mod conv;
 mod linear;
 pub mod loss;
-mod pool;
+pub(crate) mod pool;
 
 use std::collections::BTreeMap;
 

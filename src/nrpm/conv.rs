@@ -320,7 +320,7 @@ pub fn forward_with<T: Real>(
     let (b, _, h, w) = x.dim();
     let (o, _, kh, kw) = weight.dim();
     let (ho, wo) = geom.output_size(h, w, kh, kw)?;
-    let (y, iterates) = if let Exec::Cuda(ordinal) = exec {
+    let (y, iterates) = if let (Exec::Cuda(ordinal), false) = (exec, cfg.exact_lad()) {
         // Patches are unfolded on the device: the image travels, not [B·L, D].
         let w_flat = flat_weight(&weight);
         cuda::conv_forward(ordinal, x, w_flat.view(), bias, kh, kw, geom, cfg)?
@@ -381,7 +381,7 @@ pub fn backward_with<T: Real>(
         .into_owned()
         .into_shape_with_order((b * ho * wo, o))
         .expect("contiguous");
-    if let Exec::Cuda(ordinal) = exec {
+    if let (Exec::Cuda(ordinal), false) = (exec, iterates.cfg.exact_lad()) {
         let w_flat = flat_weight(&weight);
         let cfg = iterates.cfg;
         return cuda::conv_backward(

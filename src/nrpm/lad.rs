@@ -6,14 +6,19 @@
 //!
 //! This is the `K → ∞, ε → 0` solution of the L1 IRLS (proofs/03-lad-fixed-point.md). For even
 //! D every point between the two middle terms minimises the objective; [`median`] returns their
-//! midpoint. [`weighted_median`] solves `argmin_m Σ_d c_d·|m − v_d|`. Selection is O(D) per
+//! midpoint. A configuration built with `exact_lad(true)` runs this limit as a layer mode:
+//! `nrpm::forward_with` and `nrpm::backward_with` (so Linear and Conv2d layers, attacks and
+//! training) compute `λ·z⁰ + (1 − λ)·Dg·median` and its subgradient here, on every path. [`weighted_median`] solves `argmin_m Σ_d c_d·|m − v_d|`. Selection is O(D) per
 //! output (`select_nth_unstable`), sorting for the weighted case O(D log D).
 
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use ndarray::{Array2, Array4, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::nrpm::{check_forward, NrpmConfig};
+use crate::nrpm::{
+    bias_and_lambda_grads, check_backward, check_forward, mix_output, Iterates, LinearGrads,
+    NrpmConfig,
+};
 use crate::real::Real;
 
 /// The median of finite `values` (reordered in place); the midpoint of the two middle values
@@ -122,31 +127,159 @@ pub fn forward<T: Real>(
     bias: Option<ArrayView1<T>>,
     cfg: &NrpmConfig,
 ) -> Result<Array2<T>> {
-    let dims = check_forward("nrpm::lad::forward", &x, &weight, bias.as_ref(), cfg)?;
-    let lambda = T::of(cfg.lambda());
+    Ok(forward_saved(x, weight, bias, cfg)?.0)
+}
+
+/// [`forward`] with what its backward needs: the iterates `[B, O, N, 2]` hold `z⁰_g` and
+/// `Dg·median_g`, under `cfg` with the exact LAD limit on (what `nrpm::forward_with` runs for
+/// an `exact_lad` configuration, on every [`crate::Exec`]).
+///
+/// # Errors
+/// As [`crate::nrpm::forward`].
+pub(crate) fn forward_saved<T: Real>(
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    bias: Option<ArrayView1<T>>,
+    cfg: &NrpmConfig,
+) -> Result<(Array2<T>, Iterates<T>)> {
+    let op = "nrpm::lad::forward";
+    let cfg = NrpmConfig {
+        norm: crate::Norm::L1,
+        exact_lad: true,
+        ..*cfg
+    };
+    let dims = check_forward(op, &x, &weight, bias.as_ref(), &cfg)?;
     let dgt = T::of(dims.dg as f64);
-    let mut y = Array2::zeros((dims.b, dims.o));
-    y.as_slice_mut()
+    let mut z = Array4::zeros((dims.b, dims.o, dims.n, 2));
+    z.as_slice_mut()
         .expect("fresh array")
-        .par_chunks_mut(dims.o)
+        .par_chunks_mut(dims.o * dims.n * 2)
         .enumerate()
         .for_each(|(b, row)| {
-            let mut terms = vec![T::zero(); dims.dg];
-            for (o, out) in row.iter_mut().enumerate() {
-                let mut total = T::zero();
-                for g in 0..dims.n {
-                    for (i, t) in terms.iter_mut().enumerate() {
-                        let d = g * dims.dg + i;
-                        *t = x[[b, d]] * weight[[o, d]];
-                    }
-                    let z0: T = terms.iter().copied().sum();
-                    total += lambda * z0 + (T::one() - lambda) * median_finite(&mut terms) * dgt;
-                }
-                *out = total + bias.as_ref().map_or(T::zero(), |b| b[o]);
+            let mut terms = vec![(T::zero(), 0); dims.dg];
+            for (i, out) in row.chunks_exact_mut(2).enumerate() {
+                let (o, g) = (i / dims.n, i % dims.n);
+                group_terms(&x, &weight, (b, o, g), dims.dg, &mut terms);
+                out[0] = terms.iter().map(|t| t.0).sum();
+                out[1] = middle(&mut terms).0 * dgt;
             }
         });
-    crate::nrpm::check_overflow("nrpm::lad::forward", &y)?;
-    Ok(y)
+    let iterates = Iterates::new(z, cfg, &x, &weight);
+    let y = mix_output(op, &iterates, bias)?;
+    Ok((y, iterates))
+}
+
+/// The terms `(t_d, d)` of group g of output (b, o), into `terms` (Dg entries).
+fn group_terms<T: Real>(
+    x: &ArrayView2<T>,
+    weight: &ArrayView2<T>,
+    (b, o, g): (usize, usize, usize),
+    dg: usize,
+    terms: &mut [(T, usize)],
+) {
+    for (i, t) in terms.iter_mut().enumerate() {
+        let d = g * dg + i;
+        *t = (x[[b, d]] * weight[[o, d]], d);
+    }
+}
+
+/// The median of finite `(value, position)` pairs (reordered) and the positions of the middle
+/// pair(s): `[p, p]` for an odd count, the lower and upper middle for an even one, so that
+/// `∂median/∂t_p = ½` per listed entry. Ties are broken by position, so the choice is the
+/// same on every run.
+fn middle<T: Real>(terms: &mut [(T, usize)]) -> (T, [usize; 2]) {
+    let n = terms.len();
+    let cmp = |a: &(T, usize), b: &(T, usize)| {
+        a.0.partial_cmp(&b.0)
+            .expect("finite terms")
+            .then(a.1.cmp(&b.1))
+    };
+    let (lower, &mut upper, _) = terms.select_nth_unstable_by(n / 2, cmp);
+    if n % 2 == 1 {
+        return (upper.0, [upper.1, upper.1]);
+    }
+    let below = *lower.iter().max_by(|a, b| cmp(a, b)).expect("n ≥ 2");
+    ((below.0 + upper.0) / T::of(2.0), [below.1, upper.1])
+}
+
+/// Backward pass of the exact LAD layer (a subgradient: the median's derivative is ½ on each
+/// listed middle term, ties broken by position):
+///
+/// ```text
+/// ∂y_bo/∂t_d = λ + (1 − λ)·Dg·c_d,  c_d = ½ per listing of d among the middle pair(s)
+/// x̄ = λ·ȳ·W + Σ sparse middle terms,  W̄ = λ·ȳᵀ·x + Σ sparse middle terms
+/// ```
+///
+/// # Errors
+/// As [`crate::nrpm::backward`].
+pub(crate) fn backward_unchecked<T: Real>(
+    x: ArrayView2<T>,
+    weight: ArrayView2<T>,
+    iterates: &Iterates<T>,
+    grad_output: ArrayView2<T>,
+) -> Result<LinearGrads<T>> {
+    let cfg = iterates.cfg;
+    let dims = check_backward("nrpm::lad::backward", &x, &weight, iterates, &grad_output)?;
+    let lambda = T::of(cfg.lambda());
+    let half = (T::one() - lambda) * T::of(dims.dg as f64) / T::of(2.0);
+    let mids = middle_positions(&x, &weight, dims.dg, dims.n);
+    let per_b = dims.o * dims.n;
+    let mut gx = grad_output.dot(&weight) * lambda;
+    gx.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, mut row)| {
+            for (i, pair) in mids[b * per_b..][..per_b].iter().enumerate() {
+                let o = i / dims.n;
+                let c = grad_output[[b, o]] * half;
+                for &d in pair {
+                    row[d] += c * weight[[o, d]];
+                }
+            }
+        });
+    let mut gw = grad_output.t().dot(&x) * lambda;
+    gw.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(o, mut row)| {
+            for b in 0..dims.b {
+                let c = grad_output[[b, o]] * half;
+                for pair in &mids[b * per_b + o * dims.n..][..dims.n] {
+                    for &d in pair {
+                        row[d] += c * x[[b, d]];
+                    }
+                }
+            }
+        });
+    let (bias, lambda) = bias_and_lambda_grads(iterates, &grad_output);
+    Ok(LinearGrads {
+        x: gx,
+        weight: gw,
+        bias,
+        lambda,
+    })
+}
+
+/// The middle positions of every (b, o, g), flat in that order (`[B·O·N]`).
+fn middle_positions<T: Real>(
+    x: &ArrayView2<T>,
+    weight: &ArrayView2<T>,
+    dg: usize,
+    n: usize,
+) -> Vec<[usize; 2]> {
+    let (b, o) = (x.nrows(), weight.nrows());
+    (0..b)
+        .into_par_iter()
+        .flat_map_iter(|bi| {
+            let mut terms = vec![(T::zero(), 0); dg];
+            (0..o * n)
+                .map(|i| {
+                    group_terms(x, weight, (bi, i / n, i % n), dg, &mut terms);
+                    middle(&mut terms).1
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -203,5 +336,53 @@ mod tests {
         let y = forward(x.view(), w.view(), Some(array![0.5].view()), &cfg).unwrap();
         let want: f64 = 0.25 * 105.0 + 0.75 * 5.0 * 1.0 + 0.5;
         assert!((y[[0, 0]] - want).abs() < 1e-12);
+    }
+
+    /// A layer mode: `nrpm::forward` with `exact_lad` is `lad::forward`, and its backward is
+    /// the derivative of `λ·z⁰ + (1 − λ)·Dg·median` away from ties (central differences).
+    #[test]
+    fn exact_lad_mode_forward_and_backward() {
+        let x = array![[0.3, -1.2, 5.0, 0.1, 0.7, 0.2], [1.1, 0.4, -0.6, 2.2, 0.9, -0.3]];
+        let w = array![[1.0, 0.5, -0.2, 2.0, 0.3, 1.5], [-0.7, 1.2, 0.4, 0.1, 0.9, -1.1]];
+        let bias = array![0.1, -0.2];
+        for groups in [1, 2] {
+            let cfg = NrpmConfig::builder()
+                .lambda(0.3)
+                .groups(groups)
+                .exact_lad(true)
+                .build()
+                .unwrap();
+            let (y, saved) = crate::nrpm::forward(x.view(), w.view(), Some(bias.view()), &cfg).unwrap();
+            let direct = forward(x.view(), w.view(), Some(bias.view()), &cfg).unwrap();
+            assert!((&y - &direct).iter().all(|d: &f64| d.abs() < 1e-12));
+            let gy = array![[0.7, -1.3], [0.2, 0.5]];
+            let g = crate::nrpm::backward(x.view(), w.view(), &saved, gy.view()).unwrap();
+            let loss = |x: &Array2<f64>, w: &Array2<f64>| -> f64 {
+                let y = forward(x.view(), w.view(), Some(bias.view()), &cfg).unwrap();
+                (&y * &gy).sum()
+            };
+            let h = 1e-6;
+            for (b, d) in [(0, 0), (0, 5), (1, 3), (1, 2)] {
+                let (mut xp, mut xm) = (x.clone(), x.clone());
+                xp[[b, d]] += h;
+                xm[[b, d]] -= h;
+                let fd = (loss(&xp, &w) - loss(&xm, &w)) / (2.0 * h);
+                assert!((fd - g.x[[b, d]]).abs() < 1e-6, "x[{b},{d}]: {fd} vs {}", g.x[[b, d]]);
+                let (mut wp, mut wm) = (w.clone(), w.clone());
+                wp[[b, d]] += h;
+                wm[[b, d]] -= h;
+                let fd = (loss(&x, &wp) - loss(&x, &wm)) / (2.0 * h);
+                assert!((fd - g.weight[[b, d]]).abs() < 1e-6, "w[{b},{d}]");
+            }
+        }
+    }
+
+    #[test]
+    fn exact_lad_needs_l1() {
+        let bad = NrpmConfig::builder()
+            .norm(crate::Norm::Huber { delta: 3.0 })
+            .exact_lad(true)
+            .build();
+        assert!(bad.is_err());
     }
 }

@@ -75,6 +75,14 @@ pub struct NrpmConfig {
     eps: f64,
     lambda: f64,
     groups: usize,
+    /// Solve the L1 objective exactly (`D·median`, [`lad`]) instead of K IRLS steps.
+    #[serde(default, skip_serializing_if = "is_false")]
+    exact_lad: bool,
+}
+
+/// `!b` (serde skips a `false` exact_lad, so records without it read back unchanged).
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The serialised fields of [`NrpmConfig`], checked on the way in.
@@ -85,6 +93,8 @@ struct NrpmConfigFields {
     eps: f64,
     lambda: f64,
     groups: usize,
+    #[serde(default)]
+    exact_lad: bool,
 }
 
 impl TryFrom<NrpmConfigFields> for NrpmConfig {
@@ -97,6 +107,7 @@ impl TryFrom<NrpmConfigFields> for NrpmConfig {
             eps: f.eps,
             lambda: f.lambda,
             groups: f.groups,
+            exact_lad: f.exact_lad,
         }
         .validated()
     }
@@ -136,11 +147,18 @@ impl NrpmConfigBuilder {
         self.cfg.groups = groups;
         self
     }
+    /// Replace the K IRLS steps by their exact `K → ∞, ε → 0` limit `Dg·median` of each
+    /// group ([`lad`]; L1 only; K and ε are then unused). Default `false`.
+    pub fn exact_lad(mut self, exact: bool) -> Self {
+        self.cfg.exact_lad = exact;
+        self
+    }
     /// The validated configuration.
     ///
     /// # Errors
     /// [`Error::Config`] if ε is not finite and > 0 (or ≥ 1 for `Hm`, whose weights lie in
-    /// [ε, 1]), λ is not finite, K > [`MAX_K`], groups = 0, or γ, δ are out of range.
+    /// [ε, 1]), λ is not finite, K > [`MAX_K`], groups = 0, γ, δ are out of range, or
+    /// `exact_lad` is asked of another norm than L1.
     pub fn build(self) -> Result<NrpmConfig> {
         self.cfg.validated()
     }
@@ -155,6 +173,7 @@ impl Default for NrpmConfig {
             eps: DEFAULT_EPS,
             lambda: 0.0,
             groups: 1,
+            exact_lad: false,
         }
     }
 }
@@ -204,6 +223,13 @@ impl NrpmConfig {
         if self.groups == 0 {
             return Err(Error::config("groups", 0, "must be at least 1"));
         }
+        if self.exact_lad && self.norm != Norm::L1 {
+            return Err(Error::config(
+                "exact_lad",
+                self.norm,
+                "the exact LAD limit D·median is the limit of the l1 norm only",
+            ));
+        }
         Ok(self)
     }
 
@@ -215,6 +241,7 @@ impl NrpmConfig {
             eps: 1e-3,
             lambda: 1.0,
             groups: 1,
+            exact_lad: false,
         }
     }
 
@@ -259,11 +286,24 @@ impl NrpmConfig {
     pub fn groups(&self) -> usize {
         self.groups
     }
+    /// Whether the robust part is the exact LAD limit `Dg·median` (no IRLS steps).
+    pub fn exact_lad(&self) -> bool {
+        self.exact_lad
+    }
 
-    /// `true` when the output is exactly the LPM sum (norm `Lpm`, or K = 0): no IRLS is run and
-    /// the λ gradient is 0.
+    /// `true` when the output is exactly the LPM sum (norm `Lpm`, or K = 0 without the exact
+    /// LAD limit): no IRLS is run and the λ gradient is 0.
     pub fn is_lpm(&self) -> bool {
-        self.norm.is_lpm() || self.k == 0
+        self.norm.is_lpm() || (self.k == 0 && !self.exact_lad)
+    }
+
+    /// Robust iterates saved after z⁰: K (IRLS), 1 (the exact LAD limit), 0 (LPM).
+    pub(crate) fn saved_steps(&self) -> usize {
+        if self.exact_lad {
+            1
+        } else {
+            self.steps()
+        }
     }
 
     /// IRLS steps actually run (0 when [`NrpmConfig::is_lpm`]).
@@ -277,8 +317,8 @@ impl NrpmConfig {
 }
 
 impl fmt::Display for NrpmConfig {
-    /// `l1, k=3, eps=0.001, lambda=0.7` (and `, groups=2` with groups): what
-    /// [`NrpmConfig::from_str`](FromStr) reads back.
+    /// `l1, k=3, eps=0.001, lambda=0.7` (and `, groups=2` with groups, `, exact_lad` with the
+    /// exact LAD limit): what [`NrpmConfig::from_str`](FromStr) reads back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -288,6 +328,9 @@ impl fmt::Display for NrpmConfig {
         if self.groups > 1 {
             write!(f, ", groups={}", self.groups)?;
         }
+        if self.exact_lad {
+            write!(f, ", exact_lad")?;
+        }
         Ok(())
     }
 }
@@ -295,8 +338,8 @@ impl fmt::Display for NrpmConfig {
 impl FromStr for NrpmConfig {
     type Err = Error;
 
-    /// A norm (as [`Norm`] parses it) followed by any of `k=`, `eps=`, `lambda=`, `groups=`,
-    /// comma-separated; the rest are the defaults.
+    /// A norm (as [`Norm`] parses it) followed by any of `k=`, `eps=`, `lambda=`, `groups=`
+    /// and the bare word `exact_lad`, comma-separated; the rest are the defaults.
     ///
     /// ```
     /// # fn main() -> nrpm::Result<()> {
@@ -304,6 +347,8 @@ impl FromStr for NrpmConfig {
     /// assert_eq!((cfg.k(), cfg.eps(), cfg.lambda()), (1, 5e-5, 0.7));
     /// assert_eq!(cfg.to_string().parse::<nrpm::NrpmConfig>()?, cfg);
     /// assert!("l1, k=3, eps=-1".parse::<nrpm::NrpmConfig>().is_err());
+    /// let lad: nrpm::NrpmConfig = "l1, lambda=0.5, exact_lad".parse()?;
+    /// assert!(lad.exact_lad() && lad.to_string().parse::<nrpm::NrpmConfig>()? == lad);
     /// # Ok(()) }
     /// ```
     fn from_str(s: &str) -> Result<Self> {
@@ -327,9 +372,13 @@ impl FromStr for NrpmConfig {
                 Error::config(
                     "nrpm config",
                     part.trim(),
-                    "expected k=, eps=, lambda= or groups=",
+                    "expected k=, eps=, lambda=, groups= or exact_lad",
                 )
             };
+            if part.trim() == "exact_lad" {
+                b = b.exact_lad(true);
+                continue;
+            }
             let (key, value) = part.split_once('=').ok_or_else(bad)?;
             let value = value.trim();
             b = match key.trim() {
@@ -724,6 +773,9 @@ pub fn forward_with<T: Real>(
     bias: Option<ArrayView1<T>>,
     cfg: &NrpmConfig,
 ) -> Result<(Array2<T>, Iterates<T>)> {
+    if cfg.exact_lad() {
+        return lad::forward_saved(x, weight, bias, cfg);
+    }
     match exec {
         Exec::Reference => reference::forward(x, weight, bias, cfg),
         Exec::Fused => fused::forward(x, weight, bias, cfg),
@@ -755,6 +807,9 @@ pub(crate) fn backward_unchecked<T: Real>(
     iterates: &Iterates<T>,
     grad_output: ArrayView2<T>,
 ) -> Result<LinearGrads<T>> {
+    if iterates.cfg.exact_lad() {
+        return lad::backward_unchecked(x, weight, iterates, grad_output);
+    }
     match exec {
         Exec::Reference => reference::backward_unchecked(x, weight, iterates, grad_output),
         Exec::Fused => fused::backward_unchecked(x, weight, iterates, grad_output),
@@ -867,7 +922,7 @@ pub(crate) fn check_backward<T: Real>(
 ) -> Result<Dims> {
     let cfg = &iterates.cfg;
     let dims = check_forward(op, x, weight, None, cfg)?;
-    let want = [dims.b, dims.o, dims.n, cfg.steps() + 1];
+    let want = [dims.b, dims.o, dims.n, cfg.saved_steps() + 1];
     let got = iterates.z.shape();
     if got != want {
         return Err(Error::shape(op, "iterates", &want, got));

@@ -119,6 +119,7 @@ fn config(ctx: &Context, paradigm: Paradigm) -> TrainConfig {
         }),
         seed: ctx.options.seed,
         frozen_batchnorm: false,
+        noise_sd: 0.0,
     }
 }
 

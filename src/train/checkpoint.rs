@@ -45,6 +45,8 @@ pub enum Stream {
     Attack = 3,
     /// Evaluation attacks.
     Eval = 4,
+    /// Gaussian data augmentation of a batch.
+    Noise = 5,
 }
 
 /// The seed of `stream` for batch `batch` of epoch `epoch` (0-based) in a run seeded `seed`:
@@ -141,7 +143,12 @@ fn read_state<T: Real>(
     if doc["format"] != FORMAT {
         return Err(Error::format(&path, format!("not an {FORMAT} checkpoint")));
     }
-    mismatch(&path, "settings", &doc["settings"], &cfg.to_json(false))?;
+    let mut stored = doc["settings"].clone();
+    if let Some(fields) = stored.as_object_mut() {
+        // Checkpoints from before Gaussian augmentation trained without noise.
+        fields.entry("noise_sd").or_insert(json!(0.0));
+    }
+    mismatch(&path, "settings", &stored, &cfg.to_json(false))?;
     check_data(&path, &doc["data"], data)?;
     mismatch(
         &path,

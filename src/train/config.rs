@@ -87,11 +87,16 @@ pub struct TrainConfig {
     /// λ-only CIFAR training (`train_cifar10_resnet.py --paradigm 1`) freezes every parameter
     /// but still updates the BatchNorm running statistics.
     pub frozen_batchnorm: bool,
+    /// Gaussian data augmentation: every training image becomes `x + N(0, σ²I)` with this σ
+    /// (not clipped to [0, 1]; Cohen et al.'s training for randomized smoothing), drawn per
+    /// (epoch, batch) from `seed`; 0 = none. Cannot be combined with an adversary.
+    pub noise_sd: f64,
 }
 
 impl Default for TrainConfig {
     /// Training from scratch with the authors' MNIST optimiser settings: 10 epochs, batch 64,
-    /// [`SgdConfig::default`], constant learning rate, clean loss, seed 0, BatchNorm trained.
+    /// [`SgdConfig::default`], constant learning rate, clean loss, seed 0, BatchNorm trained,
+    /// no noise.
     /// Change what differs: `TrainConfig { epochs: 2, ..TrainConfig::default() }`.
     fn default() -> Self {
         Self {
@@ -103,6 +108,7 @@ impl Default for TrainConfig {
             adversary: None,
             seed: 0,
             frozen_batchnorm: false,
+            noise_sd: 0.0,
         }
     }
 }
@@ -111,9 +117,20 @@ impl TrainConfig {
     /// Checks every field.
     ///
     /// # Errors
-    /// [`Error::Config`] for zero epochs or batch size, bad SGD values, or milestones that are
-    /// not strictly increasing.
+    /// [`Error::Config`] for zero epochs or batch size, bad SGD values, milestones that are
+    /// not strictly increasing, a noise σ that is negative or not finite, or noise together
+    /// with an adversary.
     pub fn validate(&self) -> Result<()> {
+        if !(self.noise_sd.is_finite() && self.noise_sd >= 0.0) {
+            return Err(Error::config("noise sd", self.noise_sd, "must be finite and ≥ 0"));
+        }
+        if self.noise_sd > 0.0 && self.adversary.is_some() {
+            return Err(Error::config(
+                "noise sd",
+                self.noise_sd,
+                "Gaussian augmentation trains on noisy images, which attacks clip back to                  [0, 1]: train with noise or with an adversary, not both",
+            ));
+        }
         if self.batch_size == 0 {
             return Err(Error::config("batch size", 0, "must be at least 1"));
         }
@@ -146,6 +163,7 @@ impl TrainConfig {
             "adv_loss": self.adversary.as_ref().map(|a| a.loss.name()),
             "seed": self.seed,
             "frozen_batchnorm": self.frozen_batchnorm,
+            "noise_sd": self.noise_sd,
         });
         if with_epochs {
             v["epochs"] = json!(self.epochs);

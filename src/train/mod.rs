@@ -37,6 +37,9 @@
 //!   statistics while attacking.
 //! - Losses are means over the batch (`F.nll_loss` / `F.cross_entropy` default), so the
 //!   learning rates of the authors' scripts carry over.
+//! - `TrainConfig::noise_sd = σ > 0` trains on `x + N(0, σ²I)` (Gaussian augmentation, not
+//!   clipped), the training that makes smoothed classifiers worth certifying
+//!   ([`crate::certify::smoothing`]).
 //! - Everything random is seeded from `TrainConfig::seed` per (epoch, batch); see
 //!   [`checkpoint::seed_for`]. The same seed gives the same weights, bit for bit, and a run
 //!   resumed from any epoch's checkpoint ends with the same weights as an uninterrupted one.
@@ -59,6 +62,7 @@
 //!     adversary: None,
 //!     seed: 7,
 //!     frozen_batchnorm: false,
+//!     noise_sd: 0.0,
 //! };
 //! let report = train(&mut model, &data, &test, &cfg, &Checkpoints::default(),
 //!                    &mut nrpm::progress::Silent)?;

@@ -257,7 +257,11 @@ fn sgd_steps<T: Real>(
     let (mut loss_sum, mut correct) = (0.0, 0);
     let steps = batches.len();
     for (i, batch) in batches.enumerate() {
-        let x = batch.images.mapv(|v| T::of(f64::from(v)));
+        let mut x = batch.images.mapv(|v| T::of(f64::from(v)));
+        if cfg.noise_sd > 0.0 {
+            let seed = seed_for(cfg.seed, Stream::Noise, epoch, i);
+            add_noise(&mut x, cfg.noise_sd, seed);
+        }
         let labels: Vec<usize> = batch.labels.to_vec();
         let mut ctx = Ctx::train(seed_for(cfg.seed, Stream::Dropout, epoch, i));
         ctx.frozen_batchnorm = cfg.frozen_batchnorm;
@@ -284,6 +288,18 @@ fn sgd_steps<T: Real>(
         progress.advance(1);
     }
     Ok((loss_sum, correct))
+}
+
+/// `x ← x + σ·n`, n ~ N(0, I) drawn in row-major order from a generator seeded with `seed`
+/// (not clipped: Cohen et al.'s augmentation for randomized smoothing).
+fn add_noise<T: Real>(x: &mut ndarray::Array4<T>, sigma: f64, seed: u64) {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    x.iter_mut().for_each(|v| {
+        let e: f64 = rand_distr::StandardNormal.sample(&mut rng);
+        *v += T::of(sigma * e);
+    });
 }
 
 /// The divergence error of step `i` (of `steps`) in `epoch`, with what to change.
