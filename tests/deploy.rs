@@ -30,30 +30,59 @@ fn indexed_job_fits_the_api_and_nrpm() {
     assert_eq!(job["apiVersion"], "batch/v1");
     assert_eq!(job["kind"], "Job");
     let spec = &job["spec"];
-    assert_eq!(spec["completionMode"], "Indexed", "JOB_COMPLETION_INDEX is set only in Indexed mode");
+    assert_eq!(
+        spec["completionMode"], "Indexed",
+        "JOB_COMPLETION_INDEX is set only in Indexed mode"
+    );
     let completions = spec["completions"].as_u64().expect("completions");
     assert_eq!(spec["parallelism"].as_u64(), Some(completions));
     assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
     let (c, args) = nrpm_container(&job);
     assert_eq!(c["command"][0], "nrpm");
-    assert!(args.contains(&format!("--shards={completions}")), "{args:?}");
-    assert!(args.contains(&"--resume".to_string()) && args.iter().any(|a| a.starts_with("--out=/runs/")));
-    assert!(!args.iter().any(|a| a.starts_with("--shard=")), "the index comes from Kubernetes");
+    assert!(
+        args.contains(&format!("--shards={completions}")),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--resume".to_string())
+            && args.iter().any(|a| a.starts_with("--out=/runs/"))
+    );
+    assert!(
+        !args.iter().any(|a| a.starts_with("--shard=")),
+        "the index comes from Kubernetes"
+    );
     // Data and checkpoints are mounted read-only, never part of the image.
     let mounts = c["volumeMounts"].as_sequence().unwrap();
     for path in ["/data", "/models"] {
-        let m = mounts.iter().find(|m| m["mountPath"] == path).unwrap_or_else(|| panic!("{path}"));
+        let m = mounts
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("{path}"));
         assert_eq!(m["readOnly"], true);
     }
-    let dockerfile = std::fs::read_to_string(format!("{}/deploy/k8s/Dockerfile", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert!(dockerfile.matches("FROM ").count() >= 2, "multi-stage build");
-    assert!(!dockerfile.contains("safetensors") && !dockerfile.contains("shared/"), "no checkpoints baked in");
+    let dockerfile = std::fs::read_to_string(format!(
+        "{}/deploy/k8s/Dockerfile",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(
+        dockerfile.matches("FROM ").count() >= 2,
+        "multi-stage build"
+    );
+    assert!(
+        !dockerfile.contains("safetensors") && !dockerfile.contains("shared/"),
+        "no checkpoints baked in"
+    );
 }
 
 #[test]
 fn merge_job_reads_what_the_indexed_job_writes() {
     let (_, work) = nrpm_container(&manifest("indexed-job.yaml")).clone();
-    let out = work.iter().find_map(|a| a.strip_prefix("--out=")).unwrap().to_string();
+    let out = work
+        .iter()
+        .find_map(|a| a.strip_prefix("--out="))
+        .unwrap()
+        .to_string();
     let merge = manifest("merge-job.yaml");
     let (c, args) = nrpm_container(&merge);
     assert_eq!(c["command"][0], "nrpm");

@@ -108,17 +108,37 @@ impl Header {
     /// (the shard may differ), in words.
     pub fn mismatch(&self, other: &Header) -> Option<String> {
         let checks = [
-            ("format", self.nrpm_records.to_string(), other.nrpm_records.to_string()),
-            ("nrpm version", self.nrpm_version.clone(), other.nrpm_version.clone()),
+            (
+                "format",
+                self.nrpm_records.to_string(),
+                other.nrpm_records.to_string(),
+            ),
+            (
+                "nrpm version",
+                self.nrpm_version.clone(),
+                other.nrpm_version.clone(),
+            ),
             ("command", self.command.clone(), other.command.clone()),
-            ("settings hash", self.settings_sha256.clone(), other.settings_sha256.clone()),
+            (
+                "settings hash",
+                self.settings_sha256.clone(),
+                other.settings_sha256.clone(),
+            ),
             (
                 "checkpoint hash",
                 format!("{:?}", self.checkpoint_sha256),
                 format!("{:?}", other.checkpoint_sha256),
             ),
-            ("data hash", self.data_sha256.clone(), other.data_sha256.clone()),
-            ("image count", self.images.to_string(), other.images.to_string()),
+            (
+                "data hash",
+                self.data_sha256.clone(),
+                other.data_sha256.clone(),
+            ),
+            (
+                "image count",
+                self.images.to_string(),
+                other.images.to_string(),
+            ),
         ];
         checks
             .into_iter()
@@ -267,21 +287,34 @@ pub fn read_file(path: &Path) -> Result<Contents> {
     let mut reader = BufReader::new(file);
     let mut line = String::new();
     let mut valid = 0u64;
-    let n = reader.read_line(&mut line).map_err(|e| Error::io(path, e))?;
+    let n = reader
+        .read_line(&mut line)
+        .map_err(|e| Error::io(path, e))?;
     if n == 0 || !line.ends_with('\n') {
-        return Err(Error::format(path, "no complete header line: not a records file"));
+        return Err(Error::format(
+            path,
+            "no complete header line: not a records file",
+        ));
     }
-    let header: Header = serde_json::from_str(&line)
-        .map_err(|e| Error::format(path, format!("bad header: {e}")))?;
+    let header: Header =
+        serde_json::from_str(&line).map_err(|e| Error::format(path, format!("bad header: {e}")))?;
     if header.nrpm_records != FORMAT {
-        return Err(Error::format(path, format!("records format {} (this nrpm reads {FORMAT})", header.nrpm_records)));
+        return Err(Error::format(
+            path,
+            format!(
+                "records format {} (this nrpm reads {FORMAT})",
+                header.nrpm_records
+            ),
+        ));
     }
     valid += n as u64;
     let mut records = Vec::new();
     let mut dropped_partial = false;
     loop {
         line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| Error::io(path, e))?;
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| Error::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -299,7 +332,11 @@ pub fn read_file(path: &Path) -> Result<Contents> {
             (true, _, _) => {
                 return Err(Error::format(
                     path,
-                    format!("line {} is not a record: {}", records.len() + 2, line.trim_end()),
+                    format!(
+                        "line {} is not a record: {}",
+                        records.len() + 2,
+                        line.trim_end()
+                    ),
                 ))
             }
         }
@@ -335,7 +372,10 @@ pub fn merge(dirs: &[PathBuf]) -> Result<(Header, Vec<Value>, Vec<String>)> {
             Some(h) => {
                 if let Some(why) = h.mismatch(&c.header) {
                     let first = files[0].display();
-                    return Err(records_error(path, &format!("is from another run than {first} ({why})")));
+                    return Err(records_error(
+                        path,
+                        &format!("is from another run than {first} ({why})"),
+                    ));
                 }
             }
         }
@@ -365,10 +405,17 @@ pub fn merge(dirs: &[PathBuf]) -> Result<(Header, Vec<Value>, Vec<String>)> {
     if let Some(&beyond) = by_index.keys().find(|&&i| i >= header.images) {
         return Err(Error::Records {
             what: "merge".into(),
-            problem: format!("image {beyond} is beyond the run's {} images", header.images),
+            problem: format!(
+                "image {beyond} is beyond the run's {} images",
+                header.images
+            ),
         });
     }
-    Ok((header, by_index.into_values().map(|(r, _)| r).collect(), notes))
+    Ok((
+        header,
+        by_index.into_values().map(|(r, _)| r).collect(),
+        notes,
+    ))
 }
 
 /// Every `records-*.jsonl` file in `dirs` (or `dirs` themselves when they are files).
@@ -410,7 +457,11 @@ fn missing_ranges<V>(n: usize, have: &BTreeMap<usize, V>) -> Vec<String> {
         match (gap, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
-                out.push(if s + 1 == i { s.to_string() } else { format!("{s}–{}", i - 1) });
+                out.push(if s + 1 == i {
+                    s.to_string()
+                } else {
+                    format!("{s}–{}", i - 1)
+                });
                 start = None;
             }
             _ => {}
@@ -440,18 +491,35 @@ mod tests {
         for s in 0..2 {
             let shard = Shard::new(s, 2).unwrap();
             let mut f = RecordFile::open(&dir, &header(shard, json!({"eps": 0.1})), false).unwrap();
-            let recs: Vec<Value> = shard.images(6).iter().map(|&i| json!({"index": i, "ok": i % 2})).collect();
+            let recs: Vec<Value> = shard
+                .images(6)
+                .iter()
+                .map(|&i| json!({"index": i, "ok": i % 2}))
+                .collect();
             f.append(&recs).unwrap();
         }
         let (h, records, notes) = merge(std::slice::from_ref(&dir)).unwrap();
         assert_eq!(h.images, 6);
         assert!(notes.is_empty());
-        assert_eq!(records.iter().map(|r| record_index(r).unwrap()).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| record_index(r).unwrap())
+                .collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 5]
+        );
         // Another run in the same folder.
         let other = temp("merge-other");
-        let mut f = RecordFile::open(&other, &header(Shard::new(0, 2).unwrap(), json!({"eps": 0.2})), false).unwrap();
+        let mut f = RecordFile::open(
+            &other,
+            &header(Shard::new(0, 2).unwrap(), json!({"eps": 0.2})),
+            false,
+        )
+        .unwrap();
         f.append(&[json!({"index": 0})]).unwrap();
-        let err = merge(&[dir.clone(), other.clone()]).unwrap_err().to_string();
+        let err = merge(&[dir.clone(), other.clone()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("settings hash differs"), "{err}");
         // A gap.
         std::fs::remove_file(dir.join(file_name(Shard::new(1, 2).unwrap()))).unwrap();
@@ -466,13 +534,17 @@ mod tests {
         let dir = temp("resume");
         let h = header(Shard::WHOLE, json!({"k": 1}));
         let mut f = RecordFile::open(&dir, &h, false).unwrap();
-        f.append(&[json!({"index": 0}), json!({"index": 1})]).unwrap();
+        f.append(&[json!({"index": 0}), json!({"index": 1})])
+            .unwrap();
         drop(f);
         let path = dir.join(file_name(Shard::WHOLE));
         let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
         raw.write_all(br#"{"index": 2, "rob"#).unwrap(); // killed mid-write
         drop(raw);
-        assert!(RecordFile::open(&dir, &h, false).is_err(), "exists without --resume");
+        assert!(
+            RecordFile::open(&dir, &h, false).is_err(),
+            "exists without --resume"
+        );
         let other = header(Shard::WHOLE, json!({"k": 2}));
         let before = std::fs::read(&path).unwrap();
         assert!(RecordFile::open(&dir, &other, true).is_err(), "another run");

@@ -153,7 +153,11 @@ fn number(name: &'static str, value: &str) -> Result<usize> {
 fn from_slurm(task: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Shard> {
     let get = |name: &'static str| -> Result<usize> {
         let v = env(name).ok_or_else(|| {
-            Error::config(name, "unset", "a Slurm array sets it with SLURM_ARRAY_TASK_ID")
+            Error::config(
+                name,
+                "unset",
+                "a Slurm array sets it with SLURM_ARRAY_TASK_ID",
+            )
         })?;
         number(name, &v)
     };
@@ -243,6 +247,9 @@ mod tests {
             _ => None,
         };
         assert!(Shard::resolve(None, None, slurm_off_grid).is_err());
-        assert_eq!(Shard::resolve(None, None, none).unwrap(), (Shard::WHOLE, ShardSource::Whole));
+        assert_eq!(
+            Shard::resolve(None, None, none).unwrap(),
+            (Shard::WHOLE, ShardSource::Whole)
+        );
     }
 }
