@@ -11,7 +11,7 @@
 //!
 //! - A record is written as one line ending in `\n`, and the file is flushed and synced after
 //!   each batch: a process killed at any moment leaves whole records and at most one last line
-//!   cut short, which [`RecordFile::open`] (with resume) drops, and [`read`] skips with a
+//!   cut short, which [`RecordFile::open`] (with resume) drops, and [`read_file`] skips with a
 //!   warning. Resuming never repeats a finished image and never loses one.
 //! - The header's `settings_sha256` is the SHA-256 of the settings' canonical JSON (keys
 //!   sorted); files of one run agree on it, on the nrpm version, and on the checkpoint's and
