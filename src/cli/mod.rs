@@ -13,6 +13,7 @@ pub mod certify;
 pub mod common;
 pub mod demo;
 pub mod eval;
+pub mod merge;
 pub mod model_args;
 pub mod reproduce;
 pub mod train;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Certified robustness: randomized smoothing (L2 radii), or interval / CROWN / ℓ0 bounds
     /// beside the strongest attack (the robustness bracket).
     Certify(certify::CertifyArgs),
+    /// Merge the records of a sharded run (Slurm array, Kubernetes Indexed Job, --shard) into
+    /// the report of the unsharded run.
+    Merge(merge::MergeArgs),
 }
 
 /// Runs one parsed command line.
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args),
         Command::Reproduce(args) => reproduce::run(args),
         Command::Certify(args) => certify::run(args),
+        Command::Merge(args) => merge::run(args),
     }
 }
 
