@@ -100,7 +100,7 @@ pub enum Error {
     /// Images certified robust at a budget that an attack nevertheless broke: a bug in a
     /// bound or in the attack's threat model, never a result.
     #[error(
-        "UNSOUND: {method} certified {} image(s) at budget {budget} that the attack broke          (indices {images:?}): a bound is wrong; no figure of this run can be trusted",
+        "UNSOUND: {method} certified {} image(s) at budget {budget} that the attack broke (indices {images:?}): a bound is wrong; no figure of this run can be trusted",
         images.len()
     )]
     Unsound {

@@ -123,7 +123,13 @@ fn nrpm_config(groups: usize) -> BoxedStrategy<NrpmConfig> {
 /// The exact LAD limit at any λ ∈ [0, 1].
 fn exact_lad_config() -> BoxedStrategy<NrpmConfig> {
     (0.0f64..=1.0)
-        .prop_map(|lambda| NrpmConfig::builder().exact_lad(true).lambda(lambda).build().expect("valid"))
+        .prop_map(|lambda| {
+            NrpmConfig::builder()
+                .exact_lad(true)
+                .lambda(lambda)
+                .build()
+                .expect("valid")
+        })
         .boxed()
 }
 
@@ -165,8 +171,13 @@ fn operator_case() -> BoxedStrategy<OperatorCase> {
 /// The operator's output `[O]` at one input `[D]`, in f64.
 fn operator_at(c: &OperatorCase, x: &Array1<f64>) -> Array1<f64> {
     let row = x.view().insert_axis(ndarray::Axis(0));
-    let (y, _) = nrpm::forward(row, c.weight.view(), c.bias.as_ref().map(|b| b.view()), &c.cfg)
-        .expect("valid case");
+    let (y, _) = nrpm::forward(
+        row,
+        c.weight.view(),
+        c.bias.as_ref().map(|b| b.view()),
+        &c.cfg,
+    )
+    .expect("valid case");
     y.row(0).to_owned()
 }
 
@@ -214,19 +225,42 @@ fn flat(b: &Bounds) -> (Array1<f64>, Array1<f64>) {
 /// BatchNorm statistics; `cfg` (if any) reprograms every matching layer.
 fn every_layer_model(seed: u64, cfg: Option<NrpmConfig>) -> Model<f64> {
     let net = Sequential::<f64>::new()
-        .push("conv1", Layer::Conv2d(Conv2d::new(1, 3, 3, Conv2dGeometry::new(1, 1), true)))
+        .push(
+            "conv1",
+            Layer::Conv2d(Conv2d::new(1, 3, 3, Conv2dGeometry::new(1, 1), true)),
+        )
         .push("bn1", Layer::BatchNorm2d(BatchNorm2d::new(3)))
         .push("", Layer::Relu)
-        .push("block", Layer::Residual(Box::new(Residual::new(BlockKind::Basic, 3, 3, 1))))
-        .push("", Layer::MaxPool2d { kernel: 2, stride: 2 })
-        .push("conv2", Layer::Conv2d(Conv2d::new(3, 2, 2, Conv2dGeometry::new(1, 0), false)))
-        .push("", Layer::AvgPool2d { kernel: 2, stride: 2 })
+        .push(
+            "block",
+            Layer::Residual(Box::new(Residual::new(BlockKind::Basic, 3, 3, 1))),
+        )
+        .push(
+            "",
+            Layer::MaxPool2d {
+                kernel: 2,
+                stride: 2,
+            },
+        )
+        .push(
+            "conv2",
+            Layer::Conv2d(Conv2d::new(3, 2, 2, Conv2dGeometry::new(1, 0), false)),
+        )
+        .push(
+            "",
+            Layer::AvgPool2d {
+                kernel: 2,
+                stride: 2,
+            },
+        )
         .push("", Layer::Flatten)
         .push("fc", Layer::Linear(Linear::new(2, 3, true)));
     let mut model = Model::custom(net, [1, 6, 6], 3).unwrap();
     randomise(&mut model, seed);
     if let Some(cfg) = cfg {
-        model.reprogram(&LayerSelection::All, cfg, LambdaParam::Raw).unwrap();
+        model
+            .reprogram(&LayerSelection::All, cfg, LambdaParam::Raw)
+            .unwrap();
     }
     model
 }
@@ -260,7 +294,9 @@ fn margins_at(model: &Model<f64>, x: &Array1<f64>, label: usize) -> Array1<f64> 
 
 /// An image of `len` pixels in [0, 1].
 fn image(len: usize) -> BoxedStrategy<Array1<f64>> {
-    proptest::collection::vec(0.0f64..=1.0, len).prop_map(Array1::from_vec).boxed()
+    proptest::collection::vec(0.0f64..=1.0, len)
+        .prop_map(Array1::from_vec)
+        .boxed()
 }
 
 proptest! {
@@ -381,7 +417,10 @@ fn custom_layers_are_refused() {
             x: ArrayD<f64>,
             _: &mut nrpm::nn::Ctx,
         ) -> nrpm::Result<(ArrayD<f64>, nrpm::nn::Cache<f64>)> {
-            Ok((x.mapv(|v| v * v), nrpm::nn::Cache::Custom(std::sync::Arc::new(()))))
+            Ok((
+                x.mapv(|v| v * v),
+                nrpm::nn::Cache::Custom(std::sync::Arc::new(())),
+            ))
         }
         fn backward(
             &self,

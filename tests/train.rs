@@ -427,6 +427,41 @@ fn same_seed_same_weights_other_seed_other_weights() {
     assert!(!differing(&a, &weights(6)).is_empty());
 }
 
+/// Gaussian augmentation (`noise_sd`, Cohen et al.'s training for smoothing): the same seed
+/// gives the same weights, the noise changes them, and noise with an adversary or a
+/// negative σ is refused.
+#[test]
+fn noise_augmentation_is_seeded_and_changes_training() {
+    let (data, test) = mnist(64, 10);
+    let weights = |noise_sd: f64| {
+        let (mut m, cfg) = resumable();
+        let cfg = TrainConfig {
+            epochs: 1,
+            noise_sd,
+            ..cfg
+        };
+        run(&mut m, (&data, &test), &cfg, &Checkpoints::default());
+        bits(&mut m)
+    };
+    let noisy = weights(0.25);
+    assert!(differing(&noisy, &weights(0.25)).is_empty());
+    assert!(!differing(&noisy, &weights(0.0)).is_empty());
+    let base = config(Paradigm::Scratch, 1, 0.01, None);
+    assert!(TrainConfig {
+        noise_sd: -0.1,
+        ..base.clone()
+    }
+    .validate()
+    .is_err());
+    let adv = config(Paradigm::Scratch, 1, 0.01, fgsm(0.1, AdvLoss::Adv));
+    assert!(TrainConfig {
+        noise_sd: 0.25,
+        ..adv
+    }
+    .validate()
+    .is_err());
+}
+
 #[test]
 fn learn_lambda_without_nrpm_layers_is_an_error() {
     let (data, test) = mnist(8, 4);

@@ -83,7 +83,13 @@ impl Method {
     ///
     /// # Errors
     /// The certificate's errors.
-    pub fn min_margin<T: Real>(self, net: &Network, x: ArrayView3<T>, label: usize, budget: f64) -> Result<f64> {
+    pub fn min_margin<T: Real>(
+        self,
+        net: &Network,
+        x: ArrayView3<T>,
+        label: usize,
+        budget: f64,
+    ) -> Result<f64> {
         self.check_budget(budget)?;
         let cert = match self {
             Self::Ibp => interval::certify(net, x, label, budget)?,
@@ -98,7 +104,10 @@ impl Method {
         let unit = adv.iter().all(|v| v.f64() >= 0.0 && v.f64() <= 1.0);
         let within = match self {
             Self::L0 => x.iter().zip(adv.iter()).filter(|(a, b)| a != b).count() <= budget as usize,
-            _ => x.iter().zip(adv.iter()).all(|(a, b)| (a.f64() - b.f64()).abs() <= budget + tol),
+            _ => x
+                .iter()
+                .zip(adv.iter())
+                .all(|(a, b)| (a.f64() - b.f64()).abs() <= budget + tol),
         };
         unit && within
     }
@@ -199,17 +208,33 @@ pub fn bracket<T: Real>(
     progress: &mut dyn Progress,
 ) -> Result<Bracket> {
     if indices.len() != data.len() {
-        return Err(Error::shape("certify::bracket", "indices", &[data.len()], &[indices.len()]));
+        return Err(Error::shape(
+            "certify::bracket",
+            "indices",
+            &[data.len()],
+            &[indices.len()],
+        ));
     }
     if data.is_empty() || budgets.is_empty() || batch == 0 {
-        return Err(Error::config("bracket", format!("{} images, {} budgets, batch {batch}", data.len(), budgets.len()), "needs images, budgets and a batch ≥ 1"));
+        return Err(Error::config(
+            "bracket",
+            format!(
+                "{} images, {} budgets, batch {batch}",
+                data.len(),
+                budgets.len()
+            ),
+            "needs images, budgets and a batch ≥ 1",
+        ));
     }
     budgets.iter().try_for_each(|&b| method.check_budget(b))?;
     let net = Network::new(model)?;
     let images: Array4<T> = data.images().mapv(|v| T::of(f64::from(v)));
     let labels = data.labels();
     let clean = model.predict(images.view())?;
-    progress.start(&format!("{} bracket", method.name()), (budgets.len() * data.len()) as u64);
+    progress.start(
+        &format!("{} bracket", method.name()),
+        (budgets.len() * data.len()) as u64,
+    );
     let mut rows = Vec::with_capacity(budgets.len());
     for &budget in budgets {
         let clock = Instant::now();
@@ -219,12 +244,30 @@ pub fn bracket<T: Real>(
             .collect::<Result<_>>()?;
         let certify_seconds = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let run = Run { model, images: images.view(), labels, indices, clean: &clean, method, budget };
+        let run = Run {
+            model,
+            images: images.view(),
+            labels,
+            indices,
+            clean: &clean,
+            method,
+            budget,
+        };
         let broken = attack_all(&run, falsifier, batch, progress)?;
         let attack_seconds = clock.elapsed().as_secs_f64();
-        rows.push(row(&run, &margins, &broken, [certify_seconds, attack_seconds]));
+        rows.push(row(
+            &run,
+            &margins,
+            &broken,
+            [certify_seconds, attack_seconds],
+        ));
     }
-    progress.finish(&format!("{} bracket: {} images at {} budget(s)", method.name(), data.len(), budgets.len()));
+    progress.finish(&format!(
+        "{} bracket: {} images at {} budget(s)",
+        method.name(),
+        data.len(),
+        budgets.len()
+    ));
     Ok(Bracket {
         method,
         attack: falsifier.describe(),
@@ -244,9 +287,16 @@ struct Run<'a, T: Real> {
 }
 
 /// Whether the falsifier broke each image (clean-misclassified images are not attacked).
-fn attack_all<T: Real>(run: &Run<T>, falsifier: &dyn Falsifier<T>, batch: usize, progress: &mut dyn Progress) -> Result<Vec<bool>> {
+fn attack_all<T: Real>(
+    run: &Run<T>,
+    falsifier: &dyn Falsifier<T>,
+    batch: usize,
+    progress: &mut dyn Progress,
+) -> Result<Vec<bool>> {
     let labels = run.labels;
-    let correct: Vec<usize> = (0..labels.len()).filter(|&i| run.clean[i] == labels[i]).collect();
+    let correct: Vec<usize> = (0..labels.len())
+        .filter(|&i| run.clean[i] == labels[i])
+        .collect();
     let mut broken = vec![false; labels.len()];
     let tol = if T::DTYPE == "f32" { 1e-6 } else { 1e-12 };
     for chunk in correct.chunks(batch) {
@@ -255,11 +305,21 @@ fn attack_all<T: Real>(run: &Run<T>, falsifier: &dyn Falsifier<T>, batch: usize,
         let ids: Vec<usize> = chunk.iter().map(|&i| run.indices[i]).collect();
         let adv = falsifier.attack(run.model, x.view(), &ys, &ids, run.budget)?;
         if adv.dim() != x.dim() {
-            return Err(Error::shape("certify::bracket", "attack candidates", x.shape(), adv.shape()));
+            return Err(Error::shape(
+                "certify::bracket",
+                "attack candidates",
+                x.shape(),
+                adv.shape(),
+            ));
         }
         let pred = run.model.predict(adv.view())?;
         for (j, &i) in chunk.iter().enumerate() {
-            if !run.method.inside(x.index_axis(Axis(0), j), adv.index_axis(Axis(0), j), run.budget, tol) {
+            if !run.method.inside(
+                x.index_axis(Axis(0), j),
+                adv.index_axis(Axis(0), j),
+                run.budget,
+                tol,
+            ) {
                 return Err(Error::config(
                     "attack candidate",
                     format!("image {} at budget {}", run.indices[i], run.budget),
@@ -275,7 +335,12 @@ fn attack_all<T: Real>(run: &Run<T>, falsifier: &dyn Falsifier<T>, batch: usize,
 }
 
 /// The counts of one budget.
-fn row<T: Real>(run: &Run<T>, margins: &[f64], broken: &[bool], [certify_seconds, attack_seconds]: [f64; 2]) -> BracketRow {
+fn row<T: Real>(
+    run: &Run<T>,
+    margins: &[f64],
+    broken: &[bool],
+    [certify_seconds, attack_seconds]: [f64; 2],
+) -> BracketRow {
     let n = run.labels.len();
     let images: Vec<ImageOutcome> = (0..n)
         .map(|i| ImageOutcome {

@@ -57,7 +57,12 @@ impl Segment {
     fn start(b: Bounds) -> Self {
         let shape = b.shape().to_vec();
         let n = b.lo().len();
-        let flat = |a: &ArrayD<f64>| a.view().into_shape_with_order(n).expect("any shape flattens").to_owned();
+        let flat = |a: &ArrayD<f64>| {
+            a.view()
+                .into_shape_with_order(n)
+                .expect("any shape flattens")
+                .to_owned()
+        };
         Self {
             lo: flat(b.lo()),
             hi: flat(b.hi()),
@@ -97,10 +102,14 @@ impl Segment {
     /// Concrete bounds of the current activation.
     fn concretise(&self) -> Bounds {
         let (lo, hi) = self.concrete_upto(self.steps.len());
-        let hi = ndarray::Zip::from(&hi).and(&lo).map_collect(|&h, &l| h.max(l));
+        let hi = ndarray::Zip::from(&hi)
+            .and(&lo)
+            .map_collect(|&h, &l| h.max(l));
         Bounds::raw(
-            lo.into_shape_with_order(IxDyn(&self.shape)).expect("same count"),
-            hi.into_shape_with_order(IxDyn(&self.shape)).expect("same count"),
+            lo.into_shape_with_order(IxDyn(&self.shape))
+                .expect("same count"),
+            hi.into_shape_with_order(IxDyn(&self.shape))
+                .expect("same count"),
         )
     }
 
@@ -180,9 +189,14 @@ fn conv_dense(
     let (rows, cols) = (o * ho * wo, c * h * w);
     check_dense(key, rows, cols)?;
     // Unfolding the image of (flat index + 1) gives each tap's source; 0 marks padding.
-    let index = ndarray::Array4::from_shape_fn((1, c, h, w), |(_, ci, y, x)| ((ci * h + y) * w + x + 1) as f64);
+    let index = ndarray::Array4::from_shape_fn((1, c, h, w), |(_, ci, y, x)| {
+        ((ci * h + y) * w + x + 1) as f64
+    });
     let taps = unfold(index.view(), kh, kw, geometry)?;
-    let flat = weight.view().into_shape_with_order((o, c * kh * kw)).expect("contiguous");
+    let flat = weight
+        .view()
+        .into_shape_with_order((o, c * kh * kw))
+        .expect("contiguous");
     let l = ho * wo;
     let mut dense = Array2::zeros((rows, cols));
     for oi in 0..o {
@@ -202,7 +216,11 @@ fn conv_dense(
 fn avg_dense(shape: &[usize], k: usize, s: usize) -> Result<Array2<f64>> {
     let (c, h, w) = (shape[0], shape[1], shape[2]);
     if k == 0 || s == 0 || h < k || w < k {
-        return Err(Error::config("pool window", k, "kernel and stride ≥ 1, window must fit"));
+        return Err(Error::config(
+            "pool window",
+            k,
+            "kernel and stride ≥ 1, window must fit",
+        ));
     }
     let (ho, wo) = ((h - k) / s + 1, (w - k) / s + 1);
     check_dense("avgpool", c * ho * wo, c * h * w)?;
@@ -213,7 +231,10 @@ fn avg_dense(shape: &[usize], k: usize, s: usize) -> Result<Array2<f64>> {
             for ox in 0..wo {
                 for i in 0..k {
                     for j in 0..k {
-                        dense[[(ci * ho + oy) * wo + ox, (ci * h + oy * s + i) * w + ox * s + j]] += share;
+                        dense[[
+                            (ci * ho + oy) * wo + ox,
+                            (ci * h + oy * s + i) * w + ox * s + j,
+                        ]] += share;
                     }
                 }
             }
@@ -226,14 +247,31 @@ fn avg_dense(shape: &[usize], k: usize, s: usize) -> Result<Array2<f64>> {
 fn push(seg: Segment, op: &Op) -> Result<Segment> {
     let mut seg = seg;
     match op {
-        Op::Linear { weight, bias, sum: Sum::Lpm, .. } => {
-            let b = bias.clone().unwrap_or_else(|| Array1::zeros(weight.nrows()));
-            seg.steps.push(Step::Affine { w: weight.clone(), b });
+        Op::Linear {
+            weight,
+            bias,
+            sum: Sum::Lpm,
+            ..
+        } => {
+            let b = bias
+                .clone()
+                .unwrap_or_else(|| Array1::zeros(weight.nrows()));
+            seg.steps.push(Step::Affine {
+                w: weight.clone(),
+                b,
+            });
             seg.shape = vec![weight.nrows()];
         }
-        Op::Conv { key, weight, bias, geometry, sum: Sum::Lpm } => {
+        Op::Conv {
+            key,
+            weight,
+            bias,
+            geometry,
+            sum: Sum::Lpm,
+        } => {
             let (w, b) = conv_dense(key, &seg.shape, weight, bias.as_ref(), geometry)?;
-            let (ho, wo) = geometry.output_size(seg.shape[1], seg.shape[2], weight.dim().2, weight.dim().3)?;
+            let (ho, wo) =
+                geometry.output_size(seg.shape[1], seg.shape[2], weight.dim().2, weight.dim().3)?;
             seg.steps.push(Step::Affine { w, b });
             seg.shape = vec![weight.dim().0, ho, wo];
         }
@@ -254,7 +292,10 @@ fn push(seg: Segment, op: &Op) -> Result<Segment> {
         }
         Op::AvgPool { kernel, stride } => {
             let w = avg_dense(&seg.shape, *kernel, *stride)?;
-            let (ho, wo) = ((seg.shape[1] - kernel) / stride + 1, (seg.shape[2] - kernel) / stride + 1);
+            let (ho, wo) = (
+                (seg.shape[1] - kernel) / stride + 1,
+                (seg.shape[2] - kernel) / stride + 1,
+            );
             let b = Array1::zeros(w.nrows());
             seg.steps.push(Step::Affine { w, b });
             seg.shape = vec![seg.shape[0], ho, wo];
@@ -263,8 +304,12 @@ fn push(seg: Segment, op: &Op) -> Result<Segment> {
         Op::Relu => {
             let pre = seg.concretise();
             let n = pre.lo().len();
-            let flat = |a: &ArrayD<f64>| a.view().into_shape_with_order(n).expect("flat").to_owned();
-            seg.steps.push(Step::Relu { l: flat(pre.lo()), u: flat(pre.hi()) });
+            let flat =
+                |a: &ArrayD<f64>| a.view().into_shape_with_order(n).expect("flat").to_owned();
+            seg.steps.push(Step::Relu {
+                l: flat(pre.lo()),
+                u: flat(pre.hi()),
+            });
         }
         breakpoint => {
             let out = interval::op(breakpoint, seg.concretise())?;
@@ -283,7 +328,11 @@ pub fn margins(net: &Network, input: &Bounds, label: usize) -> Result<Array1<f64
     net.check_image(&input.lo().view())?;
     net.check_label(label)?;
     let (last, body) = net.ops.split_last().ok_or_else(|| {
-        Error::config("network", "no layers", "a certificate needs at least one layer")
+        Error::config(
+            "network",
+            "no layers",
+            "a certificate needs at least one layer",
+        )
     })?;
     let mut seg = Segment::start(input.clone());
     for op in body {
@@ -291,17 +340,29 @@ pub fn margins(net: &Network, input: &Bounds, label: usize) -> Result<Array1<f64
     }
     let classes = net.classes();
     match last {
-        Op::Linear { weight, bias, sum: Sum::Lpm, .. } if weight.nrows() == classes => {
+        Op::Linear {
+            weight,
+            bias,
+            sum: Sum::Lpm,
+            ..
+        } if weight.nrows() == classes => {
             if seg.shape != [weight.ncols()] {
-                return Err(Error::shape("certify::crown", "last layer input", &[weight.ncols()], &seg.shape));
+                return Err(Error::shape(
+                    "certify::crown",
+                    "last layer input",
+                    &[weight.ncols()],
+                    &seg.shape,
+                ));
             }
             let spec = margin_rows(weight.view(), label);
-            let c = Array1::from_shape_fn(classes, |j| bias.as_ref().map_or(0.0, |b| b[label] - b[j]));
+            let c =
+                Array1::from_shape_fn(classes, |j| bias.as_ref().map_or(0.0, |b| b[label] - b[j]));
             let mut m = seg.bounds(spec, c).0;
             m[label] = f64::INFINITY;
             Ok(m)
         }
-        other => fold_margins(other, seg.concretise(), label, classes).map_err(|e| e.in_layer(op_key(other))),
+        other => fold_margins(other, seg.concretise(), label, classes)
+            .map_err(|e| e.in_layer(op_key(other))),
     }
 }
 
@@ -341,7 +402,12 @@ pub fn logits(net: &Network, input: &Bounds) -> Result<Bounds> {
 /// assert!(exact >= ibp); // back-substitution is exact here, IBP is not
 /// # Ok(()) }
 /// ```
-pub fn certify<T: Real>(net: &Network, x: ArrayView3<T>, label: usize, eps: f64) -> Result<Certificate> {
+pub fn certify<T: Real>(
+    net: &Network,
+    x: ArrayView3<T>,
+    label: usize,
+    eps: f64,
+) -> Result<Certificate> {
     check_budget("eps", eps)?;
     let input = Bounds::linf_ball(image_f64(x).view(), eps)?;
     Ok(Certificate {

@@ -71,7 +71,8 @@ fn keep_first_break<T: Real>(
         let pred = model.predict(adv.view())?;
         let mut still = Vec::new();
         for (j, &i) in open.iter().enumerate() {
-            best.index_axis_mut(Axis(0), i).assign(&adv.index_axis(Axis(0), j));
+            best.index_axis_mut(Axis(0), i)
+                .assign(&adv.index_axis(Axis(0), j));
             if pred[j] == labels[i] {
                 still.push(i);
             }
@@ -117,7 +118,14 @@ impl<T: Real> Falsifier<T> for PgdRestarts {
         )
     }
 
-    fn attack(&self, model: &Model<T>, x: ArrayView4<T>, labels: &[usize], indices: &[usize], eps: f64) -> Result<Array4<T>> {
+    fn attack(
+        &self,
+        model: &Model<T>,
+        x: ArrayView4<T>,
+        labels: &[usize],
+        indices: &[usize],
+        eps: f64,
+    ) -> Result<Array4<T>> {
         if eps == 0.0 {
             return Ok(x.to_owned());
         }
@@ -132,7 +140,8 @@ impl<T: Real> Falsifier<T> for PgdRestarts {
             };
             let attack = Attack::pgd_linf(eps, settings)?;
             let seed = derive(self.seed, &[run as u64, source as u64]);
-            let mut rngs = ImageRngs::for_images(seed, stream::ATTACK, open.iter().map(|&i| indices[i]));
+            let mut rngs =
+                ImageRngs::for_images(seed, stream::ATTACK, open.iter().map(|&i| indices[i]));
             let xs = x.select(Axis(0), open);
             let ys: Vec<usize> = open.iter().map(|&i| labels[i]).collect();
             perturb(&sources[source], xs.view(), &ys, &attack, None, &mut rngs)
@@ -150,7 +159,12 @@ pub struct GreedyL0 {
 
 impl GreedyL0 {
     /// k greedy pixel changes on images `x` from `source`'s loss gradient.
-    fn greedy<T: Real>(source: &Model<T>, x: ArrayView4<T>, labels: &[usize], k: usize) -> Result<Array4<T>> {
+    fn greedy<T: Real>(
+        source: &Model<T>,
+        x: ArrayView4<T>,
+        labels: &[usize],
+        k: usize,
+    ) -> Result<Array4<T>> {
         let mut adv = x.as_standard_layout().into_owned();
         let per: usize = x.shape()[1..].iter().product();
         let mut changed = vec![vec![false; per]; labels.len()];
@@ -163,7 +177,11 @@ impl GreedyL0 {
                 let pick = (0..per)
                     .filter(|&d| !changed[b][d])
                     .map(|d| {
-                        let to = if gs[d] > T::zero() { T::one() } else { T::zero() };
+                        let to = if gs[d] > T::zero() {
+                            T::one()
+                        } else {
+                            T::zero()
+                        };
                         (d, to, gs[d] * (to - flat[d]))
                     })
                     .max_by(|a, b| a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal));
@@ -183,11 +201,22 @@ impl<T: Real> Falsifier<T> for GreedyL0 {
     fn describe(&self) -> String {
         format!(
             "greedy ℓ0 (k gradient steps), then the authors' one-step L0 attack{}",
-            if self.lpm_gradients { "; sources: the model and its LPM twin" } else { "" }
+            if self.lpm_gradients {
+                "; sources: the model and its LPM twin"
+            } else {
+                ""
+            }
         )
     }
 
-    fn attack(&self, model: &Model<T>, x: ArrayView4<T>, labels: &[usize], _indices: &[usize], budget: f64) -> Result<Array4<T>> {
+    fn attack(
+        &self,
+        model: &Model<T>,
+        x: ArrayView4<T>,
+        labels: &[usize],
+        _indices: &[usize],
+        budget: f64,
+    ) -> Result<Array4<T>> {
         let k = budget as usize;
         if k == 0 {
             return Ok(x.to_owned());
@@ -201,7 +230,14 @@ impl<T: Real> Falsifier<T> for GreedyL0 {
                 0 => Self::greedy(source, xs.view(), &ys, k),
                 _ => {
                     let mut rngs = ImageRngs::for_images(0, stream::ATTACK, 0..ys.len());
-                    perturb(source, xs.view(), &ys, &Attack::L0 { pixels: k }, None, &mut rngs)
+                    perturb(
+                        source,
+                        xs.view(),
+                        &ys,
+                        &Attack::L0 { pixels: k },
+                        None,
+                        &mut rngs,
+                    )
                 }
             }
         })

@@ -16,7 +16,9 @@
 
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayView3, Axis, IxDyn};
 
-use crate::certify::{check_budget, image_f64, nrpm_bounds, scale, Bounds, Certificate, Network, Op, Sum};
+use crate::certify::{
+    check_budget, image_f64, nrpm_bounds, scale, Bounds, Certificate, Network, Op, Sum,
+};
 use crate::error::{Error, Result};
 use crate::nrpm::conv::{unfold, Conv2dGeometry};
 use crate::real::Real;
@@ -64,11 +66,17 @@ pub(crate) fn op(op: &Op, b: Bounds) -> Result<Bounds> {
         } => {
             let d = weight.ncols();
             if b.shape() != [d] {
-                return Err(Error::shape("certify::interval", "linear input", &[d], b.shape()));
+                return Err(Error::shape(
+                    "certify::interval",
+                    "linear input",
+                    &[d],
+                    b.shape(),
+                ));
             }
             let b = b.reshaped(&[1, d])?;
             let (lo, hi) = (as2(b.lo()), as2(b.hi()));
-            let (y_lo, y_hi) = matching_rows(lo, hi, weight.view(), bias.as_ref().map(|b| b.view()), sum)?;
+            let (y_lo, y_hi) =
+                matching_rows(lo, hi, weight.view(), bias.as_ref().map(|b| b.view()), sum)?;
             Bounds::raw(y_lo.into_dyn(), y_hi.into_dyn()).reshaped(&[weight.nrows()])
         }
         Op::Conv {
@@ -79,9 +87,16 @@ pub(crate) fn op(op: &Op, b: Bounds) -> Result<Bounds> {
             ..
         } => conv(&b, weight, bias.as_ref(), geometry, sum),
         Op::Channel { scale: s, shift } => channel(b, s, shift),
-        Op::Relu => Ok(Bounds::raw(b.lo.mapv(|v| v.max(0.0)), b.hi.mapv(|v| v.max(0.0)))),
-        Op::MaxPool { kernel, stride } => pool(b, |x| crate::nn::pool::max_forward(x, *kernel, *stride)),
-        Op::AvgPool { kernel, stride } => pool(b, |x| crate::nn::pool::avg_forward(x, *kernel, *stride)),
+        Op::Relu => Ok(Bounds::raw(
+            b.lo.mapv(|v| v.max(0.0)),
+            b.hi.mapv(|v| v.max(0.0)),
+        )),
+        Op::MaxPool { kernel, stride } => {
+            pool(b, |x| crate::nn::pool::max_forward(x, *kernel, *stride))
+        }
+        Op::AvgPool { kernel, stride } => {
+            pool(b, |x| crate::nn::pool::avg_forward(x, *kernel, *stride))
+        }
         Op::Flatten => {
             let n = b.lo.len();
             b.reshaped(&[n])
@@ -93,7 +108,12 @@ pub(crate) fn op(op: &Op, b: Bounds) -> Result<Bounds> {
                 None => b,
             };
             if m.shape() != s.shape() {
-                return Err(Error::shape("certify::interval", "shortcut", m.shape(), s.shape()));
+                return Err(Error::shape(
+                    "certify::interval",
+                    "shortcut",
+                    m.shape(),
+                    s.shape(),
+                ));
             }
             let lo = (m.lo + s.lo).mapv(|v| v.max(0.0));
             let hi = (m.hi + s.hi).mapv(|v| v.max(0.0));
@@ -137,17 +157,40 @@ fn conv(
     let (o, c, kh, kw) = weight.dim();
     let shape = b.shape();
     if shape.len() != 3 || shape[0] != c {
-        return Err(Error::shape("certify::interval", "conv input [C, H, W]", &[c, 0, 0], shape));
+        return Err(Error::shape(
+            "certify::interval",
+            "conv input [C, H, W]",
+            &[c, 0, 0],
+            shape,
+        ));
     }
     let (h, w) = (shape[1], shape[2]);
     let (ho, wo) = geometry.output_size(h, w, kh, kw)?;
     let img = |a: &ArrayD<f64>| -> Result<Array2<f64>> {
-        let a4 = a.view().into_shape_with_order((1, c, h, w)).expect("[C, H, W]");
+        let a4 = a
+            .view()
+            .into_shape_with_order((1, c, h, w))
+            .expect("[C, H, W]");
         unfold(a4, kh, kw, geometry)
     };
-    let flat = weight.view().into_shape_with_order((o, c * kh * kw)).expect("contiguous");
-    let (y_lo, y_hi) = matching_rows(img(&b.lo)?.view(), img(&b.hi)?.view(), flat, bias.map(|b| b.view()), sum)?;
-    let nchw = |y: Array2<f64>| y.reversed_axes().as_standard_layout().into_owned().into_shape_with_order(IxDyn(&[o, ho, wo])).expect("[O, L]");
+    let flat = weight
+        .view()
+        .into_shape_with_order((o, c * kh * kw))
+        .expect("contiguous");
+    let (y_lo, y_hi) = matching_rows(
+        img(&b.lo)?.view(),
+        img(&b.hi)?.view(),
+        flat,
+        bias.map(|b| b.view()),
+        sum,
+    )?;
+    let nchw = |y: Array2<f64>| {
+        y.reversed_axes()
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(IxDyn(&[o, ho, wo]))
+            .expect("[O, L]")
+    };
     Ok(Bounds::raw(nchw(y_lo), nchw(y_hi)))
 }
 
@@ -155,7 +198,12 @@ fn conv(
 fn channel(b: Bounds, s: &Array1<f64>, t: &Array1<f64>) -> Result<Bounds> {
     let c = s.len();
     if b.shape().first() != Some(&c) {
-        return Err(Error::shape("certify::interval", "batchnorm input [C, …]", &[c], b.shape()));
+        return Err(Error::shape(
+            "certify::interval",
+            "batchnorm input [C, …]",
+            &[c],
+            b.shape(),
+        ));
     }
     let (mut lo, mut hi) = (b.lo, b.hi);
     for ch in 0..c {
@@ -193,27 +241,53 @@ fn pool(
 ///
 /// # Errors
 /// As [`op`]; [`Error::Shape`] if the output is not `[classes]`.
-pub(crate) fn fold_margins(last: &Op, b: Bounds, label: usize, classes: usize) -> Result<Array1<f64>> {
-    let Op::Linear { weight, bias, sum, .. } = last else {
+pub(crate) fn fold_margins(
+    last: &Op,
+    b: Bounds,
+    label: usize,
+    classes: usize,
+) -> Result<Array1<f64>> {
+    let Op::Linear {
+        weight, bias, sum, ..
+    } = last
+    else {
         let y = op(last, b)?;
         return logit_margins(&y, label, classes);
     };
     if weight.nrows() != classes || b.shape() != [weight.ncols()] {
-        return Err(Error::shape("certify::interval", "last layer", &[classes, b.lo.len()], weight.shape()));
+        return Err(Error::shape(
+            "certify::interval",
+            "last layer",
+            &[classes, b.lo.len()],
+            weight.shape(),
+        ));
     }
     let spec = margin_rows(weight.view(), label);
-    let bias_spec = bias.as_ref().map(|bv| Array1::from_shape_fn(classes, |j| bv[label] - bv[j]));
-    let row = |a: &ArrayD<f64>| a.view().into_shape_with_order((1, weight.ncols())).expect("[D]").to_owned();
+    let bias_spec = bias
+        .as_ref()
+        .map(|bv| Array1::from_shape_fn(classes, |j| bv[label] - bv[j]));
+    let row = |a: &ArrayD<f64>| {
+        a.view()
+            .into_shape_with_order((1, weight.ncols()))
+            .expect("[D]")
+            .to_owned()
+    };
     let (lo, hi) = (row(&b.lo), row(&b.hi));
     let mut m = match sum {
-        Sum::Lpm => affine_rows(lo.view(), hi.view(), spec.view(), None).0.row(0).to_owned(),
+        Sum::Lpm => affine_rows(lo.view(), hi.view(), spec.view(), None)
+            .0
+            .row(0)
+            .to_owned(),
         Sum::Nrpm(cfg) => {
             let (s_lo, s_hi) = affine_rows(lo.view(), hi.view(), spec.view(), None);
             let (r_lo, r_hi) = nrpm_bounds::robust_rows(lo.view(), hi.view(), weight.view(), cfg)?;
             let lambda = cfg.lambda();
             Array1::from_shape_fn(classes, |j| {
                 let linear = scale(s_lo[[0, j]], s_hi[[0, j]], lambda).0;
-                let (gap_lo, gap_hi) = (r_lo[[0, label]] - r_hi[[0, j]], r_hi[[0, label]] - r_lo[[0, j]]);
+                let (gap_lo, gap_hi) = (
+                    r_lo[[0, label]] - r_hi[[0, j]],
+                    r_hi[[0, label]] - r_lo[[0, j]],
+                );
                 linear + scale(gap_lo, gap_hi, 1.0 - lambda).0
             })
         }
@@ -238,7 +312,12 @@ pub(crate) fn margin_rows(weight: ArrayView2<f64>, label: usize) -> Array2<f64> 
 /// `lo_label − hi_j` from logit bounds (`+∞` at j = label).
 pub(crate) fn logit_margins(y: &Bounds, label: usize, classes: usize) -> Result<Array1<f64>> {
     if y.shape() != [classes] {
-        return Err(Error::shape("certify::interval", "logits", &[classes], y.shape()));
+        return Err(Error::shape(
+            "certify::interval",
+            "logits",
+            &[classes],
+            y.shape(),
+        ));
     }
     Ok(Array1::from_shape_fn(classes, |j| match j == label {
         true => f64::INFINITY,
@@ -265,7 +344,11 @@ pub fn margins(net: &Network, input: &Bounds, label: usize) -> Result<Array1<f64
     net.check_image(&input.lo.view())?;
     net.check_label(label)?;
     let (last, body) = net.ops.split_last().ok_or_else(|| {
-        Error::config("network", "no layers", "a certificate needs at least one layer")
+        Error::config(
+            "network",
+            "no layers",
+            "a certificate needs at least one layer",
+        )
     })?;
     let h = ops(body, input.clone())?;
     fold_margins(last, h, label, net.classes()).map_err(|e| e.in_layer(op_key(last)))
@@ -292,7 +375,12 @@ pub fn margins(net: &Network, input: &Bounds, label: usize) -> Result<Array1<f64
 /// assert!(wide.min_margin() <= at0.min_margin()); // a larger ball, a smaller margin
 /// # Ok(()) }
 /// ```
-pub fn certify<T: Real>(net: &Network, x: ArrayView3<T>, label: usize, eps: f64) -> Result<Certificate> {
+pub fn certify<T: Real>(
+    net: &Network,
+    x: ArrayView3<T>,
+    label: usize,
+    eps: f64,
+) -> Result<Certificate> {
     check_budget("eps", eps)?;
     let input = Bounds::linf_ball(image_f64(x).view(), eps)?;
     Ok(Certificate {

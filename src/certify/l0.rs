@@ -127,7 +127,12 @@ struct Row<'a> {
 
 /// Bounds `(lo, hi)` of one output of the first layer for row `r`: `a` its weight row
 /// (`spec` rows for the linear part when the margin is folded), `sum` its operator.
-fn output_bounds(r: &Row, a: ArrayView1<f64>, robust: Option<(ArrayView1<f64>, &crate::NrpmConfig)>, k: usize) -> (f64, f64) {
+fn output_bounds(
+    r: &Row,
+    a: ArrayView1<f64>,
+    robust: Option<(ArrayView1<f64>, &crate::NrpmConfig)>,
+    k: usize,
+) -> (f64, f64) {
     let (xs, a) = (r.x.to_vec(), a.to_vec());
     let z0 = sum_bounds(&a, &xs, &r.free, k);
     let Some((w, cfg)) = robust else {
@@ -138,8 +143,25 @@ fn output_bounds(r: &Row, a: ArrayView1<f64>, robust: Option<(ArrayView1<f64>, &
     let med = (0..groups).fold((0.0, 0.0), |acc, g| {
         let range = g * dg..(g + 1) * dg;
         let t: Vec<f64> = range.clone().map(|d| w[d] * xs[d]).collect();
-        let lo: Vec<f64> = range.clone().map(|d| if r.free[d] { w[d].min(0.0) } else { t[d - g * dg] }).collect();
-        let hi: Vec<f64> = range.map(|d| if r.free[d] { w[d].max(0.0) } else { t[d - g * dg] }).collect();
+        let lo: Vec<f64> = range
+            .clone()
+            .map(|d| {
+                if r.free[d] {
+                    w[d].min(0.0)
+                } else {
+                    t[d - g * dg]
+                }
+            })
+            .collect();
+        let hi: Vec<f64> = range
+            .map(|d| {
+                if r.free[d] {
+                    w[d].max(0.0)
+                } else {
+                    t[d - g * dg]
+                }
+            })
+            .collect();
         let (l, h) = median_bounds(&t, &lo, &hi, k);
         (acc.0 + dg as f64 * l, acc.1 + dg as f64 * h)
     });
@@ -163,14 +185,21 @@ fn robust_cfg<'a>(sum: &'a Sum, key: &str) -> Result<Option<&'a crate::NrpmConfi
 }
 
 /// Bounds `[R, O]` of the first layer's outputs over its rows.
-fn layer_rows(rows: &[Row], weight: ArrayView2<f64>, bias: Option<&Array1<f64>>, cfg: Option<&crate::NrpmConfig>, k: usize) -> (Array2<f64>, Array2<f64>) {
+fn layer_rows(
+    rows: &[Row],
+    weight: ArrayView2<f64>,
+    bias: Option<&Array1<f64>>,
+    cfg: Option<&crate::NrpmConfig>,
+    k: usize,
+) -> (Array2<f64>, Array2<f64>) {
     let o = weight.nrows();
     let per: Vec<Vec<(f64, f64)>> = rows
         .par_iter()
         .map(|r| {
             (0..o)
                 .map(|j| {
-                    let (l, h) = output_bounds(r, weight.row(j), cfg.map(|c| (weight.row(j), c)), k);
+                    let (l, h) =
+                        output_bounds(r, weight.row(j), cfg.map(|c| (weight.row(j), c)), k);
                     let b = bias.map_or(0.0, |b| b[j]);
                     (l + b, h + b)
                 })
@@ -193,49 +222,105 @@ pub fn margins(net: &Network, x: &ArrayD<f64>, label: usize, pixels: usize) -> R
     net.check_image(&x.view())?;
     net.check_label(label)?;
     if x.iter().any(|v| !(0.0..=1.0).contains(v)) {
-        return Err(Error::config("image", "values outside [0, 1]", "certificates take images in [0, 1]"));
+        return Err(Error::config(
+            "image",
+            "values outside [0, 1]",
+            "certificates take images in [0, 1]",
+        ));
     }
-    let first = net.ops.iter().position(|o| !matches!(o, Op::Flatten)).ok_or_else(|| {
-        Error::config("network", "no matching layer", "an l0 certificate needs a Linear or Conv2d layer")
-    })?;
+    let first = net
+        .ops
+        .iter()
+        .position(|o| !matches!(o, Op::Flatten))
+        .ok_or_else(|| {
+            Error::config(
+                "network",
+                "no matching layer",
+                "an l0 certificate needs a Linear or Conv2d layer",
+            )
+        })?;
     let flat = first > 0;
     let is_last = first + 1 == net.ops.len();
     let entry = &net.ops[first];
     let out = match entry {
-        Op::Linear { key, weight, bias, sum } => {
+        Op::Linear {
+            key,
+            weight,
+            bias,
+            sum,
+        } => {
             let cfg = robust_cfg(sum, key)?;
             let d = weight.ncols();
-            let xs = x.view().into_shape_with_order(d).map_err(|_| Error::shape("certify::l0", "linear input", &[d], x.shape()))?;
+            let xs = x
+                .view()
+                .into_shape_with_order(d)
+                .map_err(|_| Error::shape("certify::l0", "linear input", &[d], x.shape()))?;
             if !flat && x.ndim() != 1 {
-                return Err(Error::shape("certify::l0", "linear input (flatten first)", &[d], x.shape()));
+                return Err(Error::shape(
+                    "certify::l0",
+                    "linear input (flatten first)",
+                    &[d],
+                    x.shape(),
+                ));
             }
-            let row = Row { x: xs, free: vec![true; d] };
+            let row = Row {
+                x: xs,
+                free: vec![true; d],
+            };
             if is_last {
                 return linear_margins(&row, weight.view(), bias.as_ref(), cfg, label, pixels);
             }
-            let (lo, hi) = layer_rows(std::slice::from_ref(&row), weight.view(), bias.as_ref(), cfg, pixels);
+            let (lo, hi) = layer_rows(
+                std::slice::from_ref(&row),
+                weight.view(),
+                bias.as_ref(),
+                cfg,
+                pixels,
+            );
             Bounds::raw(lo.into_dyn(), hi.into_dyn()).reshaped(&[weight.nrows()])?
         }
-        Op::Conv { key, weight, bias, geometry, sum } => {
+        Op::Conv {
+            key,
+            weight,
+            bias,
+            geometry,
+            sum,
+        } => {
             let cfg = robust_cfg(sum, key)?;
             let (o, c, kh, kw) = weight.dim();
             let [_, h, w] = net.input();
-            let x4 = x.view().into_shape_with_order((1, c, h, w)).map_err(|_| Error::shape("certify::l0", "conv input", &[c, h, w], x.shape()))?;
+            let x4 = x
+                .view()
+                .into_shape_with_order((1, c, h, w))
+                .map_err(|_| Error::shape("certify::l0", "conv input", &[c, h, w], x.shape()))?;
             let cols = unfold(x4, kh, kw, geometry)?;
             let mask = unfold(Array4::<f64>::ones((1, c, h, w)).view(), kh, kw, geometry)?;
             let rows: Vec<Row> = (0..cols.nrows())
-                .map(|i| Row { x: cols.row(i), free: mask.row(i).iter().map(|&m| m > 0.0).collect() })
+                .map(|i| Row {
+                    x: cols.row(i),
+                    free: mask.row(i).iter().map(|&m| m > 0.0).collect(),
+                })
                 .collect();
-            let flat_w = weight.view().into_shape_with_order((o, c * kh * kw)).expect("contiguous");
+            let flat_w = weight
+                .view()
+                .into_shape_with_order((o, c * kh * kw))
+                .expect("contiguous");
             let (lo, hi) = layer_rows(&rows, flat_w, bias.as_ref(), cfg, pixels);
             let (ho, wo) = geometry.output_size(h, w, kh, kw)?;
-            let nchw = |y: Array2<f64>| y.reversed_axes().as_standard_layout().into_owned().into_shape_with_order(IxDyn(&[o, ho, wo])).expect("[O, L]");
+            let nchw = |y: Array2<f64>| {
+                y.reversed_axes()
+                    .as_standard_layout()
+                    .into_owned()
+                    .into_shape_with_order(IxDyn(&[o, ho, wo]))
+                    .expect("[O, L]")
+            };
             Bounds::raw(nchw(lo), nchw(hi))
         }
         other => {
             return Err(Error::CannotBound {
                 layer: op_key(other).to_string(),
-                reason: "the l0 certificate needs a Linear or Conv2d layer first (after flatten)".into(),
+                reason: "the l0 certificate needs a Linear or Conv2d layer first (after flatten)"
+                    .into(),
             })
         }
     };
@@ -247,7 +332,14 @@ pub fn margins(net: &Network, x: &ArrayD<f64>, label: usize, pixels: usize) -> R
 
 /// Margins when the first layer is also the last: the margin rows `w_label − w_j` get the
 /// exact k-pixel bound of their sum; the robust parts are bounded per class.
-fn linear_margins(row: &Row, weight: ArrayView2<f64>, bias: Option<&Array1<f64>>, cfg: Option<&crate::NrpmConfig>, label: usize, k: usize) -> Result<Array1<f64>> {
+fn linear_margins(
+    row: &Row,
+    weight: ArrayView2<f64>,
+    bias: Option<&Array1<f64>>,
+    cfg: Option<&crate::NrpmConfig>,
+    label: usize,
+    k: usize,
+) -> Result<Array1<f64>> {
     let classes = weight.nrows();
     let spec = margin_rows(weight, label);
     let xs = row.x.to_vec();
@@ -264,7 +356,9 @@ fn linear_margins(row: &Row, weight: ArrayView2<f64>, bias: Option<&Array1<f64>>
                     output_bounds(row, weight.row(c), Some((weight.row(c), &zero)), k)
                 };
                 let (my, mj) = (med(label), med(j));
-                scale(z.0, z.1, lambda).0 + scale(my.0 - mj.1, my.1 - mj.0, 1.0 - lambda).0 + bias_gap(j)
+                scale(z.0, z.1, lambda).0
+                    + scale(my.0 - mj.1, my.1 - mj.0, 1.0 - lambda).0
+                    + bias_gap(j)
             }
         }
     });
@@ -293,7 +387,12 @@ fn linear_margins(row: &Row, weight: ArrayView2<f64>, bias: Option<&Array1<f64>>
 /// assert!(m4 <= m0); // more pixels, a smaller margin
 /// # Ok(()) }
 /// ```
-pub fn certify<T: Real>(net: &Network, x: ArrayView3<T>, label: usize, pixels: usize) -> Result<Certificate> {
+pub fn certify<T: Real>(
+    net: &Network,
+    x: ArrayView3<T>,
+    label: usize,
+    pixels: usize,
+) -> Result<Certificate> {
     Ok(Certificate {
         margins: margins(net, &image_f64(x), label, pixels)?,
     })

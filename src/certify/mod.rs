@@ -65,7 +65,11 @@ impl Bounds {
         crate::nrpm::check_finite("bound lo", &lo)?;
         crate::nrpm::check_finite("bound hi", &hi)?;
         if lo.iter().zip(hi.iter()).any(|(l, h)| l > h) {
-            return Err(Error::config("bounds", "lo > hi", "need lo ≤ hi everywhere"));
+            return Err(Error::config(
+                "bounds",
+                "lo > hi",
+                "need lo ≤ hi everywhere",
+            ));
         }
         Ok(Self { lo, hi })
     }
@@ -133,14 +137,8 @@ impl Bounds {
         let from = self.shape().to_vec();
         let bad = |_| Error::shape("certify::Bounds", "reshape", shape, &from);
         Ok(Self {
-            lo: self
-                .lo
-                .into_shape_with_order(IxDyn(shape))
-                .map_err(bad)?,
-            hi: self
-                .hi
-                .into_shape_with_order(IxDyn(shape))
-                .map_err(bad)?,
+            lo: self.lo.into_shape_with_order(IxDyn(shape)).map_err(bad)?,
+            hi: self.hi.into_shape_with_order(IxDyn(shape)).map_err(bad)?,
         })
     }
 }
@@ -383,7 +381,11 @@ fn sum_of<T: Real>(matching: &Matching<T>, key: &str) -> Result<Sum> {
                 layer: key.to_string(),
                 reason: e.to_string(),
             })?;
-            Ok(if cfg.is_lpm() { Sum::Lpm } else { Sum::Nrpm(cfg) })
+            Ok(if cfg.is_lpm() {
+                Sum::Lpm
+            } else {
+                Sum::Nrpm(cfg)
+            })
         }
     }
 }

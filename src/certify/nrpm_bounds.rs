@@ -51,7 +51,11 @@ pub fn weighted_mean_bounds(
     w_hi: &[f64],
 ) -> Result<(f64, f64)> {
     let n = v_lo.len();
-    for (arg, len) in [("v_hi", v_hi.len()), ("w_lo", w_lo.len()), ("w_hi", w_hi.len())] {
+    for (arg, len) in [
+        ("v_hi", v_hi.len()),
+        ("w_lo", w_lo.len()),
+        ("w_hi", w_hi.len()),
+    ] {
         if len != n {
             return Err(Error::shape(
                 "certify::nrpm_bounds::weighted_mean_bounds",

@@ -114,7 +114,11 @@ impl SmoothingConfig {
             return Err(Error::config("n0", 0, "needs at least one selection draw"));
         }
         if self.n == 0 {
-            return Err(Error::config("samples", 0, "needs at least one estimation draw"));
+            return Err(Error::config(
+                "samples",
+                0,
+                "needs at least one estimation draw",
+            ));
         }
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
             return Err(Error::config("alpha", self.alpha, "must be in (0, 1)"));
@@ -152,7 +156,11 @@ pub enum Phase {
 /// ```
 pub fn lower_confidence_bound(count: usize, n: usize, alpha: f64) -> Result<f64> {
     if n == 0 || count > n {
-        return Err(Error::config("count of n", format!("{count} of {n}"), "needs n ≥ 1 and count ≤ n"));
+        return Err(Error::config(
+            "count of n",
+            format!("{count} of {n}"),
+            "needs n ≥ 1 and count ≤ n",
+        ));
     }
     if !(alpha > 0.0 && alpha < 1.0) {
         return Err(Error::config("alpha", alpha, "must be in (0, 1)"));
@@ -160,8 +168,13 @@ pub fn lower_confidence_bound(count: usize, n: usize, alpha: f64) -> Result<f64>
     if count == 0 {
         return Ok(0.0);
     }
-    let beta = Beta::new(count as f64, (n - count + 1) as f64)
-        .map_err(|_| Error::config("count of n", format!("{count} of {n}"), "no Beta distribution"))?;
+    let beta = Beta::new(count as f64, (n - count + 1) as f64).map_err(|_| {
+        Error::config(
+            "count of n",
+            format!("{count} of {n}"),
+            "no Beta distribution",
+        )
+    })?;
     Ok(beta.inverse_cdf(alpha))
 }
 
@@ -180,7 +193,11 @@ pub fn lower_confidence_bound(count: usize, n: usize, alpha: f64) -> Result<f64>
 /// ```
 pub fn binomial_p_value(k: usize, n: usize) -> Result<f64> {
     if n == 0 || k > n {
-        return Err(Error::config("k of n", format!("{k} of {n}"), "needs n ≥ 1 and k ≤ n"));
+        return Err(Error::config(
+            "k of n",
+            format!("{k} of {n}"),
+            "needs n ≥ 1 and k ≤ n",
+        ));
     }
     if 2 * k == n {
         return Ok(1.0);
@@ -227,7 +244,10 @@ pub fn sample_counts<T: Real, C: Classifier<T> + ?Sized>(
             .enumerate()
             .for_each(|(i, copy)| {
                 let s = (done + i) as u64;
-                let seed = derive(cfg.seed, &[stream::SMOOTHING, image as u64, phase as u64, s]);
+                let seed = derive(
+                    cfg.seed,
+                    &[stream::SMOOTHING, image as u64, phase as u64, s],
+                );
                 let mut rng = StdRng::seed_from_u64(seed);
                 for (v, &x) in copy.iter_mut().zip(xs) {
                     let e: f64 = StandardNormal.sample(&mut rng);
@@ -235,7 +255,9 @@ pub fn sample_counts<T: Real, C: Classifier<T> + ?Sized>(
                 }
             });
         for p in model.predict(batch.view())? {
-            *counts.get_mut(p).ok_or_else(|| Error::config("prediction", p, "is not a class of the model"))? += 1;
+            *counts
+                .get_mut(p)
+                .ok_or_else(|| Error::config("prediction", p, "is not a class of the model"))? += 1;
         }
         done += size;
     }
@@ -302,8 +324,8 @@ pub struct SmoothedRecord {
     pub radius: f64,
     /// Whether the prediction is the label.
     pub correct: bool,
-    /// Wall time of this image (s).
-    pub seconds: f64,
+    /// Wall time of this image (s; Cohen's `time` column).
+    pub time: f64,
 }
 
 /// CERTIFY for the images of `data` at `indices` (in that order).
@@ -319,13 +341,23 @@ pub fn certify_dataset<T: Real, C: Classifier<T> + ?Sized>(
 ) -> Result<Vec<SmoothedRecord>> {
     cfg.validate()?;
     if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
-        return Err(Error::config("image index", bad, "must be below the number of images"));
+        return Err(Error::config(
+            "image index",
+            bad,
+            "must be below the number of images",
+        ));
     }
-    progress.start(&format!("smoothing σ = {}", cfg.sigma), indices.len() as u64);
+    progress.start(
+        &format!("smoothing σ = {}", cfg.sigma),
+        indices.len() as u64,
+    );
     let mut out = Vec::with_capacity(indices.len());
     for &i in indices {
         let clock = Instant::now();
-        let x = data.images().index_axis(Axis(0), i).mapv(|v| T::of(f64::from(v)));
+        let x = data
+            .images()
+            .index_axis(Axis(0), i)
+            .mapv(|v| T::of(f64::from(v)));
         let (predict, radius) = certify(model, x.view(), i, cfg)?;
         let label = data.labels()[i];
         out.push(SmoothedRecord {
@@ -334,7 +366,7 @@ pub fn certify_dataset<T: Real, C: Classifier<T> + ?Sized>(
             predict,
             radius,
             correct: predict == Some(label),
-            seconds: clock.elapsed().as_secs_f64(),
+            time: clock.elapsed().as_secs_f64(),
         });
         progress.advance(1);
     }
@@ -359,7 +391,7 @@ pub struct RadiusRow {
 /// ```
 /// use nrpm::certify::smoothing::{certified_accuracy, SmoothedRecord};
 /// let r = |radius: f64, correct: bool| SmoothedRecord {
-///     idx: 0, label: 1, predict: Some(if correct { 1 } else { 2 }), radius, correct, seconds: 0.0 };
+///     idx: 0, label: 1, predict: Some(if correct { 1 } else { 2 }), radius, correct, time: 0.0 };
 /// let rows = certified_accuracy(&[r(0.3, true), r(0.9, true), r(1.2, false)], &[0.0, 0.5]);
 /// assert_eq!((rows[0].certified, rows[1].certified), (2, 1));
 /// assert!((rows[1].certified_accuracy - 100.0 / 3.0).abs() < 1e-12);
@@ -369,7 +401,10 @@ pub fn certified_accuracy(records: &[SmoothedRecord], radii: &[f64]) -> Vec<Radi
     radii
         .iter()
         .map(|&r| {
-            let certified = records.iter().filter(|x| x.correct && x.radius >= r).count();
+            let certified = records
+                .iter()
+                .filter(|x| x.correct && x.radius >= r)
+                .count();
             RadiusRow {
                 budget: r,
                 certified,
@@ -393,7 +428,7 @@ pub fn tsv(records: &[SmoothedRecord]) -> String {
             predict,
             three_significant(r.radius),
             u8::from(r.correct),
-            timedelta(r.seconds)
+            timedelta(r.time)
         );
     }
     out
@@ -409,8 +444,16 @@ fn three_significant(v: f64) -> String {
     if (-4..2).contains(&exp) {
         let decimals = (2 - exp).max(0) as usize;
         let s = format!("{v:.decimals$}");
-        let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
-        if s.contains('.') { s } else { format!("{s}.0") }
+        let s = if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        };
+        if s.contains('.') {
+            s
+        } else {
+            format!("{s}.0")
+        }
     } else {
         let mantissa = v / 10f64.powi(exp);
         let sign = if exp < 0 { '-' } else { '+' };

@@ -79,7 +79,7 @@ pub struct CertifyArgs {
     /// Certify the first N test images [default: all].
     #[arg(long)]
     pub n: Option<usize>,
-    /// Take every S-th of those images (Cohen's --skip) [default: 1].
+    /// Take every S-th of those images (Cohen's --skip).
     #[arg(long, default_value_t = 1)]
     pub skip: usize,
     /// Noisy copies per forward pass (smoothing), images per attack batch (the others); the
@@ -110,7 +110,12 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let start = Instant::now();
     let method = args.method.to_ascii_lowercase();
     args.check_flags(&method)?;
-    for (flag, path) in [("--json", &args.json), ("--markdown", &args.markdown), ("--svg", &args.svg), ("--tsv", &args.tsv)] {
+    for (flag, path) in [
+        ("--json", &args.json),
+        ("--markdown", &args.markdown),
+        ("--svg", &args.svg),
+        ("--tsv", &args.tsv),
+    ] {
         if let Some(p) = path {
             check_output_file(flag, p)?;
         }
@@ -157,7 +162,11 @@ impl CertifyArgs {
             return Err(Error::config("batch", 0, "must be at least 1"));
         }
         if self.restarts == Some(0) || self.attack_steps == Some(0) {
-            return Err(Error::config("attack", 0, "--restarts and --attack-steps must be at least 1"));
+            return Err(Error::config(
+                "attack",
+                0,
+                "--restarts and --attack-steps must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -190,7 +199,13 @@ fn budgets(flag: &'static str, given: Option<&str>, default: &str) -> Result<Vec
 
 /// The header line: model, reprogramming, images.
 fn header(args: &CertifyArgs, model: &Model<f32>, data: &Dataset) -> String {
-    let weights = args.model.weights.as_ref().map_or("initialised weights".to_string(), |p| p.display().to_string());
+    let weights = args
+        .model
+        .weights
+        .as_ref()
+        .map_or("initialised weights".to_string(), |p| {
+            p.display().to_string()
+        });
     format!(
         "{} ({weights}): {}\n{} images of {} (first {}, every {})\n",
         model.spec().name,
@@ -214,7 +229,10 @@ fn run_smoothing(args: &CertifyArgs, start: Instant) -> Result<()> {
         seed: args.seed,
         ..SmoothingConfig::default()
     };
-    let configs: Vec<SmoothingConfig> = sigmas.iter().map(|&sigma| SmoothingConfig { sigma, ..base }).collect();
+    let configs: Vec<SmoothingConfig> = sigmas
+        .iter()
+        .map(|&sigma| SmoothingConfig { sigma, ..base })
+        .collect();
     configs.iter().try_for_each(SmoothingConfig::validate)?;
     let (full, indices) = args.images()?;
     let built = args.build(&full)?;
@@ -226,10 +244,18 @@ fn run_smoothing(args: &CertifyArgs, start: Instant) -> Result<()> {
     let mut runs = Vec::new();
     for cfg in &configs {
         let clock = Instant::now();
-        let records = smoothing::certify_dataset(&built.model, &full, &indices, cfg, &mut Bar::default())?;
+        let records =
+            smoothing::certify_dataset(&built.model, &full, &indices, cfg, &mut Bar::default())?;
         runs.push((*cfg, records, clock.elapsed().as_secs_f64()));
     }
-    let mut table = Table::new(["σ", "radius", "certified %", "certified", "abstained", "s/image"]);
+    let mut table = Table::new([
+        "σ",
+        "radius",
+        "certified %",
+        "certified",
+        "abstained",
+        "s/image",
+    ]);
     for (cfg, records, seconds) in &runs {
         let abstained = records.iter().filter(|r| r.predict.is_none()).count();
         for row in smoothing::certified_accuracy(records, &radii) {
@@ -247,19 +273,32 @@ fn run_smoothing(args: &CertifyArgs, start: Instant) -> Result<()> {
     if let Some(path) = &args.tsv {
         let text = match runs.as_slice() {
             [(_, records, _)] => smoothing::tsv(records),
-            many => many.iter().map(|(c, r, _)| format!("# sigma {}\n{}", c.sigma, smoothing::tsv(r))).collect(),
+            many => many
+                .iter()
+                .map(|(c, r, _)| format!("# sigma {}\n{}", c.sigma, smoothing::tsv(r)))
+                .collect(),
         };
         nrpm::report::write_file(path, &text)?;
     }
     if let Some(path) = &args.markdown {
-        nrpm::report::write_file(path, &format!("{}\n{}", header(args, &built.model, &full.select(&indices)?), table.render()))?;
+        nrpm::report::write_file(
+            path,
+            &format!(
+                "{}\n{}",
+                header(args, &built.model, &full.select(&indices)?),
+                table.render()
+            ),
+        )?;
     }
     if let Some(path) = &args.svg {
         let series = runs
             .iter()
             .map(|(cfg, records, _)| Series {
                 name: format!("{} σ = {}", built.model.spec().name, cfg.sigma),
-                points: smoothing::certified_accuracy(records, &radii).iter().map(|r| (r.budget, r.certified_accuracy)).collect(),
+                points: smoothing::certified_accuracy(records, &radii)
+                    .iter()
+                    .map(|r| (r.budget, r.certified_accuracy))
+                    .collect(),
                 band: None,
                 dashed: false,
             })
@@ -274,13 +313,22 @@ fn run_smoothing(args: &CertifyArgs, start: Instant) -> Result<()> {
         nrpm::report::write_file(path, &chart.to_svg())?;
     }
     if let Some(path) = &args.json {
-        write_json(path, &smoothing_json(args, &built, &radii, &runs, start.elapsed().as_secs_f64()))?;
+        write_json(
+            path,
+            &smoothing_json(args, &built, &radii, &runs, start.elapsed().as_secs_f64()),
+        )?;
     }
     Ok(())
 }
 
 /// The smoothing report.
-fn smoothing_json(args: &CertifyArgs, built: &Built, radii: &[f64], runs: &[(SmoothingConfig, Vec<SmoothedRecord>, f64)], total: f64) -> Value {
+fn smoothing_json(
+    args: &CertifyArgs,
+    built: &Built,
+    radii: &[f64],
+    runs: &[(SmoothingConfig, Vec<SmoothedRecord>, f64)],
+    total: f64,
+) -> Value {
     let results: Vec<Value> = runs
         .iter()
         .flat_map(|(cfg, records, _)| {
@@ -325,7 +373,9 @@ fn run_bracket(args: &CertifyArgs, method: Method, start: Instant) -> Result<()>
     let model = as_f64(&built.model)?;
     nrpm::certify::Network::new(&model)?; // a network nrpm cannot bound fails before the attack
     let falsifier: Box<dyn Falsifier<f64>> = match method {
-        Method::L0 => Box::new(GreedyL0 { lpm_gradients: true }),
+        Method::L0 => Box::new(GreedyL0 {
+            lpm_gradients: true,
+        }),
         _ => Box::new(PgdRestarts {
             steps: args.attack_steps.unwrap_or(100),
             restarts: args.restarts.unwrap_or(5),
@@ -334,18 +384,37 @@ fn run_bracket(args: &CertifyArgs, method: Method, start: Instant) -> Result<()>
         }),
     };
     print!("{}", header(args, &built.model, &data));
-    println!("{}: verified (lower bound) beside {} (upper bound), f64", method.name(), falsifier.describe());
-    let result = bracket::bracket(&model, &data, &indices, method, &list, falsifier.as_ref(), args.batch, &mut Bar::default())?;
+    println!(
+        "{}: verified (lower bound) beside {} (upper bound), f64",
+        method.name(),
+        falsifier.describe()
+    );
+    let result = bracket::bracket(
+        &model,
+        &data,
+        &indices,
+        method,
+        &list,
+        falsifier.as_ref(),
+        args.batch,
+        &mut Bar::default(),
+    )?;
     let table = bracket_table(&result);
     print!("{}", table.render());
     if let Some(path) = &args.markdown {
-        nrpm::report::write_file(path, &format!("{}\n{}", header(args, &built.model, &data), table.render()))?;
+        nrpm::report::write_file(
+            path,
+            &format!("{}\n{}", header(args, &built.model, &data), table.render()),
+        )?;
     }
     if let Some(path) = &args.svg {
         nrpm::report::write_file(path, &bracket_chart(&result, &built.model).to_svg())?;
     }
     if let Some(path) = &args.json {
-        write_json(path, &bracket_json(args, &built, &result, start.elapsed().as_secs_f64()))?;
+        write_json(
+            path,
+            &bracket_json(args, &built, &result, start.elapsed().as_secs_f64()),
+        )?;
     }
     result.check()
 }
@@ -356,7 +425,17 @@ fn bracket_table(b: &Bracket) -> Table {
         Method::L0 => "pixels",
         _ => "eps",
     };
-    let mut t = Table::new([unit, "verified %", "attacked %", "certified", "not broken", "clean", "contradictions", "s certify", "s attack"]);
+    let mut t = Table::new([
+        unit,
+        "verified %",
+        "attacked %",
+        "certified",
+        "not broken",
+        "clean",
+        "contradictions",
+        "s certify",
+        "s attack",
+    ]);
     for r in &b.rows {
         t.row([
             r.budget.to_string(),

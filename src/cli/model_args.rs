@@ -277,7 +277,10 @@ impl ModelArgs {
 
     /// Refuses --k and --eps-irls beside --exact-lad (the limit has neither).
     fn check_exact_lad(&self) -> Result<()> {
-        let unused = [("--k", self.k.is_some()), ("--eps-irls", self.eps_irls.is_some())];
+        let unused = [
+            ("--k", self.k.is_some()),
+            ("--eps-irls", self.eps_irls.is_some()),
+        ];
         match unused.iter().find(|(_, given)| *given && self.exact_lad) {
             Some((flag, _)) => Err(no_effect(flag, "--exact-lad runs the K → ∞, ε → 0 limit")),
             None => Ok(()),

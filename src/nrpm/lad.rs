@@ -342,8 +342,14 @@ mod tests {
     /// the derivative of `λ·z⁰ + (1 − λ)·Dg·median` away from ties (central differences).
     #[test]
     fn exact_lad_mode_forward_and_backward() {
-        let x = array![[0.3, -1.2, 5.0, 0.1, 0.7, 0.2], [1.1, 0.4, -0.6, 2.2, 0.9, -0.3]];
-        let w = array![[1.0, 0.5, -0.2, 2.0, 0.3, 1.5], [-0.7, 1.2, 0.4, 0.1, 0.9, -1.1]];
+        let x = array![
+            [0.3, -1.2, 5.0, 0.1, 0.7, 0.2],
+            [1.1, 0.4, -0.6, 2.2, 0.9, -0.3]
+        ];
+        let w = array![
+            [1.0, 0.5, -0.2, 2.0, 0.3, 1.5],
+            [-0.7, 1.2, 0.4, 0.1, 0.9, -1.1]
+        ];
         let bias = array![0.1, -0.2];
         for groups in [1, 2] {
             let cfg = NrpmConfig::builder()
@@ -352,7 +358,8 @@ mod tests {
                 .exact_lad(true)
                 .build()
                 .unwrap();
-            let (y, saved) = crate::nrpm::forward(x.view(), w.view(), Some(bias.view()), &cfg).unwrap();
+            let (y, saved) =
+                crate::nrpm::forward(x.view(), w.view(), Some(bias.view()), &cfg).unwrap();
             let direct = forward(x.view(), w.view(), Some(bias.view()), &cfg).unwrap();
             assert!((&y - &direct).iter().all(|d: &f64| d.abs() < 1e-12));
             let gy = array![[0.7, -1.3], [0.2, 0.5]];
@@ -367,7 +374,11 @@ mod tests {
                 xp[[b, d]] += h;
                 xm[[b, d]] -= h;
                 let fd = (loss(&xp, &w) - loss(&xm, &w)) / (2.0 * h);
-                assert!((fd - g.x[[b, d]]).abs() < 1e-6, "x[{b},{d}]: {fd} vs {}", g.x[[b, d]]);
+                assert!(
+                    (fd - g.x[[b, d]]).abs() < 1e-6,
+                    "x[{b},{d}]: {fd} vs {}",
+                    g.x[[b, d]]
+                );
                 let (mut wp, mut wm) = (w.clone(), w.clone());
                 wp[[b, d]] += h;
                 wm[[b, d]] -= h;

@@ -122,13 +122,17 @@ impl TrainConfig {
     /// with an adversary.
     pub fn validate(&self) -> Result<()> {
         if !(self.noise_sd.is_finite() && self.noise_sd >= 0.0) {
-            return Err(Error::config("noise sd", self.noise_sd, "must be finite and ≥ 0"));
+            return Err(Error::config(
+                "noise sd",
+                self.noise_sd,
+                "must be finite and ≥ 0",
+            ));
         }
         if self.noise_sd > 0.0 && self.adversary.is_some() {
             return Err(Error::config(
                 "noise sd",
                 self.noise_sd,
-                "Gaussian augmentation trains on noisy images, which attacks clip back to                  [0, 1]: train with noise or with an adversary, not both",
+                "Gaussian augmentation trains on noisy images, which attacks clip back to [0, 1]: train with noise or with an adversary, not both",
             ));
         }
         if self.batch_size == 0 {
