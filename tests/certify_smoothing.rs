@@ -144,8 +144,9 @@ fn constant_classifier_gets_the_largest_radius_and_a_coin_abstains() {
     )
     .unwrap();
     assert_eq!(pred, Some(1));
-    // Φ⁻¹(0.001^(1/1000)) = Φ⁻¹(0.993116…) = 2.4618…
-    approx::assert_abs_diff_eq!(radius, 0.5 * 2.461_8, epsilon = 5e-4);
+    // Φ⁻¹(0.001^(1/1000)) = Φ⁻¹(0.9931160484…) = 2.46326261478081 (Python's
+    // statistics.NormalDist().inv_cdf, independent of statrs).
+    approx::assert_abs_diff_eq!(radius, 0.5 * 2.463_262_614_780_81, epsilon = 1e-10);
     let mut w = Array2::zeros((2, 16));
     w[[1, 0]] = 1.0;
     w[[0, 0]] = -1.0;
