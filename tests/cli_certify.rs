@@ -37,7 +37,7 @@ fn bad_input_is_one_error_line() {
     let s = ["certify", "--method", "smoothing", "--n", "2"];
     let with = |extra: &[&'static str]| [&s[..], extra].concat();
     fails(&with(&["--sigma", "0"]), "sigma");
-    fails(&with(&["--sigma", "-0.5"]), "sigma");
+    fails(&with(&["--sigma=-0.5"]), "sigma");
     fails(&with(&["--n0", "0"]), "n0");
     fails(&with(&["--samples", "0"]), "samples");
     fails(&with(&["--alpha", "0"]), "alpha");
@@ -46,10 +46,10 @@ fn bad_input_is_one_error_line() {
     fails(&with(&["--eps", "0.1"]), "--eps");
     fails(&with(&["--skip", "0"]), "skip");
     let b = ["certify", "--method", "ibp", "--n", "2"];
-    fails(&[&b[..], &["--eps", "-0.1"]].concat(), "eps");
+    fails(&[&b[..], &["--eps=-0.1"]].concat(), "eps");
     fails(&[&b[..], &["--sigma", "0.25"]].concat(), "--sigma");
     fails(
-        &["certify", "--method", "l0", "--n", "2", "--pixels", "-1"],
+        &["certify", "--method", "l0", "--n", "2", "--pixels=-1"],
         "pixels",
     );
     fails(

@@ -438,6 +438,7 @@ fn noise_augmentation_is_seeded_and_changes_training() {
         let cfg = TrainConfig {
             epochs: 1,
             noise_sd,
+            adversary: None,
             ..cfg
         };
         run(&mut m, (&data, &test), &cfg, &Checkpoints::default());
