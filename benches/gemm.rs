@@ -73,7 +73,13 @@ fn products() -> Vec<Product> {
     let mut out = Vec::new();
     for batch in [128, 1000] {
         for (d, o) in [(784, 256), (256, 64), (64, 10)] {
-            out.push(Product::x_wt(format!("z0_b{batch}_{d}x{o}"), batch, d, o, 42));
+            out.push(Product::x_wt(
+                format!("z0_b{batch}_{d}x{o}"),
+                batch,
+                d,
+                o,
+                42,
+            ));
         }
     }
     let mut rng = StdRng::seed_from_u64(43);
@@ -94,8 +100,20 @@ fn products() -> Vec<Product> {
         b: x,
         b_transposed: false,
     });
-    out.push(Product::x_wt("lenet_conv1_b128".into(), 128 * 576, 25, 10, 44));
-    out.push(Product::x_wt("lenet_conv2_b128".into(), 128 * 64, 250, 20, 45));
+    out.push(Product::x_wt(
+        "lenet_conv1_b128".into(),
+        128 * 576,
+        25,
+        10,
+        44,
+    ));
+    out.push(Product::x_wt(
+        "lenet_conv2_b128".into(),
+        128 * 64,
+        250,
+        20,
+        45,
+    ));
     out
 }
 
@@ -122,12 +140,38 @@ fn blas_product<T: Real>(a: &ArrayView2<T>, b: &ArrayView2<T>) -> Array2<T> {
         if TypeId::of::<T>() == TypeId::of::<f32>() {
             let (pa, pb, pc) = (a_std.as_ptr().cast(), b_std.as_ptr().cast(), c.as_mut_ptr());
             cblas_sys::cblas_sgemm(
-                CblasRowMajor, no, trans_b, m, n, k, 1.0, pa, k, pb, ldb, 0.0, pc.cast(), n,
+                CblasRowMajor,
+                no,
+                trans_b,
+                m,
+                n,
+                k,
+                1.0,
+                pa,
+                k,
+                pb,
+                ldb,
+                0.0,
+                pc.cast(),
+                n,
             );
         } else {
             let (pa, pb, pc) = (a_std.as_ptr().cast(), b_std.as_ptr().cast(), c.as_mut_ptr());
             cblas_sys::cblas_dgemm(
-                CblasRowMajor, no, trans_b, m, n, k, 1.0, pa, k, pb, ldb, 0.0, pc.cast(), n,
+                CblasRowMajor,
+                no,
+                trans_b,
+                m,
+                n,
+                k,
+                1.0,
+                pa,
+                k,
+                pb,
+                ldb,
+                0.0,
+                pc.cast(),
+                n,
             );
         }
     }
@@ -165,9 +209,7 @@ fn bench_product<T: Real>(c: &mut Criterion, p: &Product, cast: fn(f32) -> T) ->
         bch.iter(|| one_thread.install(product))
     });
     #[cfg(feature = "blas")]
-    g.bench_function("openblas", |bch| {
-        bch.iter(|| blas_product(&a.view(), &b))
-    });
+    g.bench_function("openblas", |bch| bch.iter(|| blas_product(&a.view(), &b)));
     g.finish();
     group
 }
@@ -205,7 +247,10 @@ fn summary(groups: &[(String, u64)]) {
         if let Some(t) = pt {
             let gflops = 2.0 * *elements as f64 / t;
             let vs_nd = ratio(base, t);
-            println!("| {group} | pytorch | {:.4} | {gflops:.1} | {vs_nd} | 1.00 |", t / 1e6);
+            println!(
+                "| {group} | pytorch | {:.4} | {gflops:.1} | {vs_nd} | 1.00 |",
+                t / 1e6
+            );
         }
     }
 }
