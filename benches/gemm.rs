@@ -136,43 +136,14 @@ fn blas_product<T: Real>(a: &ArrayView2<T>, b: &ArrayView2<T>) -> Array2<T> {
     let (m, n, k, ldb) = (m as i32, n as i32, k as i32, ldb as i32);
     // SAFETY: row-major a (m×k, lda = k), b or bᵀ contiguous with leading dimension ldb, c
     // fresh m×n (ldc = n); the TypeId check makes the pointer casts exact.
+    #[rustfmt::skip] // one call per line: the two calls differ only in the function
     unsafe {
         if TypeId::of::<T>() == TypeId::of::<f32>() {
             let (pa, pb, pc) = (a_std.as_ptr().cast(), b_std.as_ptr().cast(), c.as_mut_ptr());
-            cblas_sys::cblas_sgemm(
-                CblasRowMajor,
-                no,
-                trans_b,
-                m,
-                n,
-                k,
-                1.0,
-                pa,
-                k,
-                pb,
-                ldb,
-                0.0,
-                pc.cast(),
-                n,
-            );
+            cblas_sys::cblas_sgemm(CblasRowMajor, no, trans_b, m, n, k, 1.0, pa, k, pb, ldb, 0.0, pc.cast(), n);
         } else {
             let (pa, pb, pc) = (a_std.as_ptr().cast(), b_std.as_ptr().cast(), c.as_mut_ptr());
-            cblas_sys::cblas_dgemm(
-                CblasRowMajor,
-                no,
-                trans_b,
-                m,
-                n,
-                k,
-                1.0,
-                pa,
-                k,
-                pb,
-                ldb,
-                0.0,
-                pc.cast(),
-                n,
-            );
+            cblas_sys::cblas_dgemm(CblasRowMajor, no, trans_b, m, n, k, 1.0, pa, k, pb, ldb, 0.0, pc.cast(), n);
         }
     }
     c
