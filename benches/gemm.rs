@@ -23,7 +23,7 @@ use std::path::Path;
 
 use common::{criterion, criterion_dir, estimate_ns, uniform};
 use criterion::{Criterion, Throughput};
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use nrpm::real::Real;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -119,7 +119,7 @@ fn products() -> Vec<Product> {
 
 /// `a·b` by OpenBLAS (`cblas_?gemm`, row-major; `b` may be a transposed standard array).
 #[cfg(feature = "blas")]
-fn blas_product<T: Real>(a: &ArrayView2<T>, b: &ArrayView2<T>) -> Array2<T> {
+fn blas_product<T: Real>(a: &ndarray::ArrayView2<T>, b: &ndarray::ArrayView2<T>) -> Array2<T> {
     use cblas_sys::{CBLAS_LAYOUT::CblasRowMajor, CBLAS_TRANSPOSE};
     use std::any::TypeId;
     let ((m, k), n) = (a.dim(), b.ncols());
