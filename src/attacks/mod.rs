@@ -36,7 +36,8 @@ use ndarray::{Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
 
 pub use eval::{
-    correct_by_budget, evaluate, evaluate_attacks, evaluate_transfer, EvalOptions, EvalResult,
+    correct_by_budget, evaluate, evaluate_attacks, evaluate_images, evaluate_transfer,
+    results_from_outcomes, EvalOptions, EvalResult, ImageOutcome,
 };
 
 use crate::error::{Error, Result};
