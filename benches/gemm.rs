@@ -119,6 +119,7 @@ fn products() -> Vec<Product> {
 
 /// `a·b` by OpenBLAS (`cblas_?gemm`, row-major; `b` may be a transposed standard array).
 #[cfg(feature = "blas")]
+#[rustfmt::skip] // one CBLAS call per line: the two calls differ only in the function
 fn blas_product<T: Real>(a: &ndarray::ArrayView2<T>, b: &ndarray::ArrayView2<T>) -> Array2<T> {
     use cblas_sys::{CBLAS_LAYOUT::CblasRowMajor, CBLAS_TRANSPOSE};
     use std::any::TypeId;
@@ -136,7 +137,6 @@ fn blas_product<T: Real>(a: &ndarray::ArrayView2<T>, b: &ndarray::ArrayView2<T>)
     let (m, n, k, ldb) = (m as i32, n as i32, k as i32, ldb as i32);
     // SAFETY: row-major a (m×k, lda = k), b or bᵀ contiguous with leading dimension ldb, c
     // fresh m×n (ldc = n); the TypeId check makes the pointer casts exact.
-    #[rustfmt::skip] // one call per line: the two calls differ only in the function
     unsafe {
         if TypeId::of::<T>() == TypeId::of::<f32>() {
             let (pa, pb, pc) = (a_std.as_ptr().cast(), b_std.as_ptr().cast(), c.as_mut_ptr());
