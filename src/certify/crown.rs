@@ -24,7 +24,7 @@
 use ndarray::{Array1, Array2, ArrayD, ArrayView3, IxDyn};
 
 use crate::certify::interval::{self, fold_margins, margin_rows, op_key};
-use crate::certify::{check_budget, image_f64, Bounds, Certificate, Network, Op, Sum};
+use crate::certify::{linf_certificate, Bounds, Certificate, Network, Op, Sum};
 use crate::error::{Error, Result};
 use crate::nrpm::conv::{unfold, Conv2dGeometry};
 use crate::real::Real;
@@ -408,9 +408,5 @@ pub fn certify<T: Real>(
     label: usize,
     eps: f64,
 ) -> Result<Certificate> {
-    check_budget("eps", eps)?;
-    let input = Bounds::linf_ball(image_f64(x).view(), eps)?;
-    Ok(Certificate {
-        margins: margins(net, &input, label)?,
-    })
+    linf_certificate(net, x, label, eps, margins)
 }

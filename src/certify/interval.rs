@@ -16,9 +16,7 @@
 
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayView3, Axis, IxDyn};
 
-use crate::certify::{
-    check_budget, image_f64, nrpm_bounds, scale, Bounds, Certificate, Network, Op, Sum,
-};
+use crate::certify::{linf_certificate, nrpm_bounds, scale, Bounds, Certificate, Network, Op, Sum};
 use crate::error::{Error, Result};
 use crate::nrpm::conv::{unfold, Conv2dGeometry};
 use crate::real::Real;
@@ -184,14 +182,7 @@ fn conv(
         bias.map(|b| b.view()),
         sum,
     )?;
-    let nchw = |y: Array2<f64>| {
-        y.reversed_axes()
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order(IxDyn(&[o, ho, wo]))
-            .expect("[O, L]")
-    };
-    Ok(Bounds::raw(nchw(y_lo), nchw(y_hi)))
+    Ok(Bounds::from_rows(y_lo, y_hi, [o, ho, wo]))
 }
 
 /// Per-channel affine bounds (BatchNorm in eval mode).
@@ -381,9 +372,5 @@ pub fn certify<T: Real>(
     label: usize,
     eps: f64,
 ) -> Result<Certificate> {
-    check_budget("eps", eps)?;
-    let input = Bounds::linf_ball(image_f64(x).view(), eps)?;
-    Ok(Certificate {
-        margins: margins(net, &input, label)?,
-    })
+    linf_certificate(net, x, label, eps, margins)
 }

@@ -24,7 +24,7 @@
 //! here ([`Error::CannotBound`]: use the exact LAD limit). Proof:
 //! proofs/14-l0-median-certificate.md.
 
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayView3, IxDyn};
+use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayView3};
 use rayon::prelude::*;
 
 use crate::certify::interval::{self, fold_margins, margin_rows, op_key};
@@ -307,14 +307,7 @@ pub fn margins(net: &Network, x: &ArrayD<f64>, label: usize, pixels: usize) -> R
                 .expect("contiguous");
             let (lo, hi) = layer_rows(&rows, flat_w, bias.as_ref(), cfg, pixels);
             let (ho, wo) = geometry.output_size(h, w, kh, kw)?;
-            let nchw = |y: Array2<f64>| {
-                y.reversed_axes()
-                    .as_standard_layout()
-                    .into_owned()
-                    .into_shape_with_order(IxDyn(&[o, ho, wo]))
-                    .expect("[O, L]")
-            };
-            Bounds::raw(nchw(lo), nchw(hi))
+            Bounds::from_rows(lo, hi, [o, ho, wo])
         }
         other => {
             return Err(Error::CannotBound {

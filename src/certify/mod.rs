@@ -80,6 +80,19 @@ impl Bounds {
         Self { lo, hi }
     }
 
+    /// Bounds of a convolution's output from its rows `[L, O]` (one row per output pixel,
+    /// L = Ho·Wo) as `[O, Ho, Wo]`.
+    pub(crate) fn from_rows(lo: Array2<f64>, hi: Array2<f64>, shape: [usize; 3]) -> Self {
+        let nchw = |y: Array2<f64>| {
+            y.reversed_axes()
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(IxDyn(&shape))
+                .expect("[O, L] holds O·Ho·Wo entries")
+        };
+        Self::raw(nchw(lo), nchw(hi))
+    }
+
     /// The single point `x`.
     pub fn point(x: ArrayD<f64>) -> Self {
         Self {
@@ -408,6 +421,25 @@ impl Certificate {
     pub fn min_margin(&self) -> f64 {
         self.margins.iter().copied().fold(f64::INFINITY, f64::min)
     }
+}
+
+/// The certificate of image `x [C, H, W]` with `label` over the L∞ ball of radius `eps`
+/// (∩ [0, 1]), its margins bounded by `margins`.
+///
+/// # Errors
+/// [`Error::Config`] for a bad ε or an image outside [0, 1]; the errors of `margins`.
+pub(crate) fn linf_certificate<T: Real>(
+    net: &Network,
+    x: ndarray::ArrayView3<T>,
+    label: usize,
+    eps: f64,
+    margins: fn(&Network, &Bounds, usize) -> Result<Array1<f64>>,
+) -> Result<Certificate> {
+    check_budget("eps", eps)?;
+    let input = Bounds::linf_ball(image_f64(x).view(), eps)?;
+    Ok(Certificate {
+        margins: margins(net, &input, label)?,
+    })
 }
 
 /// An image `[C, H, W]` of `T` as f64, standard layout.

@@ -96,21 +96,11 @@ fn mean_upper(v: &[f64], w_lo: &[f64], w_hi: &[f64], order: &mut Vec<usize>) -> 
     best
 }
 
-/// `inf Σ w·v / Σ w` over the weight box, values at `v` (their lower ends).
+/// `inf Σ w·v / Σ w` over the weight box, values at `v` (their lower ends):
+/// `−sup Σ w·(−v) / Σ w`.
 fn mean_lower(v: &[f64], w_lo: &[f64], w_hi: &[f64], order: &mut Vec<usize>) -> f64 {
-    order.clear();
-    order.extend(0..v.len());
-    order.sort_unstable_by(|&i, &j| v[i].total_cmp(&v[j])); // ascending
-    let mut num: f64 = v.iter().zip(w_lo).map(|(v, w)| v * w).sum();
-    let mut den: f64 = w_lo.iter().sum();
-    let mut best = num / den;
-    for &i in order.iter() {
-        let extra = w_hi[i] - w_lo[i];
-        num += extra * v[i];
-        den += extra;
-        best = best.min(num / den);
-    }
-    best
+    let neg: Vec<f64> = v.iter().map(|x| -x).collect();
+    -mean_upper(&neg, w_lo, w_hi, order)
 }
 
 /// Bounds of `zᴷ` of one group whose Dg terms lie in `[t̲_d, t̄_d]`, for K IRLS steps of the
