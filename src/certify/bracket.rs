@@ -197,6 +197,7 @@ impl Bracket {
 /// [`Error::Shape`] unless `indices` has one entry per image;
 /// [`Error::CannotBound`] for a network the method cannot bound; an attack candidate outside
 /// the threat set ([`Error::Config`]); model errors.
+#[allow(clippy::too_many_arguments)] // the model, its images and the run's six settings
 pub fn bracket<T: Real>(
     model: &Model<T>,
     data: &Dataset,
