@@ -40,6 +40,7 @@
 //! progress   progress callbacks (library loops never print)
 //! seeds      seeds derived per stream, epoch, batch and image (shard-invariant draws)
 //! tensor_file  safetensors files
+//! testing    (feature `testing`) proptest strategies and robustness checkers
 //! ```
 //!
 //! The `nrpm` command (demo, eval, train, reproduce, …) is the crate's binary, behind the
@@ -74,6 +75,8 @@ pub mod report;
 pub mod robust;
 pub mod seeds;
 pub mod tensor_file;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod train;
 
 pub use crate::error::{Divergence, Error, Result};

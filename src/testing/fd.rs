@@ -2,11 +2,11 @@
 //! Justification of the tolerance: proofs/09-gradient-exactness.md §4.
 
 use ndarray::ArrayView2;
-use nrpm::NrpmConfig;
+use crate::NrpmConfig;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-use super::terms;
+use crate::testing::strategies::terms;
 
 /// What one finite-difference sweep did.
 #[derive(Clone, Copy, Debug, Default)]

@@ -2,10 +2,10 @@
 //! 1e-10 relative criteria are taken against. Derivation: proofs/08-fused-equals-reference.md.
 
 use ndarray::{Array1, Array2, ArrayView2};
-use nrpm::reference;
-use nrpm::{Norm, NrpmConfig};
+use crate::reference;
+use crate::{Norm, NrpmConfig};
 
-use super::terms;
+use crate::testing::strategies::terms;
 
 /// Absolute first-order rounding-error bounds of one computation of the operator in a
 /// precision with unit roundoff `u`, and the magnitudes ("scales") the 1e-10 relative
