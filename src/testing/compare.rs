@@ -88,6 +88,17 @@ pub struct ToleranceUse {
 }
 
 impl ToleranceUse {
+    /// All counters at 0 (`const`, so a test binary can keep one in a `static`).
+    pub const fn new() -> Self {
+        Self {
+            elements: AtomicUsize::new(0),
+            fell_back: AtomicUsize::new(0),
+            capped: AtomicUsize::new(0),
+            draws_fell_back: AtomicUsize::new(0),
+            draws: AtomicUsize::new(0),
+        }
+    }
+
     /// `(draws, draws that fell back, elements, elements that fell back, elements capped)`.
     pub fn counts(&self) -> (usize, usize, usize, usize, usize) {
         let get = |a: &AtomicUsize| a.load(Ordering::Relaxed);
@@ -137,7 +148,10 @@ impl Tolerance {
 ///
 /// # Errors
 /// The operator's error, as a test failure.
-pub fn run_case(exec: Exec, c: &LinearCase) -> Result<(Array2<f64>, LinearGrads<f64>), TestCaseError> {
+pub fn run_case(
+    exec: Exec,
+    c: &LinearCase,
+) -> Result<(Array2<f64>, LinearGrads<f64>), TestCaseError> {
     let (y, it) = forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.cfg)
         .map_err(|e| TestCaseError::fail(format!("{exec:?} forward: {e}")))?;
     let g = backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view())
@@ -158,12 +172,23 @@ pub fn assert_same_f64(
     tol: Tolerance,
     use_: &ToleranceUse,
 ) -> Result<(), TestCaseError> {
-    let bd = rounding_bounds(&c.x.view(), &c.w.view(), Some(&c.bias), &c.gy.view(), &c.cfg, U64);
+    let bd = rounding_bounds(
+        &c.x.view(),
+        &c.w.view(),
+        Some(&c.bias),
+        &c.gy.view(),
+        &c.cfg,
+        U64,
+    );
     let (ty, f1) = tol.apply(&bd.y, &bd.y_scale, use_);
     let (tx, f2) = tol.apply(&bd.gx, &bd.gx_scale, use_);
     let (tw, f3) = tol.apply(&bd.gw, &bd.gw_scale, use_);
     let (tb, f4) = tol.apply(&bd.gb, &bd.gb_scale, use_);
-    let (tl, f5) = tol.apply(&Array1::from_elem(1, bd.gl), &Array1::from_elem(1, bd.gl_scale), use_);
+    let (tl, f5) = tol.apply(
+        &Array1::from_elem(1, bd.gl),
+        &Array1::from_elem(1, bd.gl_scale),
+        use_,
+    );
     use_.draws.fetch_add(1, Ordering::Relaxed);
     if f1 || f2 || f3 || f4 || f5 {
         use_.draws_fell_back.fetch_add(1, Ordering::Relaxed);
@@ -172,7 +197,10 @@ pub fn assert_same_f64(
     assert_within(&format!("{what}: ∂x"), &a.1.x, &b.1.x, &tx)?;
     assert_within(&format!("{what}: ∂W"), &a.1.weight, &b.1.weight, &tw)?;
     assert_within(&format!("{what}: ∂b"), &a.1.bias, &b.1.bias, &tb)?;
-    let (ga, gb) = (Array1::from_elem(1, a.1.lambda), Array1::from_elem(1, b.1.lambda));
+    let (ga, gb) = (
+        Array1::from_elem(1, a.1.lambda),
+        Array1::from_elem(1, b.1.lambda),
+    );
     assert_within(&format!("{what}: ∂λ"), &ga, &gb, &tl)
 }
 
@@ -181,7 +209,10 @@ pub fn assert_same_f64(
 ///
 /// # Errors
 /// A [`TestCaseError`] naming the quantity and element that differ.
-pub fn check_fused_matches_reference(c: &LinearCase, use_: &ToleranceUse) -> Result<(), TestCaseError> {
+pub fn check_fused_matches_reference(
+    c: &LinearCase,
+    use_: &ToleranceUse,
+) -> Result<(), TestCaseError> {
     let r = run_case(Exec::Reference, c)?;
     let f = run_case(Exec::Fused, c)?;
     assert_same_f64("fused vs reference", c, &f, &r, Tolerance::F64, use_)

@@ -13,6 +13,7 @@
 //!              check_fused_matches_reference
 //! fd           check_fd: gradient ≡ central differences, with a kink guard (proofs/09 §4)
 //! rounding     rounding_bounds: first-order rounding bounds of the operator (proofs/08 §3)
+//! require      skip(requirement, …): a printed skip, or a failure under NRPM_REQUIRE
 //! ```
 //!
 //! Every checker returns `Result<_, TestCaseError>`, so it composes with `?` inside
@@ -43,6 +44,7 @@ mod compare;
 pub mod envelope;
 mod fd;
 mod outliers;
+pub mod require;
 mod rounding;
 mod strategies;
 
@@ -58,6 +60,7 @@ pub use fd::{check_fd, kink_arguments, FdReport, LossAndKinks};
 pub use outliers::{minority, outlier_case, OutlierCase};
 /// The proptest these strategies and checkers are written against.
 pub use proptest;
+pub use require::skip;
 pub use rounding::{rounding_bounds, Bounds};
 pub use strategies::{
     all_norms, conv_case, linear_case, log_uniform, matrix, norm_any, norm_robust, out_len,
