@@ -45,7 +45,7 @@ MUTATIONS = [
      "prop_assert!(if_near.abs() >= 0.5 * grows,",
      "prop_assert!(if_near.abs() <= (1.0 + 1e-9) / ew0,",
      "prop_robust", "influence_functions_match_corrected_statement",
-     "the test holds the ε = 0 one-step IF to the old claim |IF| ≤ 1/E[w]"),
+     "the test holds the ε = 0 one-step IF to the old claim: absolute value ≤ 1/E[w]"),
     ("B7", "src/nrpm/fused.rs",
      "T::irls_sums(xg, wg, zs[k] / dgt, &wf)",
      "T::irls_sums(xg, wg, zs[0] / dgt, &wf)",

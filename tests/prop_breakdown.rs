@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    check_breakdown_envelope, check_sensitivity, linear_case, minority, norm_any, norm_robust,
-    outlier_case, Spec, Values,
+    check_breakdown_envelope, check_sensitivity, linear_case, minority_positions, norm_any,
+    norm_robust, outlier_case, Spec, Values,
 };
 use ndarray::Array2;
 use nrpm::{Exec, Norm, NrpmConfig};
@@ -70,15 +70,7 @@ fn row_with_positions(
         .prop_flat_map(|c| {
             let n = c.cfg.groups();
             let dg = c.x.ncols() / n;
-            let picks: Vec<_> = (0..n)
-                .map(|g| {
-                    proptest::sample::subsequence(
-                        (g * dg..(g + 1) * dg).collect::<Vec<_>>(),
-                        0..=minority(dg),
-                    )
-                })
-                .collect();
-            (Just(c), picks)
+            (Just(c), minority_positions(n, dg))
         })
         .prop_filter_map("at least one corrupted position", |(c, picks)| {
             let positions: Vec<usize> = picks.into_iter().flatten().collect();

@@ -57,7 +57,7 @@ pub use compare::{
     ToleranceUse,
 };
 pub use fd::{check_fd, kink_arguments, FdReport, LossAndKinks};
-pub use outliers::{minority, outlier_case, OutlierCase};
+pub use outliers::{minority, minority_positions, outlier_case, OutlierCase};
 /// The proptest these strategies and checkers are written against.
 pub use proptest;
 pub use require::skip;

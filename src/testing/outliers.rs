@@ -30,6 +30,20 @@ pub fn minority(dg: usize) -> usize {
     dg.saturating_sub(1) / 2
 }
 
+/// For each of `n` groups of `dg` columns, an increasing subset of at most
+/// [`minority`]`(dg)` of its columns (indices into the whole row).
+pub fn minority_positions(n: usize, dg: usize) -> Vec<BoxedStrategy<Vec<usize>>> {
+    (0..n)
+        .map(|g| {
+            proptest::sample::subsequence(
+                (g * dg..(g + 1) * dg).collect::<Vec<_>>(),
+                0..=minority(dg),
+            )
+            .boxed()
+        })
+        .collect()
+}
+
 /// Draws a [`crate::testing::LinearCase`] from `spec` and corrupts 0 ≤ c_g ≤ ⌊(Dg − 1)/2⌋
 /// columns of every group g with values `±10^e`, e uniform in `log_size` (independently for
 /// every row and column).
@@ -39,18 +53,8 @@ pub fn outlier_case(spec: Spec, log_size: (f64, f64)) -> BoxedStrategy<OutlierCa
             let (b, d) = case.x.dim();
             let n = case.cfg.groups();
             let dg = d / n;
-            let picks: Vec<_> = (0..n)
-                .map(|g| {
-                    proptest::sample::subsequence(
-                        (g * dg..(g + 1) * dg).collect::<Vec<_>>(),
-                        0..=minority(dg),
-                    )
-                })
-                .collect();
-            let sizes = proptest::collection::vec(
-                (log_size.0..log_size.1, any::<bool>()),
-                b * d,
-            );
+            let picks = minority_positions(n, dg);
+            let sizes = proptest::collection::vec((log_size.0..log_size.1, any::<bool>()), b * d);
             (Just(case), picks, sizes)
         })
         .prop_map(|(case, picks, sizes)| {

@@ -35,30 +35,32 @@ pub fn parse_required(value: &str) -> Result<Vec<&'static str>, String> {
     Ok(out)
 }
 
-/// Whether `NRPM_REQUIRE` demands `requirement`.
-///
-/// # Panics
-/// When `NRPM_REQUIRE` names an unknown requirement (a typo must not turn the switch off), or
-/// `requirement` is not one of [`REQUIREMENTS`].
-pub fn required(requirement: &str) -> bool {
-    assert!(
-        REQUIREMENTS.contains(&requirement),
-        "unknown requirement `{requirement}`"
-    );
-    let value = std::env::var("NRPM_REQUIRE").unwrap_or_default();
-    match parse_required(&value) {
-        Ok(list) => list.contains(&requirement),
-        Err(e) => panic!("{e}"),
-    }
-}
-
 /// Skips a test for want of `requirement`: prints `{test}: skipped: {why}` to stderr (past
 /// libtest's capture), or fails the test when `NRPM_REQUIRE` demands the requirement.
 ///
 /// # Panics
-/// When `NRPM_REQUIRE` demands `requirement` (the intended failure), or names an unknown one.
+/// When `NRPM_REQUIRE` demands `requirement` (the intended failure), or names an unknown one
+/// (a typo must not turn the switch off), or `requirement` is not one of [`REQUIREMENTS`].
 pub fn skip(requirement: &str, test: &str, why: &str) {
-    if required(requirement) {
+    skip_under(
+        &std::env::var("NRPM_REQUIRE").unwrap_or_default(),
+        requirement,
+        test,
+        why,
+    );
+}
+
+/// [`skip`] with the text of `NRPM_REQUIRE` given as `value`.
+///
+/// # Panics
+/// As [`skip`].
+pub fn skip_under(value: &str, requirement: &str, test: &str, why: &str) {
+    assert!(
+        REQUIREMENTS.contains(&requirement),
+        "unknown requirement `{requirement}`"
+    );
+    let demanded = parse_required(value).unwrap_or_else(|e| panic!("{e}"));
+    if demanded.contains(&requirement) {
         panic!("{test}: {why}, and NRPM_REQUIRE demands `{requirement}`");
     }
     use std::io::Write;
@@ -77,5 +79,29 @@ mod tests {
         assert!(parse_required("shared,nvcc")
             .unwrap_err()
             .contains("`nvcc`"));
+    }
+
+    #[test]
+    fn a_skip_not_demanded_prints_and_returns() {
+        skip_under("cxx,nvrtc", "shared", "t", "../shared is absent");
+        skip_under("", "gpu", "t", "no GPU");
+    }
+
+    #[test]
+    #[should_panic(expected = "NRPM_REQUIRE demands `shared`")]
+    fn a_demanded_skip_fails() {
+        skip_under("cxx, shared", "shared", "t", "../shared is absent");
+    }
+
+    #[test]
+    #[should_panic(expected = "NRPM_REQUIRE demands `gpu`")]
+    fn all_demands_every_requirement() {
+        skip_under("all", "gpu", "t", "no GPU");
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown requirement `sharde`")]
+    fn a_typo_fails_instead_of_turning_the_switch_off() {
+        skip_under("sharde", "shared", "t", "../shared is absent");
     }
 }
