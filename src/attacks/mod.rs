@@ -25,19 +25,23 @@
 //! the random start is clipped to [0, 1] before the first gradient.
 //!
 //! Files: `fgsm.rs`, `pgd.rs` (L∞ and L2), `one_step.rs` (the authors' L2, L1 and L0 steps),
-//! `eval.rs` (robust accuracy over a dataset).
+//! `eval.rs` (robust accuracy over a dataset, per image), `worst_case.rs` (the per-image worst
+//! case over attacks run as separate evaluations).
 
 mod eval;
 mod fgsm;
 mod one_step;
 mod pgd;
+mod worst_case;
 
 use ndarray::{Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
 
 pub use eval::{
-    correct_by_budget, evaluate, evaluate_attacks, evaluate_transfer, EvalOptions, EvalResult,
+    correct_by_budget, evaluate, evaluate_attacks, evaluate_images, evaluate_transfer,
+    results_from_outcomes, EvalOptions, EvalResult, ImageOutcome,
 };
+pub use worst_case::{worst_case, ImageWorstCase};
 
 use crate::error::{Error, Result};
 use crate::models::Classifier;

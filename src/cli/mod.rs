@@ -15,7 +15,9 @@ pub mod eval;
 pub mod merge;
 pub mod model_args;
 pub mod reproduce;
+pub mod sharded;
 pub mod train;
+pub mod worst_case;
 
 /// Nonlinear robust pattern matching: robustness reprogramming of neural layers.
 #[derive(Debug, Parser)]
