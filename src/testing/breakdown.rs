@@ -65,7 +65,10 @@ fn group_envelope(case: &OutlierCase, b: usize, o: usize, g: usize) -> (Envelope
     let mean = all.iter().sum::<f64>() / dg as f64;
     let norm = case.cfg.norm();
     let slack = Slack::new(dg, t_max, &norm, U64);
-    (envelope(&clean, &corrupted, mean, &case.cfg, slack), corrupted.len())
+    (
+        envelope(&clean, &corrupted, mean, &case.cfg, slack),
+        corrupted.len(),
+    )
 }
 
 /// Checks the iterates of one (b, o, g) against its envelope; returns whether the growth bound
@@ -203,15 +206,19 @@ pub fn check_sensitivity(
     let spreads: f64 = (0..cfg.groups())
         .map(|g| {
             let v = &clean_terms[g * dg..(g + 1) * dg];
-            let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &t| {
-                (l.min(t), h.max(t))
-            });
+            let (lo, hi) = v
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &t| {
+                    (l.min(t), h.max(t))
+                });
             dg as f64 * (hi - lo)
         })
         .sum();
     let hull = clean_terms
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &t| (l.min(t), h.max(t)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &t| {
+            (l.min(t), h.max(t))
+        });
     let bounded = if converged && lambda == 0.0 && !cfg.is_lpm() {
         converged_bound(x, w, positions, cfg, exec)?
     } else {
@@ -238,7 +245,10 @@ pub fn check_sensitivity(
         if let Some(c) = bounded {
             check_converged_iterate(xc.view(), w, positions, cfg, exec)?;
             if !(sc.abs() <= c) {
-                return Err(fail(format!("|SC({x0:e})| = {:e} > the bound {c:e}", sc.abs())));
+                return Err(fail(format!(
+                    "|SC({x0:e})| = {:e} > the bound {c:e}",
+                    sc.abs()
+                )));
             }
         }
         if grows.is_some() && (x0 > hull.1 || x0 < hull.0) {
@@ -325,8 +335,13 @@ pub fn check_converged_iterate(
     let dg = x.ncols() / cfg.groups();
     for g in 0..cfg.groups() {
         let m = it.z()[[0, 0, g, cfg.steps()]] / dg as f64;
-        let terms: Vec<f64> = (g * dg..(g + 1) * dg).map(|c| x[[0, c]] * w[[0, c]]).collect();
-        let score: f64 = terms.iter().map(|&t| paper_psi(&cfg.norm(), m - t, cfg.eps())).sum();
+        let terms: Vec<f64> = (g * dg..(g + 1) * dg)
+            .map(|c| x[[0, c]] * w[[0, c]])
+            .collect();
+        let score: f64 = terms
+            .iter()
+            .map(|&t| paper_psi(&cfg.norm(), m - t, cfg.eps()))
+            .sum();
         if !(score.abs() <= psi_max / 2.0) {
             return Err(fail(format!(
                 "group {g}: IRLS has not converged after K = {}: score {score:e} (ψ̄ = {psi_max})",
@@ -336,7 +351,9 @@ pub fn check_converged_iterate(
         let clean = untouched(x, w, positions, g, dg);
         if let Some((lo, hi)) = converged_interval(&clean, dg - clean.len(), psi_max / 2.0, cfg) {
             if !(m >= lo && m <= hi) {
-                return Err(fail(format!("group {g}: zᴷ/Dg = {m:e} outside [{lo:e}, {hi:e}]")));
+                return Err(fail(format!(
+                    "group {g}: zᴷ/Dg = {m:e} outside [{lo:e}, {hi:e}]"
+                )));
             }
         }
     }

@@ -126,7 +126,9 @@ pub fn paper_weight(norm: &Norm, r: f64, eps: f64) -> f64 {
         Norm::L1 => inv,
         Norm::Huber { delta } => (delta * inv).min(1.0),
         Norm::Mcp { gamma } => (inv - 1.0 / gamma).max(eps),
-        Norm::Hm { gamma, delta } => (delta / (gamma - delta) * (gamma * inv - 1.0)).clamp(eps, 1.0),
+        Norm::Hm { gamma, delta } => {
+            (delta / (gamma - delta) * (gamma * inv - 1.0)).clamp(eps, 1.0)
+        }
     }
 }
 
@@ -190,8 +192,16 @@ pub fn envelope(
         eps: cfg.eps(),
         slack,
     };
-    let up: Vec<f64> = corrupted.iter().filter(|&&t| t > b).map(|&t| t - a).collect();
-    let down: Vec<f64> = corrupted.iter().filter(|&&t| t < a).map(|&t| b - t).collect();
+    let up: Vec<f64> = corrupted
+        .iter()
+        .filter(|&&t| t > b)
+        .map(|&t| t - a)
+        .collect();
+    let down: Vec<f64> = corrupted
+        .iter()
+        .filter(|&&t| t < a)
+        .map(|&t| b - t)
+        .collect();
     let far = |v: &[f64]| v.iter().copied().reduce(f64::max);
     let (h_up, h_down) = (far(&up), far(&down));
     let steps = cfg.steps();
@@ -265,15 +275,28 @@ pub fn score_bound(norm: &Norm) -> Option<f64> {
 /// `g(m) = Σ_d ψ(m − t_d)` satisfies `|g(m)| ≤ g_max` lies in `[S⁻¹(−g_max − c·ψ̄),
 /// S⁻¹(g_max + c·ψ̄)]`, `S` the clean terms' score. `None` when the norm has no bounded,
 /// monotone score or the interval is unbounded (`g_max + c·ψ̄ ≥ n·ψ̄`).
-pub fn converged_interval(clean: &[f64], c: usize, g_max: f64, cfg: &NrpmConfig) -> Option<(f64, f64)> {
+pub fn converged_interval(
+    clean: &[f64],
+    c: usize,
+    g_max: f64,
+    cfg: &NrpmConfig,
+) -> Option<(f64, f64)> {
     let norm = cfg.norm();
     let psi_max = score_bound(&norm)?;
     let theta = g_max + c as f64 * psi_max;
     if clean.is_empty() || theta >= clean.len() as f64 * psi_max {
         return None;
     }
-    let score = |m: f64| -> f64 { clean.iter().map(|&t| paper_psi(&norm, m - t, cfg.eps())).sum() };
-    Some((solve(&score, -theta, clean, false), solve(&score, theta, clean, true)))
+    let score = |m: f64| -> f64 {
+        clean
+            .iter()
+            .map(|&t| paper_psi(&norm, m - t, cfg.eps()))
+            .sum()
+    };
+    Some((
+        solve(&score, -theta, clean, false),
+        solve(&score, theta, clean, true),
+    ))
 }
 
 /// The outer end of `{m : score(m) = θ}` by bisection (score non-decreasing, reaching every
@@ -334,7 +357,11 @@ mod tests {
         let env = envelope(&clean, &out, mean, &cfg(Norm::L1, 1, eps), Slack::exact());
         let (s, h, e0) = (1.0, 100.0, mean);
         let b1 = s + (h - s) / (1.0 + 4.0 * (h - e0 + eps) / (e0.max(s) + eps));
-        assert!((env.above[1] - b1).abs() < 1e-12 * b1, "{} vs {b1}", env.above[1]);
+        assert!(
+            (env.above[1] - b1).abs() < 1e-12 * b1,
+            "{} vs {b1}",
+            env.above[1]
+        );
         let a1 = h / (1.0 + 4.0 * (h - e0 + eps) / ((e0 - s).max(0.0) + eps));
         let g = env.growth.unwrap();
         assert!(g.above && (g.a_k[1] - a1).abs() < 1e-12 * a1);
@@ -342,7 +369,13 @@ mod tests {
 
     #[test]
     fn no_corruption_keeps_the_iterates_in_the_clean_range() {
-        let env = envelope(&[1.0, 2.0, 4.0], &[], 7.0 / 3.0, &cfg(Norm::L1, 3, 1e-2), Slack::exact());
+        let env = envelope(
+            &[1.0, 2.0, 4.0],
+            &[],
+            7.0 / 3.0,
+            &cfg(Norm::L1, 3, 1e-2),
+            Slack::exact(),
+        );
         assert!(env.above[1..].iter().all(|&e| e == 3.0) && env.growth.is_none());
         assert_eq!(env.interval(), (1.0, 4.0));
     }
@@ -350,10 +383,20 @@ mod tests {
     #[test]
     fn converged_interval_is_the_median_bracket_as_eps_vanishes() {
         // Clean {0, 1, 2, 3}, c = 1: S(m) = ±1 at m → 1 and m → 2 as ε → 0.
-        let (lo, hi) = converged_interval(&[0.0, 1.0, 2.0, 3.0], 1, 0.0, &cfg(Norm::L1, 1, 1e-9)).unwrap();
-        assert!((lo - 1.0).abs() < 1e-6 && (hi - 2.0).abs() < 1e-6, "{lo} {hi}");
+        let (lo, hi) =
+            converged_interval(&[0.0, 1.0, 2.0, 3.0], 1, 0.0, &cfg(Norm::L1, 1, 1e-9)).unwrap();
+        assert!(
+            (lo - 1.0).abs() < 1e-6 && (hi - 2.0).abs() < 1e-6,
+            "{lo} {hi}"
+        );
         // c = 2 of D = 6 … but c + g ≥ n·ψ̄ is unbounded.
         assert!(converged_interval(&[0.0, 1.0], 2, 0.0, &cfg(Norm::L1, 1, 1e-3)).is_none());
-        assert!(converged_interval(&[0.0, 1.0, 2.0], 1, 0.0, &cfg(Norm::Mcp { gamma: 4.0 }, 1, 1e-3)).is_none());
+        assert!(converged_interval(
+            &[0.0, 1.0, 2.0],
+            1,
+            0.0,
+            &cfg(Norm::Mcp { gamma: 4.0 }, 1, 1e-3)
+        )
+        .is_none());
     }
 }

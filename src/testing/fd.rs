@@ -1,8 +1,8 @@
 //! The central-difference checker with a Richardson error estimate and a kink guard.
 //! Justification of the tolerance: proofs/09-gradient-exactness.md §4.
 
-use ndarray::ArrayView2;
 use crate::NrpmConfig;
+use ndarray::ArrayView2;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 

@@ -63,8 +63,8 @@ pub use proptest;
 pub use require::skip;
 pub use rounding::{rounding_bounds, Bounds};
 pub use strategies::{
-    all_norms, conv_case, linear_case, log_uniform, matrix, norm_any, norm_robust, out_len,
-    terms, to_f32, to_f64, value, vector, ConvCase, LinearCase, Spec, Values,
+    all_norms, conv_case, linear_case, log_uniform, matrix, norm_any, norm_robust, out_len, terms,
+    to_f32, to_f64, value, vector, ConvCase, LinearCase, Spec, Values,
 };
 
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};

@@ -1,9 +1,9 @@
 //! First-order rounding-error bounds of the operator and of every gradient, and the scales the
 //! 1e-10 relative criteria are taken against. Derivation: proofs/08-fused-equals-reference.md.
 
-use ndarray::{Array1, Array2, ArrayView2};
 use crate::reference;
 use crate::{Norm, NrpmConfig};
+use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::testing::strategies::terms;
 

@@ -8,8 +8,8 @@
 
 use std::ops::RangeInclusive;
 
-use ndarray::{Array1, Array2, Array4, ArrayView2, Dimension};
 use crate::{Conv2dGeometry, Norm, NrpmConfig};
+use ndarray::{Array1, Array2, Array4, ArrayView2, Dimension};
 use proptest::prelude::*;
 
 /// Any of the five norms, with γ, δ drawn so that the clamps are active for residuals of the
