@@ -3,6 +3,9 @@
 //! the bounds of proofs/05-finite-k-damping.md §6–§8 ([`crate::testing::envelope`]); and two
 //! checkers for any layer ([`check_shift_within`], [`SensitivityCurve`]).
 
+// `!(a <= b)` on purpose throughout: a NaN must fail a check, not pass it.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use ndarray::{Array1, Array2, ArrayView2};
 use proptest::test_runner::TestCaseError;
 

@@ -31,7 +31,6 @@
 //!
 //! proptest! {
 //!     #![proptest_config(ProptestConfig::with_cases(16))]
-//!     #[test]
 //!     fn minority_outliers_stay_in_the_envelope(c in outlier_case(Spec::default(), (0.0, 12.0))) {
 //!         check_breakdown_envelope(&c, Exec::Fused)?;
 //!     }

@@ -180,6 +180,7 @@ fn max_rel(a: &[f64], oracle: &[f64], s: &[f64]) -> f64 {
 /// element-wise relative error of the CPU paths on this input (their measured conditioning).
 /// One wrong element fails, however good the rest; and an ill-conditioned input cannot buy a
 /// tolerance above `ceiling` of the element's scale.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(err <= tol)`: a NaN must fail
 fn check_elementwise(
     what: &str,
     got: &[f64],
