@@ -42,6 +42,7 @@
 //! seeds      seeds derived per stream, epoch, batch and image (shard-invariant draws)
 //! records    per-image records of long runs: shards (Slurm, Kubernetes), resume, merge
 //! tensor_file  safetensors files
+//! testing    (feature `testing`) proptest strategies and robustness checkers
 //! ```
 //!
 //! The `nrpm` command (demo, eval, train, reproduce, …) is the crate's binary, behind the
@@ -78,6 +79,8 @@ pub mod report;
 pub mod robust;
 pub mod seeds;
 pub mod tensor_file;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod train;
 
 pub use crate::error::{Divergence, Error, Result};

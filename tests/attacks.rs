@@ -334,7 +334,7 @@ fn shared_mlp3(nrpm: bool) -> Option<Model<f32>> {
         "/../shared/models/mlp3_mnist.safetensors"
     );
     if !std::path::Path::new(path).exists() {
-        eprintln!("skipped: {path} not found");
+        nrpm::testing::skip("shared", "shared_mlp3", &format!("{path} not found"));
         return None;
     }
     let mut model = Model::<f32>::new(ModelSpec::from_name("mlp3", 1, 28).unwrap());

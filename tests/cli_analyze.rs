@@ -47,7 +47,7 @@ fn shared_model(file: &str) -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipped: {} not found", path.display());
+        nrpm::testing::skip("shared", file, &format!("{} not found", path.display()));
         None
     }
 }

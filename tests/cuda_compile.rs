@@ -8,19 +8,14 @@
 
 use nrpm::cuda::{compile, nvrtc_present, Build, SOURCES};
 
-/// Prints a skip notice past libtest's output capture (straight to stderr), so a plain
-/// `cargo test` shows it.
-fn say(msg: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
 #[test]
 fn every_kernel_compiles_for_compute_90() {
     if !nvrtc_present() {
-        say(
-            "every_kernel_compiles_for_compute_90: skipped: libnvrtc not found (install the \
-             nvidia-cuda-nvrtc wheel and put its lib folder on LD_LIBRARY_PATH, as .ci/run does)",
+        nrpm::testing::skip(
+            "nvrtc",
+            "every_kernel_compiles_for_compute_90",
+            "libnvrtc not found (install the nvidia-cuda-nvrtc wheel and put its lib folder on \
+             LD_LIBRARY_PATH, as .ci/run does)",
         );
         return;
     }
@@ -84,7 +79,11 @@ fn every_kernel_compiles_for_compute_90() {
 #[test]
 fn a_bad_kernel_gives_the_compiler_log() {
     if !nvrtc_present() {
-        say("a_bad_kernel_gives_the_compiler_log: skipped: libnvrtc not found");
+        nrpm::testing::skip(
+            "nvrtc",
+            "a_bad_kernel_gives_the_compiler_log",
+            "libnvrtc not found",
+        );
         return;
     }
     let bad = Build {

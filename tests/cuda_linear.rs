@@ -22,13 +22,6 @@ use nrpm::cuda::CudaNrpm;
 use nrpm::{Device, Error, Exec, NrpmConfig};
 use proptest::prelude::*;
 
-/// Prints a skip notice past libtest's output capture (straight to stderr), so a plain
-/// `cargo test` shows it.
-fn say(msg: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
 const CUDA: Exec = Exec::Cuda(0);
 
 /// The device, or `None` after printing (once per test) why the test is skipped.
@@ -39,7 +32,7 @@ fn device_or_skip(test: &str) -> Option<Arc<CudaNrpm>> {
         Err(e) => {
             let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
             if !said.iter().any(|t| t == test) {
-                say(&format!("{test}: skipped: {e}"));
+                nrpm::testing::skip("gpu", test, &e.to_string());
                 said.push(test.to_string());
             }
             None

@@ -20,7 +20,7 @@ const TOLERANCE: f64 = 0.3;
 fn fgsm_accuracies(name: &str, file: &str) -> Option<Vec<f64>> {
     let path = format!("{}/../shared/models/{file}", env!("CARGO_MANIFEST_DIR"));
     if !std::path::Path::new(&path).exists() {
-        eprintln!("skipped: {path} not found");
+        nrpm::testing::skip("shared", name, &format!("{path} not found"));
         return None;
     }
     let mut model = Model::<f32>::new(ModelSpec::from_name(name, 1, 28).unwrap());

@@ -16,18 +16,11 @@ use nrpm::conv::{fold, unfold};
 use nrpm::{Conv2dGeometry, Exec, NrpmConfig};
 use proptest::prelude::*;
 
-/// Prints a skip notice past libtest's output capture (straight to stderr), so a plain
-/// `cargo test` shows it.
-fn say(msg: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
 fn compiler_or_skip(test: &str) -> bool {
     match harness::harness() {
         Ok(_) => true,
         Err(why) => {
-            say(&format!("{test}: skipped: {why}"));
+            nrpm::testing::skip("cxx", test, &why.to_string());
             false
         }
     }

@@ -5,84 +5,34 @@
 mod common;
 
 use common::{
-    assert_within, conv_case, linear_case, norm_any, out_len, rounding_bounds, to_f32, to_f64,
-    ConvCase, LinearCase, Spec, Values, U32, U64,
+    assert_same_f64, assert_within, check_fused_matches_reference, conv_case, linear_case,
+    norm_any, out_len, rounding_bounds, run_case, to_f32, to_f64, ConvCase, LinearCase, Spec,
+    Tolerance, ToleranceUse, Values, U32, U64,
 };
 use ndarray::{s, Array1, Array2, Array4, Axis};
 use nrpm::conv::{self, Conv2dGeometry};
 use nrpm::{backward_with, forward_with, Exec, LinearGrads, Norm, NrpmConfig};
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::TestRunner;
 
-/// The f64 tolerance: 1e-10 of the stated scale, or 8× the first-order rounding bound of one
-/// computation (two computations, safety 4) when the case is so ill-conditioned that the bound
-/// is larger (proofs/08-fused-equals-reference.md §4).
+/// Fallback counts of the f64 comparisons of [`conv_fused_matches_reference_f64`] and
+/// [`operator_output_ignores_term_order`] (printed by neither: their share is asserted in
+/// [`fused_matches_reference_f64`], which counts its own).
+static USE: ToleranceUse = ToleranceUse::new();
+
+/// The f64 tolerance `max(1e-10·scale, min(8·bound, 1e-6·scale))` element-wise
+/// ([`Tolerance::F64`], proofs/08-fused-equals-reference.md §4): the rounding bound is used
+/// where a draw is ill-conditioned, but never above a millionth of the element's scale.
 fn tol_f64<D: ndarray::Dimension>(
     bound: &ndarray::Array<f64, D>,
     scale: &ndarray::Array<f64, D>,
 ) -> ndarray::Array<f64, D> {
-    ndarray::Zip::from(bound)
-        .and(scale)
-        .map_collect(|&b, &s| (1e-10 * s).max(8.0 * b))
+    Tolerance::F64.apply(bound, scale, &USE).0
 }
 
 /// Runs forward + backward on one path in f64.
 fn run_f64(exec: Exec, c: &LinearCase) -> (Array2<f64>, LinearGrads<f64>) {
-    let (y, it) = forward_with(exec, c.x.view(), c.w.view(), Some(c.bias.view()), &c.cfg)
-        .expect("valid case");
-    let g = backward_with(exec, c.x.view(), c.w.view(), &it, c.gy.view()).expect("valid case");
-    (y, g)
-}
-
-/// Asserts that two f64 evaluations of the same case agree to [`tol_f64`].
-fn assert_same_f64(
-    what: &str,
-    c: &LinearCase,
-    a: &(Array2<f64>, LinearGrads<f64>),
-    b: &(Array2<f64>, LinearGrads<f64>),
-) -> Result<(), TestCaseError> {
-    let bd = rounding_bounds(
-        &c.x.view(),
-        &c.w.view(),
-        Some(&c.bias),
-        &c.gy.view(),
-        &c.cfg,
-        U64,
-    );
-    assert_within(
-        &format!("{what}: y"),
-        &a.0,
-        &b.0,
-        &tol_f64(&bd.y, &bd.y_scale),
-    )?;
-    assert_within(
-        &format!("{what}: ∂x"),
-        &a.1.x,
-        &b.1.x,
-        &tol_f64(&bd.gx, &bd.gx_scale),
-    )?;
-    assert_within(
-        &format!("{what}: ∂W"),
-        &a.1.weight,
-        &b.1.weight,
-        &tol_f64(&bd.gw, &bd.gw_scale),
-    )?;
-    assert_within(
-        &format!("{what}: ∂b"),
-        &a.1.bias,
-        &b.1.bias,
-        &tol_f64(&bd.gb, &bd.gb_scale),
-    )?;
-    let tl = (1e-10 * bd.gl_scale).max(8.0 * bd.gl);
-    prop_assert!(
-        (a.1.lambda - b.1.lambda).abs() <= tl,
-        "{}: ∂λ {:e} vs {:e} > {:e}",
-        what,
-        a.1.lambda,
-        b.1.lambda,
-        tl
-    );
-    Ok(())
+    run_case(exec, c).expect("valid case")
 }
 
 /// Cases with B ≥ O and with B < O: the fused backward owns rows of x̄ in the first and rows
@@ -199,21 +149,7 @@ proptest! {
                 weight: gp.weight.select(Axis(1), &inv),
                 ..gp
             };
-            assert_same_f64(&format!("{exec:?} permuted"), &c, &a, &(yp, gp))?;
-        }
-    }
-
-    /// fused ≡ reference in f64, forward and every gradient (x, W, bias, λ), all norms,
-    /// N ≥ 1 groups, K ≤ 3, for a B ≥ O and a B < O shape (the two partitionings of the fused
-    /// backward). Tolerance: 1e-10 of the scale of each quantity (proofs/08 §4).
-    /// Proof: proofs/08-fused-equals-reference.md, proofs/09-gradient-exactness.md
-    #[test]
-    fn fused_matches_reference_f64((tall, wide) in both_partitionings()) {
-        prop_assert!(tall.x.nrows() >= tall.w.nrows() && wide.x.nrows() < wide.w.nrows());
-        for c in [&tall, &wide] {
-            let r = run_f64(Exec::Reference, c);
-            let f = run_f64(Exec::Fused, c);
-            assert_same_f64("fused vs reference", c, &f, &r)?;
+            assert_same_f64(&format!("{exec:?} permuted"), &c, &a, &(yp, gp), Tolerance::F64, &USE)?;
         }
     }
 
@@ -438,7 +374,43 @@ proptest! {
         let tw = tol_f64(&bd.gw, &bd.gw_scale).into_shape_with_order((o, ch, kh, kw)).unwrap();
         assert_within("conv ∂W", &gf.weight, &gr.weight, &tw)?;
         assert_within("conv ∂b", &gf.bias, &gr.bias, &tol_f64(&bd.gb, &bd.gb_scale))?;
-        let tl = (1e-10 * bd.gl_scale).max(8.0 * bd.gl);
+        let tl = tol_f64(&Array1::from_elem(1, bd.gl), &Array1::from_elem(1, bd.gl_scale))[0];
         prop_assert!((gf.lambda - gr.lambda).abs() <= tl, "conv ∂λ {} vs {}", gf.lambda, gr.lambda);
     }
+}
+
+/// fused ≡ reference in f64, forward and every gradient (x, W, bias, λ), all norms,
+/// N ≥ 1 groups, K ≤ 3, for a B ≥ O and a B < O shape (the two partitionings of the fused
+/// backward), compared element-wise. Tolerance: [`Tolerance::F64`], 1e-10 of each element's
+/// scale, or 8× its first-order rounding bound where the draw is ill-conditioned, capped at
+/// 1e-6 of the scale (proofs/08 §4). The draws and elements that fell back to the bound are
+/// counted and printed; at most a quarter of the draws may fall back (a larger share would
+/// mean the 1e-10 criterion no longer describes the test).
+/// Proof: proofs/08-fused-equals-reference.md, proofs/09-gradient-exactness.md
+#[test]
+fn fused_matches_reference_f64() {
+    let counts = ToleranceUse::new();
+    let mut runner = TestRunner::new(common::config(
+        128,
+        "proptest-regressions/prop_operator.txt",
+    ));
+    let run = runner.run(&both_partitionings(), |(tall, wide)| {
+        prop_assert!(tall.x.nrows() >= tall.w.nrows() && wide.x.nrows() < wide.w.nrows());
+        for c in [&tall, &wide] {
+            check_fused_matches_reference(c, &counts)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = run {
+        panic!("{e}");
+    }
+    let (draws, draws_fell, elements, fell, capped) = counts.counts();
+    eprintln!(
+        "fused_matches_reference_f64: {draws_fell} of {draws} draws and {fell} of {elements} \
+         elements fell back to the rounding bound, {capped} elements capped at 1e-6·scale"
+    );
+    assert!(
+        4 * draws_fell <= draws,
+        "{draws_fell} of {draws} draws fell back to the rounding bound"
+    );
 }

@@ -105,22 +105,29 @@ fn row_case(d: std::ops::RangeInclusive<usize>) -> BoxedStrategy<(Array2<f64>, A
 proptest! {
     #![proptest_config(common::config(64, "proptest-regressions/prop_robust.txt"))]
 
-    /// As K grows and ε → 0, NRPM (L1, λ = 0) approaches the exact LAD solution
-    /// `z* = D·median(t)` (`nrpm::lad`): z* minimises `L₀(z) = Σ|z/D − t_d|`; for every K the
-    /// a-posteriori bound `L₀(zᴷ) − L₀(z*) ≤ D·ε·ln(1 + R/ε) + R·|Σ_d ψ_ε(zᴷ/D − t_d)|` holds
-    /// (R = spread of the terms); at K = 150 the gap is at most twice the smoothing bias
-    /// `D·ε·ln(1 + R/ε)`, and for odd D the output itself is within D times the gap of z*.
+    /// NRPM (L1, λ = 0) approaches the exact LAD solution `z* = D·median(t)` (`nrpm::lad`):
+    /// z* minimises `L₀(z) = Σ|z/D − t_d|`. At every step k ≥ 1 the IRLS iterate is a
+    /// weighted mean of the terms, so zᵏ/D lies in `[min t, max t]` (checked), and the
+    /// a-posteriori bound `L₀(zᵏ) − L₀(z*) ≤ D·ε·ln(1 + R/ε) + R·|Σ_d ψ_ε(zᵏ/D − t_d)|`
+    /// (proofs/03 (5), R = spread of the terms) holds; that bound holds for any z in the data's
+    /// range, so it is a consistency check, not a claim about IRLS. The claims about IRLS:
+    /// at K = 150 the gap is at most twice the smoothing bias `D·ε·ln(1 + R/ε)` of that ε,
+    /// checked at 100·ε and at ε (so the gap is held to a bound that shrinks like
+    /// ε·ln(1/ε); the test does not claim the measured gap itself decreases between the two),
+    /// and for odd D the output itself is within D times the gap of z*.
     /// Even D is covered through the objective (its minimisers form an interval).
     /// Proof: proofs/03-lad-fixed-point.md
     #[test]
     fn nrpm_approaches_lad_as_k_grows(
         (x, w) in row_case(1..=15),
-        outlier in prop_oneof![Just(0.0), -3.0f64..3.0],
+        outlier in proptest::option::of(-3.0f64..3.0),
         log_eps in -7.0f64..-2.0,
     ) {
         let mut x = x;
-        // Sometimes one gross outlier, to start IRLS far from the median.
-        x[[0, 0]] += outlier.signum() * 10f64.powf(outlier.abs());
+        // Sometimes (None: no outlier) one gross outlier, to start IRLS far from the median.
+        if let Some(o) = outlier {
+            x[[0, 0]] += o.signum() * 10f64.powf(o.abs());
+        }
         let d = x.ncols();
         let t = terms(&x.view(), &w.view(), 0, 0, 0, d);
         let (lo, hi) = range(&t);
@@ -135,6 +142,9 @@ proptest! {
             for k in 0..=150 {
                 let z = it.z()[[0, 0, 0, k]];
                 let m = z / d as f64;
+                let hull = 4.0 * U64 * (lo.abs() + hi.abs()) + eval_tol;
+                prop_assert!(k == 0 || (m >= lo - hull && m <= hi + hull),
+                    "k = {}: zᵏ/D = {:e} left the terms' range [{:e}, {:e}]", k, m, lo, hi);
                 let gap = lad::lad_objective(z, &t) - l_star;
                 prop_assert!(gap >= -eval_tol, "z* = {} is not a minimiser: L₀(z{}) < L₀(z*)", z_star, k);
                 let score: f64 = t.iter().map(|&td| (m - td) / ((m - td).abs() + eps)).sum();
@@ -253,8 +263,8 @@ proptest! {
         let mut xo = x.clone();
         xo[[0, j]] = target / w[[0, j]];
         let t = terms(&xo.view(), &w.view(), 0, 0, 0, d);
+        // h = s + 10^log_h up to rounding: the outlier lies at least 1 beyond the clean range.
         let h = sigma * t[j] - anchor;
-        prop_assume!(h >= s);
         let cfg = NrpmConfig::builder().norm(Norm::L1).k(k).eps(eps).lambda(0.0).build().unwrap();
         let (_, it) = forward_with(Exec::Fused, xo.view(), w.view(), None, &cfg).unwrap();
         let df = d as f64;
@@ -329,12 +339,119 @@ proptest! {
             prop_assert!((sc_lpm - (x0 - mean)).abs() <= 4.0 * df * U64 * (x0.abs() + df * umax) + tol,
                 "LPM SC({}) = {:e}, want x₀ − mean = {:e}", x0, sc_lpm, x0 - mean);
         }
-        // Flat tails and sharpness: constant beyond the data, and the sup is the bound.
-        let (far_lo, far_hi) = (sc_at(-1e6 * (1.0 + umax)), sc_at(1e6 * (1.0 + umax)));
-        prop_assert!((sc_at(-1e12) - far_lo).abs() <= tol && (sc_at(1e12) - far_hi).abs() <= tol);
-        if n >= 2 {
-            prop_assert!((far_lo.abs().max(far_hi.abs()) - bound).abs() <= tol,
-                "sup |SC| = {:e} is not the bound {:e}", far_lo.abs().max(far_hi.abs()), bound);
+        // Flat tails, and sharpness: beyond the data SC equals the closed form
+        // D·(median(u ∪ {±∞}) − median(u)), computed here from the sorted u alone (not through
+        // `lad`), at 10⁶·(1 + max|u|) and at 10¹²; and the sup of the two is the bound.
+        let median = |v: &[f64]| {
+            let m = v.len();
+            if m % 2 == 1 { v[m / 2] } else { (v[m / 2 - 1] + v[m / 2]) / 2.0 }
+        };
+        let with = |x0: f64| {
+            let mut v = u.clone();
+            v.push(x0);
+            v.sort_by(|a, b| a.total_cmp(b));
+            df * (median(&v) - median(&u))
+        };
+        let (want_lo, want_hi) = (with(f64::NEG_INFINITY), with(f64::INFINITY));
+        for far in [1e6 * (1.0 + umax), 1e12] {
+            let (lo_sc, hi_sc) = (sc_at(-far), sc_at(far));
+            prop_assert!((lo_sc - want_lo).abs() <= tol && (hi_sc - want_hi).abs() <= tol,
+                "SC(∓{:e}) = ({:e}, {:e}), want ({:e}, {:e})", far, lo_sc, hi_sc, want_lo, want_hi);
         }
+        if n >= 2 {
+            prop_assert!((want_lo.abs().max(want_hi.abs()) - bound).abs() <= tol,
+                "sup |SC| = {:e} is not the bound {:e}", want_lo.abs().max(want_hi.abs()), bound);
+        }
+    }
+}
+
+/// `T(F_η)` for one reweighting step with fixed centre y (proofs/06 statement 1):
+/// `F = (1/n)·Σ_i δ_{u_i}`, `F_η = (1 − η)F + η·δ_Δ`, `T = E[w(X)X]/E[w(X)]`,
+/// `w(X) = 1/(|X − y| + ε)`.
+fn one_step(u: &[f64], y: f64, eps: f64, eta: f64, delta: f64) -> f64 {
+    let w = |x: f64| 1.0 / ((x - y).abs() + eps);
+    let n = u.len() as f64;
+    let ew: f64 = u.iter().map(|&x| w(x)).sum::<f64>() / n;
+    let ewx: f64 = u.iter().map(|&x| w(x) * x).sum::<f64>() / n;
+    // η = 0 is F itself (skipping the term also avoids 0·∞ when ε = 0 and Δ = y).
+    let (cw, cwx) = if eta == 0.0 {
+        (0.0, 0.0)
+    } else {
+        (eta * w(delta), eta * w(delta) * delta)
+    };
+    ((1.0 - eta) * ewx + cwx) / ((1.0 - eta) * ew + cw)
+}
+
+/// The median of `F_η = (1 − η)·Logistic(μ, s) + η·δ_Δ`, by bisection on
+/// `F_η(ν) = (1 − η)·F(ν) + η·1[Δ ≤ ν] = ½`.
+fn contaminated_logistic_median(mu: f64, s: f64, eta: f64, delta: f64) -> f64 {
+    let cdf =
+        |v: f64| (1.0 - eta) / (1.0 + (-(v - mu) / s).exp()) + if delta <= v { eta } else { 0.0 };
+    let (mut lo, mut hi) = (mu - 50.0 * s, mu + 50.0 * s);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if cdf(mid) < 0.5 {
+            lo = mid
+        } else {
+            hi = mid
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+proptest! {
+    #![proptest_config(common::config(128, "proptest-regressions/prop_robust.txt"))]
+
+    /// Statement 1 of proofs/06 as corrected: (a) the median's IF at a logistic F (density
+    /// `1/(4s)` at its median μ) is `sign(Δ − μ)·2s` — for Δ > ν the defining equation is
+    /// `(1 − η)F(ν_η) = ½`, so ν_η moves *up*, for Δ < ν down; (b) the one-step IF with
+    /// fixed centre y and ε > 0 is `w(Δ)(Δ − T)/E[w]`, bounded by `(1 + |y − T|/ε)/E[w]`
+    /// for every Δ; (c) at ε = 0 it is not bounded: as Δ → y it grows like
+    /// `|y − T|/(|Δ − y|·E[w])`. Each IF is measured as a difference quotient
+    /// `(T(F_η) − T(F))/η` (η = 1e-7 for the median, 1e-9 for (b), 1e-12 for (c): small
+    /// enough that the second-order term η·w(Δ)/E[w] stays below 1e-5 relative, large enough
+    /// that rounding stays below 1e-6 absolute).
+    /// Proof: proofs/06-influence-functions.md §1
+    #[test]
+    fn influence_functions_match_corrected_statement(
+        u in proptest::collection::vec(-2.0f64..2.0, 2..=12),
+        y in -1.0f64..1.0,
+        eps in log_uniform(-3.0, 0.0),
+        delta in -1e3f64..1e3,
+        mu in -2.0f64..2.0,
+        s in 0.1f64..3.0,
+        log_near in 2.0f64..6.0,
+    ) {
+        let eta = 1e-7;
+        // (a) the median: sign(Δ − μ)/(2f(μ)) = sign(Δ − μ)·2s.
+        prop_assume!((delta - mu).abs() > 1e-3);
+        let nu0 = contaminated_logistic_median(mu, s, 0.0, delta);
+        let if_med = (contaminated_logistic_median(mu, s, eta, delta) - nu0) / eta;
+        let want = (delta - mu).signum() * 2.0 * s;
+        prop_assert!((if_med - want).abs() <= 1e-3 * s, "median IF({}) = {} ≠ {}", delta, if_med, want);
+
+        // (b) one step, ε > 0: the formula, and the bound (1 + |y − T|/ε)/E[w].
+        let t0 = one_step(&u, y, eps, 0.0, delta);
+        let n = u.len() as f64;
+        let ew = u.iter().map(|&x| 1.0 / ((x - y).abs() + eps)).sum::<f64>() / n;
+        // η·w(Δ)/E[w] ≤ 1e-9·10³·5: the quotient's second-order error is below 1e-5 relative.
+        let eta_b = 1e-9;
+        let measured = (one_step(&u, y, eps, eta_b, delta) - t0) / eta_b;
+        let formula = (delta - t0) / (((delta - y).abs() + eps) * ew);
+        prop_assert!((measured - formula).abs() <= 1e-4 * formula.abs() + 1e-6,
+            "one-step IF({}) = {} ≠ formula {}", delta, measured, formula);
+        let bound = (1.0 + (y - t0).abs() / eps) / ew;
+        prop_assert!(formula.abs() <= bound * (1.0 + 1e-12), "|IF| = {} > bound {}", formula, bound);
+
+        // (c) ε = 0: near the centre the IF grows like |y − T|/(|Δ − y|·E[w]).
+        prop_assume!(u.iter().all(|&x| (x - y).abs() > 1e-2));
+        let t00 = one_step(&u, y, 0.0, 0.0, y);
+        prop_assume!((y - t00).abs() > 1e-2);
+        let ew0 = u.iter().map(|&x| 1.0 / (x - y).abs()).sum::<f64>() / n;
+        let near = y + 10f64.powf(-log_near);
+        let if_near = (one_step(&u, y, 0.0, 1e-12, near) - t00) / 1e-12;
+        let grows = (y - t00).abs() / ((near - y).abs() * ew0);
+        prop_assert!(if_near.abs() >= 0.5 * grows,
+            "ε = 0: IF({}) = {} does not blow up like {}", near, if_near, grows);
     }
 }

@@ -36,7 +36,7 @@ fn shared(path: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("skipped: {} is absent", p.display());
+        nrpm::testing::skip("shared", "reproduce", &format!("{} is absent", p.display()));
         None
     }
 }

@@ -1,11 +1,11 @@
 //! First-order rounding-error bounds of the operator and of every gradient, and the scales the
 //! 1e-10 relative criteria are taken against. Derivation: proofs/08-fused-equals-reference.md.
 
+use crate::reference;
+use crate::{Norm, NrpmConfig};
 use ndarray::{Array1, Array2, ArrayView2};
-use nrpm::reference;
-use nrpm::{Norm, NrpmConfig};
 
-use super::terms;
+use crate::testing::strategies::terms;
 
 /// Absolute first-order rounding-error bounds of one computation of the operator in a
 /// precision with unit roundoff `u`, and the magnitudes ("scales") the 1e-10 relative

@@ -1,12 +1,12 @@
 //! The central-difference checker with a Richardson error estimate and a kink guard.
 //! Justification of the tolerance: proofs/09-gradient-exactness.md §4.
 
+use crate::NrpmConfig;
 use ndarray::ArrayView2;
-use nrpm::NrpmConfig;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-use super::terms;
+use crate::testing::strategies::terms;
 
 /// What one finite-difference sweep did.
 #[derive(Clone, Copy, Debug, Default)]
