@@ -198,7 +198,6 @@ pub fn evaluate_transfer<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + 
     options: &EvalOptions,
     progress: &mut dyn Progress,
 ) -> Result<Vec<EvalResult>> {
-    check_inputs(data, attacks)?;
     if source.input_shape() != model.input_shape() {
         return Err(Error::shape(
             "attacks::evaluate_transfer",
@@ -207,6 +206,48 @@ pub fn evaluate_transfer<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + 
             &source.input_shape(),
         ));
     }
+    let mut attack_batch = |_: usize, attack: &Attack, kept: &Kept<T>, rngs: &mut ImageRngs| {
+        let adv = perturb(source, kept.x, kept.labels, attack, kept.target, rngs)?;
+        let pred = model.predict(adv.view())?;
+        Ok((0..kept.labels.len())
+            .map(|i| pred[i] == kept.labels[i])
+            .collect())
+    };
+    run_batches(model, data, attacks, options, progress, &mut attack_batch)
+}
+
+/// The images of one batch that an attack runs on: those the model classifies correctly.
+pub(super) struct Kept<'a, T> {
+    /// The images `[m, C, H, W]`, standard layout.
+    pub x: ndarray::ArrayView4<'a, T>,
+    /// Their true labels.
+    pub labels: &'a [usize],
+    /// Their targets, in a targeted evaluation.
+    pub target: Option<&'a [usize]>,
+    /// Their indices in the dataset.
+    pub indices: &'a [usize],
+}
+
+/// An attack on the kept images of a batch: `(index of the attack in the list, the attack,
+/// the images, their generators)` → whether each image is still classified correctly.
+pub(super) type AttackBatch<'f, T> =
+    dyn FnMut(usize, &Attack, &Kept<T>, &mut ImageRngs) -> Result<Vec<bool>> + 'f;
+
+/// The evaluation loop: classifies each batch of `data`, keeps the images `model` gets right,
+/// runs `attack_batch` on them for each attack with generators seeded from (`options.seed`,
+/// dataset index), and counts.
+///
+/// # Errors
+/// As [`evaluate_attacks`], and the errors of `attack_batch`.
+pub(super) fn run_batches<T: Real, M: Classifier<T> + ?Sized>(
+    model: &M,
+    data: &Dataset,
+    attacks: &[Attack],
+    options: &EvalOptions,
+    progress: &mut dyn Progress,
+    attack_batch: &mut AttackBatch<'_, T>,
+) -> Result<Vec<EvalResult>> {
+    check_inputs(data, attacks)?;
     let targets = match options.targeted {
         true => Some(random_targets(data, model.classes(), options.seed)?),
         false => None,
@@ -227,6 +268,12 @@ pub fn evaluate_transfer<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + 
         let labels = picked(&labels);
         let target = targets.as_ref().map(|t| picked(&t[offset..]));
         let indices: Vec<usize> = keep.iter().map(|&i| offset + i).collect();
+        let kept = Kept {
+            x: x.view(),
+            labels: &labels,
+            target: target.as_deref(),
+            indices: &indices,
+        };
         for (a, attack) in attacks.iter().enumerate() {
             let clock = Instant::now();
             let survived = match keep.is_empty() {
@@ -238,15 +285,8 @@ pub fn evaluate_transfer<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + 
                         stream::ATTACK,
                         indices.iter().copied(),
                     );
-                    let adv = perturb(
-                        source,
-                        x.view(),
-                        &labels,
-                        attack,
-                        target.as_deref(),
-                        &mut rngs,
-                    )?;
-                    correctly_classified(model, &adv, &labels)?.len()
+                    let still = attack_batch(a, attack, &kept, &mut rngs)?;
+                    still.iter().filter(|&&s| s).count()
                 }
             };
             tally.attack(a, survived, clock.elapsed().as_secs_f64());

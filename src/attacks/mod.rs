@@ -24,17 +24,36 @@
 //! `test_cifar10_resnet.py`: ε = 8/255, α = 2/255, 7 steps to train, 20 to test), except that
 //! the random start is clipped to [0, 1] before the first gradient.
 //!
+//! The strong attacks follow fra31/auto-attack (Croce & Hein, ICML 2020), the reference of
+//! reliable robustness evaluation: APGD on the cross-entropy, DLR and targeted DLR losses
+//! (`apgd.rs`), FAB-T (`fab.rs`), the score-based Square attack (`square.rs`), and the
+//! standard AutoAttack suite APGD-CE → APGD-T → FAB-T → Square with per-image records
+//! (`autoattack.rs`); `checks.rs` holds AutoAttack's gradient-masking checks and ours. Each
+//! strong attack stops working on an image as soon as it misclassifies it within the ball
+//! (the figures are those of running on; only the time differs).
+//!
 //! Files: `fgsm.rs`, `pgd.rs` (L∞ and L2), `one_step.rs` (the authors' L2, L1 and L0 steps),
-//! `eval.rs` (robust accuracy over a dataset).
+//! `apgd.rs`, `fab.rs`, `square.rs`, `autoattack.rs`, `checks.rs`, `losses.rs` (the strong
+//! attacks' losses of the logits), `eval.rs` (robust accuracy over a dataset).
 
+mod apgd;
+mod autoattack;
+pub mod checks;
 mod eval;
+mod fab;
 mod fgsm;
+mod losses;
 mod one_step;
 mod pgd;
+mod square;
 
 use ndarray::{Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
 
+pub use apgd::checkpoints as apgd_checkpoints;
+pub use autoattack::{
+    evaluate_autoattack, AutoAttackResult, ImageRecord, StageResult, SuiteAttack,
+};
 pub use eval::{
     correct_by_budget, evaluate, evaluate_attacks, evaluate_transfer, EvalOptions, EvalResult,
 };
@@ -93,10 +112,178 @@ pub enum Attack {
         /// How many entries of each image may change.
         pixels: usize,
     },
+    /// APGD (Croce & Hein 2020): momentum steps whose size adapts at checkpoints, from a random
+    /// start, ascending the cross-entropy (APGD-CE) or the DLR loss (APGD-DLR); see `apgd.rs`.
+    Apgd {
+        /// Budget (L∞: per entry; L2: per image).
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// The loss ascended.
+        loss: ApgdLoss,
+        /// Iterations N of each run.
+        steps: usize,
+        /// Runs, each from a fresh random start on the images still robust.
+        restarts: usize,
+    },
+    /// APGD-T: APGD on the targeted DLR loss, towards the class of the 2nd, 3rd, …,
+    /// (`targets` + 1)-th largest clean logit in turn, each run on the images still robust.
+    ApgdT {
+        /// Budget.
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// Iterations of each run.
+        steps: usize,
+        /// Runs per target class.
+        restarts: usize,
+        /// Target classes tried (at most the number of classes − 1).
+        targets: usize,
+    },
+    /// FAB-T (Croce & Hein 2020), targeted as in AutoAttack's standard version: the smallest
+    /// perturbation that reaches each target's decision boundary, kept when it is within ε.
+    FabT {
+        /// Budget.
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// Iterations of each run.
+        steps: usize,
+        /// Runs per target class (the first from the clean image, later ones from random
+        /// points of the ε/2-ball).
+        restarts: usize,
+        /// Target classes tried.
+        targets: usize,
+    },
+    /// The Square attack (Andriushchenko et al. 2020): random square updates at the vertices of
+    /// the ball, kept when they lower the margin; logits only, never a gradient.
+    Square {
+        /// Budget.
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// Queries (iterations) of each run.
+        queries: usize,
+        /// Runs, each from a fresh random start on the images still robust.
+        restarts: usize,
+    },
+    /// AutoAttack's standard suite: APGD-CE, APGD-T, FAB-T, Square, each run only on the
+    /// images all the earlier ones left robust.
+    AutoAttack {
+        /// Budget.
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// Iterations of APGD-CE, APGD-T and FAB-T.
+        steps: usize,
+        /// Runs of each attack (per target class for APGD-T and FAB-T).
+        restarts: usize,
+        /// Queries of Square.
+        queries: usize,
+        /// Target classes of APGD-T and FAB-T.
+        targets: usize,
+    },
 }
 
 /// The names [`Attack::from_name`] accepts.
-pub const ATTACK_NAMES: &str = "fgsm, pgd-linf (or pgd), pgd-l2, l2, l1, l0";
+pub const ATTACK_NAMES: &str = "fgsm, pgd-linf (or pgd), pgd-l2, l2, l1, l0, apgd-ce, \
+    apgd-dlr, apgd-t, fab-t, square, autoattack";
+
+/// The strong attacks' names ([`Attack::strong`]).
+pub const STRONG_NAMES: &str = "apgd-ce, apgd-dlr, apgd-t, fab-t, square, autoattack";
+
+/// Square's initial fraction of the image a square covers (AutoAttack's `p_init`).
+pub const SQUARE_P_INIT: f64 = 0.8;
+
+/// The ball a strong attack stays in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ball {
+    /// `‖δ‖∞ ≤ ε`: every entry moves by at most ε.
+    Linf,
+    /// `‖δ‖₂ ≤ ε` per image.
+    L2,
+}
+
+impl Ball {
+    /// `"linf"` or `"l2"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ball::Linf => "linf",
+            Ball::L2 => "l2",
+        }
+    }
+
+    /// `"L∞"` or `"L2"`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Ball::Linf => "L∞",
+            Ball::L2 => "L2",
+        }
+    }
+
+    /// `‖v‖` in this ball's norm, accumulated in f64.
+    pub fn norm<T: Real>(self, v: &[T]) -> f64 {
+        match self {
+            Ball::Linf => v.iter().map(|a| a.f64().abs()).fold(0.0, f64::max),
+            Ball::L2 => Lp::L2.norm(v),
+        }
+    }
+}
+
+impl std::str::FromStr for Ball {
+    type Err = Error;
+
+    /// `linf` or `l2`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "linf" => Ok(Ball::Linf),
+            "l2" => Ok(Ball::L2),
+            _ => Err(Error::UnknownName {
+                what: "norm ball",
+                name: s.to_string(),
+                expected: "linf, l2".into(),
+            }),
+        }
+    }
+}
+
+/// The loss APGD ascends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApgdLoss {
+    /// Cross-entropy of the true class.
+    Ce,
+    /// The difference of logits ratio `−(z_y − max_{i≠y} z_i)/(z_π1 − z_π3)`.
+    Dlr,
+}
+
+/// The strong attacks' settings, named; each attack uses those it has. The default is
+/// AutoAttack's standard version: L∞, 100 iterations, 1 restart, 5000 Square queries,
+/// 9 target classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrongSettings {
+    /// The ball.
+    pub ball: Ball,
+    /// Iterations of APGD and FAB (≥ 1).
+    pub steps: usize,
+    /// Runs of each attack (≥ 1).
+    pub restarts: usize,
+    /// Queries of Square (≥ 1).
+    pub queries: usize,
+    /// Target classes of APGD-T and FAB-T (≥ 1, at most the classes − 1).
+    pub targets: usize,
+}
+
+impl Default for StrongSettings {
+    fn default() -> Self {
+        Self {
+            ball: Ball::Linf,
+            steps: 100,
+            restarts: 1,
+            queries: 5000,
+            targets: 9,
+        }
+    }
+}
 
 /// The authors' CIFAR-10 PGD step ratio: α = ε/4 (2/255 for 8/255), used where their settings
 /// are reproduced.
@@ -144,6 +331,41 @@ enum AttackFields {
     L0 {
         pixels: usize,
     },
+    Apgd {
+        eps: f64,
+        ball: Ball,
+        loss: ApgdLoss,
+        steps: usize,
+        restarts: usize,
+    },
+    ApgdT {
+        eps: f64,
+        ball: Ball,
+        steps: usize,
+        restarts: usize,
+        targets: usize,
+    },
+    FabT {
+        eps: f64,
+        ball: Ball,
+        steps: usize,
+        restarts: usize,
+        targets: usize,
+    },
+    Square {
+        eps: f64,
+        ball: Ball,
+        queries: usize,
+        restarts: usize,
+    },
+    AutoAttack {
+        eps: f64,
+        ball: Ball,
+        steps: usize,
+        restarts: usize,
+        queries: usize,
+        targets: usize,
+    },
 }
 
 impl TryFrom<AttackFields> for Attack {
@@ -177,6 +399,71 @@ impl TryFrom<AttackFields> for Attack {
             AttackFields::L2Step { eps } => Attack::L2Step { eps },
             AttackFields::L1Step { eps } => Attack::L1Step { eps },
             AttackFields::L0 { pixels } => Attack::L0 { pixels },
+            AttackFields::Apgd {
+                eps,
+                ball,
+                loss,
+                steps,
+                restarts,
+            } => Attack::Apgd {
+                eps,
+                ball,
+                loss,
+                steps,
+                restarts,
+            },
+            AttackFields::ApgdT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            } => Attack::ApgdT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            },
+            AttackFields::FabT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            } => Attack::FabT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            },
+            AttackFields::Square {
+                eps,
+                ball,
+                queries,
+                restarts,
+            } => Attack::Square {
+                eps,
+                ball,
+                queries,
+                restarts,
+            },
+            AttackFields::AutoAttack {
+                eps,
+                ball,
+                steps,
+                restarts,
+                queries,
+                targets,
+            } => Attack::AutoAttack {
+                eps,
+                ball,
+                steps,
+                restarts,
+                queries,
+                targets,
+            },
         };
         a.validate().map(|_| a)
     }
@@ -327,11 +614,99 @@ impl Attack {
             "l0" => Self::L0 {
                 pixels: whole_number(budget)?,
             },
+            strong if Self::is_strong(strong) => {
+                return Self::strong(strong, budget, StrongSettings::default())
+            }
             _ => {
                 return Err(Error::UnknownName {
                     what: "attack",
                     name: name.to_string(),
                     expected: ATTACK_NAMES.to_string(),
+                })
+            }
+        };
+        attack.validate()?;
+        Ok(attack)
+    }
+
+    /// Whether `name` is one of the strong attacks ([`STRONG_NAMES`]).
+    pub fn is_strong(name: &str) -> bool {
+        STRONG_NAMES
+            .split(", ")
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The strong attack called `name` (`apgd-ce | apgd-dlr | apgd-t | fab-t | square |
+    /// autoattack`) at budget ε with `settings` (each attack takes the settings it has).
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] for another name; [`Error::Config`] for a negative or non-finite
+    /// ε, or zero steps, restarts, queries or targets.
+    ///
+    /// # Example
+    /// ```
+    /// # fn main() -> nrpm::Result<()> {
+    /// use nrpm::attacks::{Attack, Ball, StrongSettings};
+    /// let aa = Attack::strong("autoattack", 0.1, StrongSettings::default())?;
+    /// assert_eq!(aa.to_string(), "AutoAttack standard L∞ ε = 0.1 (APGD-CE, APGD-T, FAB-T: \
+    ///     100 steps, 9 targets; Square: 5000 queries; 1 restart each)");
+    /// let l2 = StrongSettings { ball: Ball::L2, steps: 50, ..StrongSettings::default() };
+    /// assert!(matches!(Attack::strong("apgd-ce", 1.5, l2)?, Attack::Apgd { steps: 50, .. }));
+    /// let none = StrongSettings { queries: 0, ..StrongSettings::default() };
+    /// assert!(Attack::strong("square", 0.1, none).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn strong(name: &str, eps: f64, settings: StrongSettings) -> Result<Self> {
+        let StrongSettings {
+            ball,
+            steps,
+            restarts,
+            queries,
+            targets,
+        } = settings;
+        let apgd = |loss| Self::Apgd {
+            eps,
+            ball,
+            loss,
+            steps,
+            restarts,
+        };
+        let attack = match name.to_ascii_lowercase().as_str() {
+            "apgd-ce" => apgd(ApgdLoss::Ce),
+            "apgd-dlr" => apgd(ApgdLoss::Dlr),
+            "apgd-t" => Self::ApgdT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            },
+            "fab-t" => Self::FabT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            },
+            "square" => Self::Square {
+                eps,
+                ball,
+                queries,
+                restarts,
+            },
+            "autoattack" => Self::AutoAttack {
+                eps,
+                ball,
+                steps,
+                restarts,
+                queries,
+                targets,
+            },
+            _ => {
+                return Err(Error::UnknownName {
+                    what: "strong attack",
+                    name: name.to_string(),
+                    expected: STRONG_NAMES.to_string(),
                 })
             }
         };
@@ -400,6 +775,23 @@ impl Attack {
             | Self::L2Step { eps }
             | Self::L1Step { eps } => eps,
             Self::L0 { pixels } => pixels as f64,
+            Self::Apgd { eps, .. }
+            | Self::ApgdT { eps, .. }
+            | Self::FabT { eps, .. }
+            | Self::Square { eps, .. }
+            | Self::AutoAttack { eps, .. } => eps,
+        }
+    }
+
+    /// The ball of a strong attack (`None` for the others).
+    pub fn ball(&self) -> Option<Ball> {
+        match *self {
+            Self::Apgd { ball, .. }
+            | Self::ApgdT { ball, .. }
+            | Self::FabT { ball, .. }
+            | Self::Square { ball, .. }
+            | Self::AutoAttack { ball, .. } => Some(ball),
+            _ => None,
         }
     }
 
@@ -412,23 +804,38 @@ impl Attack {
             Self::L2Step { .. } => "l2",
             Self::L1Step { .. } => "l1",
             Self::L0 { .. } => "l0",
+            Self::Apgd {
+                loss: ApgdLoss::Ce, ..
+            } => "apgd-ce",
+            Self::Apgd {
+                loss: ApgdLoss::Dlr,
+                ..
+            } => "apgd-dlr",
+            Self::ApgdT { .. } => "apgd-t",
+            Self::FabT { .. } => "fab-t",
+            Self::Square { .. } => "square",
+            Self::AutoAttack { .. } => "autoattack",
         }
     }
 
     /// The norm the budget is measured in: `"linf"`, `"l2"`, `"l1"` or `"l0"`.
     pub fn norm(&self) -> &'static str {
+        if let Some(ball) = self.ball() {
+            return ball.name();
+        }
         match self {
             Self::Fgsm { .. } | Self::PgdLinf { .. } => "linf",
             Self::PgdL2 { .. } | Self::L2Step { .. } => "l2",
             Self::L1Step { .. } => "l1",
-            Self::L0 { .. } => "l0",
+            _ => "l0",
         }
     }
 
     /// Checks the parameters (the fields are public, so [`perturb`] checks again).
     ///
     /// # Errors
-    /// [`Error::Config`] for a negative or non-finite ε or α, or PGD with zero steps.
+    /// [`Error::Config`] for a negative or non-finite ε or α, PGD with zero steps, or a strong
+    /// attack with zero steps, restarts, queries or targets.
     pub fn validate(&self) -> Result<()> {
         let finite_non_negative = |name: &'static str, v: f64| {
             if v.is_finite() && v >= 0.0 {
@@ -448,7 +855,49 @@ impl Attack {
                 ));
             }
         }
-        Ok(())
+        self.validate_counts()
+    }
+
+    /// The strong attacks' counts are all ≥ 1.
+    fn validate_counts(&self) -> Result<()> {
+        let (steps, restarts, queries, targets) = match *self {
+            Self::Apgd {
+                steps, restarts, ..
+            } => (Some(steps), restarts, None, None),
+            Self::ApgdT {
+                steps,
+                restarts,
+                targets,
+                ..
+            }
+            | Self::FabT {
+                steps,
+                restarts,
+                targets,
+                ..
+            } => (Some(steps), restarts, None, Some(targets)),
+            Self::Square {
+                queries, restarts, ..
+            } => (None, restarts, Some(queries), None),
+            Self::AutoAttack {
+                steps,
+                restarts,
+                queries,
+                targets,
+                ..
+            } => (Some(steps), restarts, Some(queries), Some(targets)),
+            _ => return Ok(()),
+        };
+        let counts = [
+            ("attack steps", steps),
+            ("attack restarts", Some(restarts)),
+            ("attack queries", queries),
+            ("attack targets", targets),
+        ];
+        match counts.iter().find(|(_, v)| *v == Some(0)) {
+            Some((name, _)) => Err(Error::config(name, 0, "must be at least 1")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -481,7 +930,75 @@ impl std::fmt::Display for Attack {
             Self::L2Step { eps } => write!(f, "one-step L2 ε = {eps}"),
             Self::L1Step { eps } => write!(f, "one-step L1 ε = {eps}"),
             Self::L0 { pixels } => write!(f, "L0 {pixels} pixels"),
+            Self::Apgd {
+                eps,
+                ball,
+                steps,
+                restarts,
+                ..
+            } => write!(
+                f,
+                "{}-{steps} {} ε = {eps} ({})",
+                self.name().to_ascii_uppercase(),
+                ball.symbol(),
+                plural(restarts, "restart")
+            ),
+            Self::ApgdT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            }
+            | Self::FabT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            } => write!(
+                f,
+                "{}-{steps} {} ε = {eps} ({}, {} each)",
+                self.name().to_ascii_uppercase(),
+                ball.symbol(),
+                plural(targets, "target"),
+                plural(restarts, "restart")
+            ),
+            Self::Square {
+                eps,
+                ball,
+                queries,
+                restarts,
+            } => write!(
+                f,
+                "Square-{queries} {} ε = {eps} (p_init = {SQUARE_P_INIT}, {})",
+                ball.symbol(),
+                plural(restarts, "restart")
+            ),
+            Self::AutoAttack {
+                eps,
+                ball,
+                steps,
+                restarts,
+                queries,
+                targets,
+            } => write!(
+                f,
+                "AutoAttack standard {} ε = {eps} (APGD-CE, APGD-T, FAB-T: {steps} steps, {}; \
+                 Square: {queries} queries; {} each)",
+                ball.symbol(),
+                plural(targets, "target"),
+                plural(restarts, "restart")
+            ),
         }
+    }
+}
+
+/// `1 restart`, `3 restarts`.
+fn plural(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        _ => format!("{n} {what}s"),
     }
 }
 
@@ -509,8 +1026,10 @@ fn whole_number(v: f64) -> Result<usize> {
 /// attack's ε-ball (L0: at most `pixels` entries per image differ), when `x` is in [0, 1].
 ///
 /// # Errors
-/// [`Error::Config`] for invalid attack parameters or labels; [`Error::Shape`] if `labels`,
-/// `target` or `rngs` do not have B entries or `x` does not fit the model; model errors.
+/// [`Error::Config`] for invalid attack parameters or labels, a target for a strong attack
+/// (they are untargeted), a model with too few classes for the attack's loss (APGD-DLR: 3;
+/// APGD-T: 4), or more targets than classes − 1; [`Error::Shape`] if `labels`, `target` or
+/// `rngs` do not have B entries or `x` does not fit the model; model errors.
 ///
 /// # Example
 /// ```
@@ -571,8 +1090,8 @@ pub fn perturb<T: Real, C: Classifier<T> + ?Sized>(
             random_start,
         } => {
             let ball = match attack {
-                Attack::PgdL2 { .. } => pgd::Ball::L2,
-                _ => pgd::Ball::Linf,
+                Attack::PgdL2 { .. } => Ball::L2,
+                _ => Ball::Linf,
             };
             let pgd = pgd::Pgd {
                 ball,
@@ -586,6 +1105,14 @@ pub fn perturb<T: Real, C: Classifier<T> + ?Sized>(
         Attack::L2Step { eps } => one_step::lp_step(&grad, x.view(), eps, Lp::L2),
         Attack::L1Step { eps } => one_step::lp_step(&grad, x.view(), eps, Lp::L1),
         Attack::L0 { pixels } => one_step::l0(&grad, x.view(), pixels),
+        _ => match target {
+            None => autoattack::perturb_strong(model, x.view(), labels, attack, rngs),
+            Some(_) => Err(Error::config(
+                "attack target",
+                attack.name(),
+                "the strong attacks are untargeted (APGD-T and FAB-T choose their own targets)",
+            )),
+        },
     }
 }
 
@@ -669,6 +1196,56 @@ fn scale_images<T: Real>(a: &mut Array4<T>, p: Lp, mut factor: impl FnMut(f64) -
         let s = T::of(factor(p.norm(img)));
         img.iter_mut().for_each(|v| *v *= s);
     });
+}
+
+/// The images of `x [B, C, H, W]`, one row of C·H·W entries each (row-major).
+fn image_rows<T: Real>(x: ArrayView4<T>) -> Vec<Vec<T>> {
+    x.outer_iter()
+        .map(|image| image.iter().copied().collect())
+        .collect()
+}
+
+/// A batch `[m, C, H, W]` of the m given images of C·H·W entries each (row-major).
+fn image_batch<'a, T: Real>(
+    images: impl ExactSizeIterator<Item = &'a [T]>,
+    [c, h, w]: [usize; 3],
+) -> Array4<T> {
+    let m = images.len();
+    let mut flat = Vec::with_capacity(m * c * h * w);
+    images.for_each(|image| flat.extend_from_slice(image));
+    Array4::from_shape_vec((m, c, h, w), flat).expect("every image has C·H·W entries")
+}
+
+/// What a strong attack found on the images of its input `[B, C, H, W]`: image b's
+/// adversarial image (its clean image while it is not broken) and whether it is broken.
+struct Outcome<T> {
+    adv: Array4<T>,
+    broken: Vec<bool>,
+}
+
+impl<T: Real> Outcome<T> {
+    /// Nothing broken yet: every image is its clean one.
+    fn unbroken(x: ArrayView4<T>) -> Self {
+        Self {
+            adv: x.to_owned(),
+            broken: vec![false; x.dim().0],
+        }
+    }
+
+    /// The positions of the images not broken.
+    fn robust(&self) -> Vec<usize> {
+        (0..self.broken.len()).filter(|&b| !self.broken[b]).collect()
+    }
+
+    /// Image b becomes `adv` (C·H·W entries, row-major).
+    fn set(&mut self, b: usize, adv: Vec<T>, broken: bool) {
+        let mut image = self.adv.index_axis_mut(ndarray::Axis(0), b);
+        image
+            .iter_mut()
+            .zip(adv)
+            .for_each(|(slot, v)| *slot = v);
+        self.broken[b] = broken;
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,1 @@
+//! Gradient-masking checks (to come).
