@@ -49,6 +49,10 @@ pub enum Error {
     /// contradicts another).
     #[error("{flag} {problem}")]
     Flag { flag: String, problem: String },
+    /// Records of a sharded or resumed run that do not fit together (another run's settings,
+    /// duplicate or missing images, an existing file without `--resume`).
+    #[error("{what}: {problem}")]
+    Records { what: String, problem: String },
     /// A name (norm, model, attack, experiment, …) that nrpm does not know.
     #[error("unknown {what} '{name}' (expected one of: {expected})")]
     UnknownName {

@@ -39,6 +39,7 @@
 //! report     confidence intervals, Markdown tables, SVG charts
 //! progress   progress callbacks (library loops never print)
 //! seeds      seeds derived per stream, epoch, batch and image (shard-invariant draws)
+//! records    per-image records of long runs: shards (Slurm, Kubernetes), resume, merge
 //! tensor_file  safetensors files
 //! ```
 //!
@@ -70,6 +71,7 @@ pub mod nn;
 mod nrpm;
 pub mod progress;
 pub mod real;
+pub mod records;
 pub mod report;
 pub mod robust;
 pub mod seeds;

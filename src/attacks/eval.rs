@@ -184,7 +184,7 @@ pub fn evaluate_attacks<T: Real, M: Classifier<T> + ?Sized>(
 /// As [`evaluate_attacks`], but the attacks take their gradients from `source` while `model`
 /// is the one classified (before and after). With `source = model` this is the white-box
 /// evaluation; with `source` = the same weights with every layer LPM
-/// ([`Model::set_lpm`]) it is a BPDA-style check of NRPM's gradients: the attacker
+/// ([`Model::set_lpm`](crate::models::Model::set_lpm)) it is a BPDA-style check of NRPM's gradients: the attacker
 /// differentiates the linear layers instead of the IRLS steps, which catches robustness that
 /// comes only from hard-to-follow gradients (gradient masking).
 ///

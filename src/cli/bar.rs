@@ -14,7 +14,7 @@ impl Progress for Bar {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{msg:>28} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+                "{msg:>28} [{bar:30}] {pos}/{len} {per_sec} {elapsed_precise} eta {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),

@@ -12,6 +12,7 @@ pub mod bar;
 pub mod common;
 pub mod demo;
 pub mod eval;
+pub mod merge;
 pub mod model_args;
 pub mod reproduce;
 pub mod train;
@@ -41,6 +42,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// The paper's experiments on the authors' checkpoints, our numbers beside the paper's.
     Reproduce(reproduce::ReproduceArgs),
+    /// Merge the records of a sharded run (Slurm array, Kubernetes Indexed Job, --shard) into
+    /// the report of the unsharded run.
+    Merge(merge::MergeArgs),
 }
 
 /// Runs one parsed command line.
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Train(args) => train::run(args),
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Merge(args) => merge::run(args),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::cli::write_json;
 use crate::reproduce::{self, render, Experiment, Options, Report, Status};
 use nrpm::data::cifar::is_cifar10_folder;
 use nrpm::error::{Error, Result};
+use nrpm::records::{file_sha256, sha256_hex, Header, RecordFile, Shard, ShardSource};
 use nrpm::report::write_file;
 
 /// The checkpoints beside the repository.
@@ -69,6 +70,19 @@ pub struct ReproduceArgs {
     /// (a finished run is then only evaluated).
     #[arg(long)]
     pub reuse_checkpoints: bool,
+    /// Run shard I of N of the experiments (experiment e, in the order they run, belongs to
+    /// shard e mod N); each shard records its finished experiments in
+    /// OUT/records-I-of-N.jsonl and `nrpm merge OUT` writes the report. Without it, Slurm's
+    /// SLURM_ARRAY_TASK_* or Kubernetes' JOB_COMPLETION_INDEX (with --shards) are used when
+    /// set.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// The number of shards of a Kubernetes Indexed Job (its completions).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Continue a sharded run: experiments already recorded in OUT are not run again.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Runs `nrpm reproduce`.
@@ -84,10 +98,142 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     }
     prepare_output_dir("--out", &args.out)?;
     let options = options(&args)?;
+    let (shard, source) = Shard::resolve(args.shard.as_deref(), args.shards, |k| {
+        std::env::var(k).ok()
+    })?;
+    if source != ShardSource::Whole {
+        return run_shard(&args, &options, shard, &source);
+    }
+    if args.resume {
+        return Err(Error::Flag {
+            flag: "--resume".into(),
+            problem: "has no effect without sharding (use --reuse-checkpoints to continue \
+                      training runs)"
+                .into(),
+        });
+    }
     let report = reproduce::run(&options, &mut Bar::default())?;
     write_reports(&report, &options.out, &args)?;
     println!("{}", summary(&report, &options.out));
     outcome(&report)
+}
+
+/// One shard of the experiments: each finished experiment is appended to the shard's records
+/// file; `nrpm merge` assembles the report.
+fn run_shard(
+    args: &ReproduceArgs,
+    options: &Options,
+    shard: Shard,
+    source: &ShardSource,
+) -> Result<()> {
+    eprintln!(
+        "shard {shard} (from {source}) of {} experiment(s)",
+        options.experiments.len()
+    );
+    let header = records_header(options, shard)?;
+    let mut file = RecordFile::open(&options.out, &header, args.resume)?;
+    let owned = |e: usize| shard.owns(e) && !file.is_done(e);
+    let todo: Vec<usize> = (0..options.experiments.len())
+        .filter(|&e| owned(e))
+        .collect();
+    // Each experiment is recorded (and the file synced) as soon as it ends.
+    let ran = reproduce::run_experiments(
+        options,
+        |e| todo.contains(&e),
+        &mut Bar::default(),
+        |position, e| {
+            let value = serde_json::to_value(e).expect("an experiment report serialises");
+            file.append(&[serde_json::json!({ "index": position, "experiment": value })])
+        },
+    )?;
+    println!(
+        "shard {shard}: {} experiment(s) recorded in {} ({} in all); merge with `nrpm merge {}`",
+        ran.len(),
+        file.path().display(),
+        file.done_count(),
+        options.out.display()
+    );
+    Ok(())
+}
+
+/// The header of a sharded reproduction: the options that fix the figures, and the hashes of
+/// the checkpoints and data folders.
+fn records_header(options: &Options, shard: Shard) -> Result<Header> {
+    let mut settings = reproduce::options_json(options);
+    if let Some(map) = settings.as_object_mut() {
+        map.remove("out");
+    }
+    let models: Vec<String> = reproduce::Checkpoint::ALL
+        .iter()
+        .map(|c| options.models.join(c.file()))
+        .filter(|p| p.is_file())
+        .map(|p| file_sha256(&p))
+        .collect::<Result<_>>()?;
+    let data = [
+        options.mnist.clone(),
+        options.cifar.as_ref().map(|p| p.display().to_string()),
+    ];
+    let data_hashes = data
+        .iter()
+        .flatten()
+        .map(|d| folder_sha256(Path::new(d)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Header::new(
+        "reproduce",
+        settings,
+        Some(sha256_hex(models.join(",").as_bytes())),
+        sha256_hex(data_hashes.join(",").as_bytes()),
+        options.experiments.len(),
+        shard,
+    ))
+}
+
+/// SHA-256 over the files of a data folder (names and contents, sorted by name); the shipped
+/// subset's name stands for itself.
+fn folder_sha256(dir: &Path) -> Result<String> {
+    if !dir.is_dir() {
+        return Ok(sha256_hex(dir.display().to_string().as_bytes()));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let parts = files
+        .iter()
+        .map(|p| {
+            Ok(format!(
+                "{}:{}",
+                p.file_name().unwrap_or_default().to_string_lossy(),
+                file_sha256(p)?
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(sha256_hex(parts.join(",").as_bytes()))
+}
+
+/// Writes the report of a merged sharded reproduction into `out` (report.json, report.md).
+///
+/// # Errors
+/// Records that are not a reproduction's; errors writing the files.
+pub fn write_merged(header: &Header, records: &[serde_json::Value], out: &Path) -> Result<Report> {
+    let experiments = records
+        .iter()
+        .map(|r| serde_json::from_value(r["experiment"].clone()))
+        .collect::<std::result::Result<Vec<reproduce::ExperimentReport>, _>>()
+        .map_err(|e| Error::Records {
+            what: "merge".into(),
+            problem: format!("a reproduction record is not an experiment report: {e}"),
+        })?;
+    let command = format!("nrpm merge (of {})", header.command);
+    let mut options = header.settings.clone();
+    options["out"] = serde_json::json!(out);
+    let report = reproduce::assemble(options, &command, experiments);
+    let value = serde_json::to_value(&report).expect("the report serialises");
+    write_json(&out.join("report.json"), &value)?;
+    write_file(&out.join("report.md"), &render::markdown(&report))?;
+    Ok(report)
 }
 
 /// `Ok` when no experiment failed and at least one ran.

@@ -347,13 +347,34 @@ pub struct Report {
 /// # Errors
 /// [`Error::Io`] if the models folder does not exist; [`Error::Config`] for n = 0.
 pub fn run(options: &Options, progress: &mut dyn Progress) -> Result<Report> {
-    check(options)?;
     let started = nrpm::report::utc_now();
     let clock = Instant::now();
+    let experiments = run_experiments(options, |_| true, progress, |_, _| Ok(()))?;
+    let mut report = assemble(options_json(options), &options.command, experiments);
+    report.started = started;
+    report.seconds = clock.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Runs the experiments at the positions `owned` accepts (a shard's share), handing each
+/// finished one to `done(position, report)` as it ends (to record it), and returns them.
+///
+/// # Errors
+/// As [`run`]; the errors of `done`.
+pub fn run_experiments(
+    options: &Options,
+    owned: impl Fn(usize) -> bool,
+    progress: &mut dyn Progress,
+    mut done: impl FnMut(usize, &ExperimentReport) -> Result<()>,
+) -> Result<Vec<ExperimentReport>> {
+    check(options)?;
     let paper = PaperData::builtin();
     let mut ctx = setup::Context::new(options, &paper);
     let mut experiments = Vec::new();
-    for &exp in &options.experiments {
+    for (position, &exp) in options.experiments.iter().enumerate() {
+        if !owned(position) {
+            continue;
+        }
         let record = run_one(exp, &mut ctx, progress);
         progress.finish(&format!(
             "{}: {} ({:.1} s)",
@@ -361,22 +382,32 @@ pub fn run(options: &Options, progress: &mut dyn Progress) -> Result<Report> {
             status_word(&record.status),
             record.seconds
         ));
+        done(position, &record)?;
         experiments.push(record);
     }
-    Ok(Report {
-        command: options.command.clone(),
+    Ok(experiments)
+}
+
+/// The report of a run with these options (as JSON) and experiments (in the order of the
+/// options), computed from them alone, so that the report of a sharded run merged from its
+/// records is the unsharded run's. `started` and `seconds` are left for the caller to fill.
+pub fn assemble(options: Value, command: &str, experiments: Vec<ExperimentReport>) -> Report {
+    let paper = PaperData::builtin();
+    let cifar_given = !options["cifar"].is_null();
+    Report {
+        command: command.to_string(),
         nrpm_version: env!("CARGO_PKG_VERSION").into(),
         machine: nrpm::report::machine(),
         threads: rayon::current_num_threads(),
-        started,
-        seconds: clock.elapsed().as_secs_f64(),
-        options: options_json(options),
+        started: String::new(),
+        seconds: experiments.iter().map(|e| e.seconds).sum(),
+        options,
         paper_source: paper::TABLES_PATH.into(),
         differences: differences(&experiments),
         experiments,
-        not_run: not_run(options),
+        not_run: not_run(cifar_given),
         not_compared: paper.not_retrieved.clone(),
-    })
+    }
 }
 
 /// `ran`, `not run` or `failed`.
@@ -474,13 +505,13 @@ fn differences(experiments: &[ExperimentReport]) -> Vec<Difference> {
 }
 
 /// The paper's results this command does not run, and why.
-fn not_run(options: &Options) -> Vec<NotRun> {
+fn not_run(cifar_given: bool) -> Vec<NotRun> {
     let item = |what: &str, why: &str| NotRun {
         what: what.into(),
         why: why.into(),
     };
     let mut v = Vec::new();
-    if options.cifar.is_none() {
+    if !cifar_given {
         v.push(item(
             "§6.2 narrow ResNet18 Paradigm 1 rows (λ = 1.0 … 0.4, PGD 8/16/32/255) and §6.7 \
              gradient-masking test",
@@ -513,7 +544,7 @@ fn not_run(options: &Options) -> Vec<NotRun> {
 }
 
 /// The options as JSON (every setting that fixes the figures).
-fn options_json(o: &Options) -> Value {
+pub fn options_json(o: &Options) -> Value {
     serde_json::json!({
         "experiments": o.experiments.iter().map(|e| e.name()).collect::<Vec<_>>(),
         "models": o.models,

@@ -29,6 +29,13 @@ pub enum Checkpoint {
 }
 
 impl Checkpoint {
+    /// Every checkpoint the experiments use.
+    pub const ALL: [Checkpoint; 3] = [
+        Checkpoint::Mlp3,
+        Checkpoint::Lenet,
+        Checkpoint::TinyResnet18,
+    ];
+
     /// File name in the models folder.
     pub fn file(self) -> &'static str {
         match self {

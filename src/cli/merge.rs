@@ -1,0 +1,57 @@
+//! `nrpm merge DIR…`: the report of a sharded run from its shards' records, the same as the
+//! unsharded run's. Refuses records of different runs (settings, nrpm version, checkpoint or
+//! data), duplicate images and missing ones (listing the missing ranges).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::common::prepare_output_dir;
+use nrpm::error::{Error, Result};
+use nrpm::records;
+
+/// Merge the records of a sharded run into its report.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Folders (or files) holding the shards' records-I-of-N.jsonl.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the report [default: the first folder] (created if missing).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// Runs `nrpm merge`.
+///
+/// # Errors
+/// The refusals of [`records::merge`]; records of a command that cannot be merged; errors
+/// writing the report.
+pub fn run(args: MergeArgs) -> Result<()> {
+    let out = args.report.clone().unwrap_or_else(|| args.dirs[0].clone());
+    let out = if out.is_file() {
+        out.parent().map(PathBuf::from).unwrap_or_default()
+    } else {
+        out
+    };
+    prepare_output_dir("--report", &out)?;
+    let (header, records, notes) = records::merge(&args.dirs)?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    match header.command.as_str() {
+        "reproduce" => {
+            let report = crate::cli::reproduce::write_merged(&header, &records, &out)?;
+            println!(
+                "merged {} experiment(s) of {} shard(s): {}",
+                report.experiments.len(),
+                header.shard.count,
+                out.join("report.md").display()
+            );
+            Ok(())
+        }
+        other => Err(Error::Records {
+            what: "merge".into(),
+            problem: format!("records of `nrpm {other}` cannot be merged by this version"),
+        }),
+    }
+}
