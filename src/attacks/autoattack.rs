@@ -157,8 +157,15 @@ pub(super) fn perturb_strong<T: Real, C: Classifier<T> + ?Sized>(
     Ok(outcome.adv)
 }
 
-/// Refuses a model with too few classes for the attack, or more targets than wrong classes.
-fn check_classes(attack: &Attack, classes: usize) -> Result<()> {
+/// Refuses a model with too few classes for a strong attack, or more targets than wrong
+/// classes (other attacks pass).
+///
+/// # Errors
+/// [`Error::Config`] naming the classes or the targets.
+pub(super) fn check_classes(attack: &Attack, classes: usize) -> Result<()> {
+    if attack.ball().is_none() {
+        return Ok(());
+    }
     let (min, targets) = match *attack {
         Attack::Apgd {
             loss: ApgdLoss::Dlr,

@@ -169,7 +169,8 @@ pub fn evaluate<T: Real, M: Classifier<T> + ?Sized>(
 ///
 /// # Errors
 /// [`Error::Config`] for an empty dataset or attack list, a zero batch size, invalid attack
-/// parameters, a targeted run with fewer than two classes, or labels the model does not have;
+/// parameters, a targeted run with fewer than two classes, labels the model does not have,
+/// or a strong attack the model has too few classes for (more targets than classes − 1);
 /// [`Error::Shape`] if the images do not fit the model; model errors.
 pub fn evaluate_attacks<T: Real, M: Classifier<T> + ?Sized>(
     model: &M,
@@ -248,6 +249,9 @@ pub(super) fn run_batches<T: Real, M: Classifier<T> + ?Sized>(
     attack_batch: &mut AttackBatch<'_, T>,
 ) -> Result<Vec<EvalResult>> {
     check_inputs(data, attacks)?;
+    for attack in attacks {
+        super::autoattack::check_classes(attack, model.classes())?;
+    }
     let targets = match options.targeted {
         true => Some(random_targets(data, model.classes(), options.seed)?),
         false => None,

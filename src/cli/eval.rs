@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::cli::bar::Bar;
 use crate::cli::common::{check_output_file, first_n, parse_list, DataArgs};
 use crate::cli::model_args::{describe, Built, ModelArgs};
-use crate::cli::strong::{self, StrongArgs, StrongRun};
+use crate::cli::strong::{self, StrongArgs};
 use crate::cli::write_json;
 use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, PgdSettings, StepSize};
 use nrpm::data::{Dataset, Split};
