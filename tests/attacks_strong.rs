@@ -10,8 +10,8 @@
 
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
 use nrpm::attacks::{
-    apgd_checkpoints, evaluate_attacks, evaluate_autoattack, perturb, Attack, Ball,
-    EvalOptions, StrongSettings,
+    apgd_checkpoints, evaluate_attacks, evaluate_autoattack, perturb, Attack, Ball, EvalOptions,
+    StrongSettings,
 };
 use nrpm::data::{Dataset, Split};
 use nrpm::models::{Classifier, LayerSelection, Model, ModelSpec};
@@ -70,7 +70,14 @@ fn quick(ball: Ball) -> StrongSettings {
     }
 }
 
-const STRONG: [&str; 6] = ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "autoattack"];
+const STRONG: [&str; 6] = [
+    "apgd-ce",
+    "apgd-dlr",
+    "apgd-t",
+    "fab-t",
+    "square",
+    "autoattack",
+];
 
 fn rngs(seed: u64, n: usize) -> ImageRngs {
     ImageRngs::for_images(seed, stream::ATTACK, 0..n)
@@ -78,17 +85,26 @@ fn rngs(seed: u64, n: usize) -> ImageRngs {
 
 /// Asserts `adv` is in [0, 1] and `‖adv − x‖ ≤ ε` per image.
 fn assert_in_ball(x: ArrayView4<f32>, adv: &Array4<f32>, ball: Ball, eps: f64, what: &str) {
-    assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)), "{what} left [0, 1]");
+    assert!(
+        adv.iter().all(|v| (0.0..=1.0).contains(v)),
+        "{what} left [0, 1]"
+    );
     for (a, b) in x.outer_iter().zip(adv.outer_iter()) {
         let d: Vec<f64> = a.iter().zip(b).map(|(u, v)| f64::from(v - u)).collect();
         let norm = ball.norm(&d);
-        assert!(norm <= eps * (1.0 + SLACK) + 1e-6, "{what}: ‖δ‖ = {norm} > {eps}");
+        assert!(
+            norm <= eps * (1.0 + SLACK) + 1e-6,
+            "{what}: ‖δ‖ = {norm} > {eps}"
+        );
     }
 }
 
 #[test]
 fn every_strong_attack_stays_in_its_ball_and_the_unit_box() {
-    for (case, ball) in [Ball::Linf, Ball::L2, Ball::Linf, Ball::L2].into_iter().enumerate() {
+    for (case, ball) in [Ball::Linf, Ball::L2, Ball::Linf, Ball::L2]
+        .into_iter()
+        .enumerate()
+    {
         let seed = case as u64;
         let (channels, side) = [(1, 5), (2, 4), (3, 3), (1, 7)][case];
         let model = random_mlp(channels, side, case % 2 == 0, case < 2, seed);
@@ -100,8 +116,8 @@ fn every_strong_attack_stays_in_its_ball_and_the_unit_box() {
         };
         for name in STRONG {
             let attack = Attack::strong(name, eps, quick(ball)).unwrap();
-            let adv = perturb(&model, x.view(), &labels, &attack, None, &mut rngs(seed, 6))
-                .unwrap();
+            let adv =
+                perturb(&model, x.view(), &labels, &attack, None, &mut rngs(seed, 6)).unwrap();
             assert_in_ball(x.view(), &adv, ball, eps, &attack.to_string());
         }
     }
@@ -116,12 +132,21 @@ fn figures(model: &Model<f32>, attack: &Attack, batch: usize, seed: u64) -> (usi
         seed,
         targeted: false,
     };
-    let r = evaluate_attacks(model, &data, std::slice::from_ref(attack), &options, &mut Silent)
-        .unwrap();
+    let r = evaluate_attacks(
+        model,
+        &data,
+        std::slice::from_ref(attack),
+        &options,
+        &mut Silent,
+    )
+    .unwrap();
     let (images, labels) = data.into_parts();
     let mut all_rngs = rngs(seed, labels.len());
     let adv = perturb(model, images.view(), &labels, attack, None, &mut all_rngs).unwrap();
-    (r[0].robust_correct, adv.iter().map(|v| v.to_bits()).collect())
+    (
+        r[0].robust_correct,
+        adv.iter().map(|v| v.to_bits()).collect(),
+    )
 }
 
 #[test]
@@ -141,7 +166,10 @@ fn same_seed_same_figures_whatever_the_batch_size() {
     }
     // Another seed moves the random starts.
     let apgd = Attack::strong("apgd-ce", 0.05, quick(Ball::Linf)).unwrap();
-    assert_ne!(figures(&model, &apgd, 40, 7).1, figures(&model, &apgd, 40, 8).1);
+    assert_ne!(
+        figures(&model, &apgd, 40, 7).1,
+        figures(&model, &apgd, 40, 8).1
+    );
 }
 
 #[test]
@@ -192,16 +220,33 @@ fn square_never_calls_a_gradient_and_still_breaks_images() {
             ..StrongSettings::default()
         };
         let square = Attack::strong("square", eps, settings).unwrap();
-        let adv = perturb(&LogitsOnly(&model), x.view(), &labels, &square, None, &mut rngs(0, 30))
-            .unwrap();
+        let adv = perturb(
+            &LogitsOnly(&model),
+            x.view(),
+            &labels,
+            &square,
+            None,
+            &mut rngs(0, 30),
+        )
+        .unwrap();
         let after = model.predict(adv.view()).unwrap();
         let broken = after.iter().zip(&labels).filter(|(a, b)| a != b).count();
-        assert!(broken > 0, "{square} broke nothing: the test would prove nothing");
+        assert!(
+            broken > 0,
+            "{square} broke nothing: the test would prove nothing"
+        );
     }
     // The gradient attacks do ask, through the same wrapper.
     let apgd = Attack::strong("apgd-ce", 0.1, StrongSettings::default()).unwrap();
     let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        perturb(&LogitsOnly(&model), x.view(), &labels, &apgd, None, &mut rngs(0, 30))
+        perturb(
+            &LogitsOnly(&model),
+            x.view(),
+            &labels,
+            &apgd,
+            None,
+            &mut rngs(0, 30),
+        )
     }));
     assert!(asked.is_err());
 }
@@ -230,7 +275,9 @@ impl Classifier<f64> for CrossEntropyOnly<'_> {
 
 #[test]
 fn provided_logits_input_grad_equals_the_models_backward() {
-    let spec = ModelSpec::from_name("mlp2", 1, 4).unwrap().with_mlp_relu(true);
+    let spec = ModelSpec::from_name("mlp2", 1, 4)
+        .unwrap()
+        .with_mlp_relu(true);
     let mut model = Model::<f64>::new(spec);
     model.init(2);
     let x = random_images((3, 1, 4, 4), 5).mapv(f64::from);
@@ -299,7 +346,15 @@ fn bad_settings_are_refused() {
         assert!(err.to_string().contains("targets"), "{err}");
     }
     let apgd = Attack::strong("apgd-ce", 0.1, StrongSettings::default()).unwrap();
-    assert!(perturb(&model, x.view(), &labels, &apgd, Some(&[3, 4]), &mut rngs(0, 2)).is_err());
+    assert!(perturb(
+        &model,
+        x.view(),
+        &labels,
+        &apgd,
+        Some(&[3, 4]),
+        &mut rngs(0, 2)
+    )
+    .is_err());
     // Serde refuses what validate refuses.
     let json = r#"{"Square":{"eps":0.1,"ball":"Linf","queries":0,"restarts":1}}"#;
     assert!(serde_json::from_str::<Attack>(json).is_err());
@@ -383,7 +438,9 @@ fn autoattack_reaches_the_exact_worst_case_on_the_authors_mlp() {
         return;
     };
     let (a, c) = affine_map(&model64);
-    let data = Dataset::mnist_subset(Split::Test).unwrap().first(EXACT_IMAGES);
+    let data = Dataset::mnist_subset(Split::Test)
+        .unwrap()
+        .first(EXACT_IMAGES);
     let options = EvalOptions::default();
     for eps in [0.05, 0.1] {
         let clean = model.predict(data.images()).unwrap();
@@ -391,9 +448,7 @@ fn autoattack_reaches_the_exact_worst_case_on_the_authors_mlp() {
             .map(|i| {
                 let x = data.images().index_axis(ndarray::Axis(0), i).to_owned();
                 let y = data.labels()[i];
-                (clean[i] == y).then(|| {
-                    worst_margin(&a, &c, x.as_slice().unwrap(), y, eps)
-                })
+                (clean[i] == y).then(|| worst_margin(&a, &c, x.as_slice().unwrap(), y, eps))
             })
             .collect();
         let exact = worst.iter().flatten().filter(|&&m| m > 0.0).count();
@@ -404,7 +459,10 @@ fn autoattack_reaches_the_exact_worst_case_on_the_authors_mlp() {
         let r = evaluate_autoattack(&model, &data, &[aa], &options, &mut Silent).unwrap();
         let robust = r[0].result.robust_correct;
         eprintln!("ε = {eps}: exact {exact}, AutoAttack {robust} of {EXACT_IMAGES}");
-        assert!(robust.abs_diff(exact) <= 2, "ε = {eps}: AutoAttack {robust}, exact {exact}");
+        assert!(
+            robust.abs_diff(exact) <= 2,
+            "ε = {eps}: AutoAttack {robust}, exact {exact}"
+        );
         let broken: Vec<usize> = r[0]
             .images
             .iter()
@@ -419,11 +477,21 @@ fn autoattack_reaches_the_exact_worst_case_on_the_authors_mlp() {
         for name in ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square"] {
             let attack = Attack::strong(name, eps, StrongSettings::default()).unwrap();
             let (x, labels) = data.clone().into_parts();
-            let adv = perturb(&model, x.view(), &labels, &attack, None, &mut rngs(0, labels.len()))
-                .unwrap();
+            let adv = perturb(
+                &model,
+                x.view(),
+                &labels,
+                &attack,
+                None,
+                &mut rngs(0, labels.len()),
+            )
+            .unwrap();
             let pred = model.predict(adv.view()).unwrap();
             for &i in &provably_robust {
-                assert_eq!(pred[i], labels[i], "{attack} broke provably robust image {i}");
+                assert_eq!(
+                    pred[i], labels[i],
+                    "{attack} broke provably robust image {i}"
+                );
             }
         }
     }

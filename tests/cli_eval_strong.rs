@@ -25,8 +25,24 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// A seeded NRPM MLP with small AutoAttack settings on 20 images.
 const QUICK: [&str; 18] = [
-    "--model", "mlp2", "--norm", "l1", "--k", "1", "--lambda", "0.6", "--n", "20", "--steps",
-    "6", "--queries", "40", "--targets", "2", "--seed", "3",
+    "--model",
+    "mlp2",
+    "--norm",
+    "l1",
+    "--k",
+    "1",
+    "--lambda",
+    "0.6",
+    "--n",
+    "20",
+    "--steps",
+    "6",
+    "--queries",
+    "40",
+    "--targets",
+    "2",
+    "--seed",
+    "3",
 ];
 
 #[test]
@@ -47,8 +63,15 @@ fn autoattack_reports_stages_broken_by_and_masking_checks() {
     ]);
     let out = nrpm_eval(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("apgd-ce") && stdout.contains("square"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("apgd-ce") && stdout.contains("square"),
+        "{stdout}"
+    );
     assert!(stdout.contains("check randomness"), "{stdout}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
@@ -56,7 +79,10 @@ fn autoattack_reports_stages_broken_by_and_masking_checks() {
     for r in results {
         let robust = r["robust_correct"].as_u64().unwrap();
         let stages = r["stages"].as_array().unwrap();
-        let names: Vec<&str> = stages.iter().map(|s| s["attack"].as_str().unwrap()).collect();
+        let names: Vec<&str> = stages
+            .iter()
+            .map(|s| s["attack"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["apgd-ce", "apgd-t", "fab-t", "square"]);
         assert_eq!(stages[3]["robust_correct"].as_u64().unwrap(), robust);
         let images = r["images"].as_array().unwrap();
@@ -65,7 +91,10 @@ fn autoattack_reports_stages_broken_by_and_masking_checks() {
             .iter()
             .filter(|i| i["clean_correct"] == true && i["broken_by"].is_null())
             .count();
-        assert_eq!(unbroken as u64, robust, "the records count the robust images");
+        assert_eq!(
+            unbroken as u64, robust,
+            "the records count the robust images"
+        );
         let checks = r["masking_checks"].as_array().unwrap();
         assert_eq!(checks.len(), 7);
         for c in checks {
@@ -82,7 +111,10 @@ fn autoattack_reports_stages_broken_by_and_masking_checks() {
         .count();
     assert!(broken > 0);
     let markdown = std::fs::read_to_string(&md).unwrap();
-    assert!(markdown.contains("Gradient-masking checks at ε = 0.3"), "{markdown}");
+    assert!(
+        markdown.contains("Gradient-masking checks at ε = 0.3"),
+        "{markdown}"
+    );
     assert!(markdown.contains("| randomness | pass |"), "{markdown}");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -91,11 +123,22 @@ fn autoattack_reports_stages_broken_by_and_masking_checks() {
 fn a_single_strong_attack_runs_white_box_and_through_lpm_gradients() {
     for from in ["model", "lpm"] {
         let mut args = QUICK.to_vec();
-        args.extend(["--attack", "apgd-dlr", "--eps", "0.1", "--gradients-from", from]);
+        args.extend([
+            "--attack",
+            "apgd-dlr",
+            "--eps",
+            "0.1",
+            "--gradients-from",
+            from,
+        ]);
         args.extend(["--norm-ball", "l2", "--restarts", "2"]);
         let out = nrpm_eval(&args);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("clean accuracy"), "{stdout}");
     }
 }
@@ -111,7 +154,10 @@ fn bad_strong_attack_input_gives_one_error_line_and_status_1() {
         (&["--attack", "apgd-t", "--targets", "10"], "targets"),
         (&["--attack", "autoattack", "--norm-ball", "l3"], "l3"),
         (&["--attack", "fgsm", "--queries", "10"], "--queries"),
-        (&["--attack", "apgd-ce", "--masking-checks"], "--masking-checks"),
+        (
+            &["--attack", "apgd-ce", "--masking-checks"],
+            "--masking-checks",
+        ),
         (&["--attack", "autoattack", "--alpha", "0.01"], "--alpha"),
     ];
     for (args, mention) in cases {
@@ -123,6 +169,9 @@ fn bad_strong_attack_input_gives_one_error_line_and_status_1() {
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
         assert!(lines[0].starts_with("error: "), "{args:?}: {stderr}");
-        assert!(lines[0].contains(mention), "{args:?} should mention {mention}: {stderr}");
+        assert!(
+            lines[0].contains(mention),
+            "{args:?} should mention {mention}: {stderr}"
+        );
     }
 }

@@ -174,7 +174,15 @@ impl Apgd {
             }
             let a = if i == 0 { 1.0 } else { MOMENTUM };
             walkers.iter_mut().for_each(|w| w.step(self, a));
-            self.evaluate(model, x, labels, objective, &mut walkers, &mut broken, false)?;
+            self.evaluate(
+                model,
+                x,
+                labels,
+                objective,
+                &mut walkers,
+                &mut broken,
+                false,
+            )?;
             if let Some(pos) = checks.iter().position(|&c| c == i + 1) {
                 walkers.iter_mut().for_each(|w| w.checkpoint(window));
                 window = checks.get(pos + 1).map_or(usize::MAX, |next| next - i - 1);
@@ -309,7 +317,12 @@ impl<T: Real> Walker<T> {
     /// One momentum step of weight `a`.
     fn step(&mut self, apgd: &Apgd, a: f64) {
         let dir = direction(apgd.ball, &self.grad, self.step);
-        let z: Vec<f64> = self.adv.iter().zip(&dir).map(|(x, d)| x.f64() + d).collect();
+        let z: Vec<f64> = self
+            .adv
+            .iter()
+            .zip(&dir)
+            .map(|(x, d)| x.f64() + d)
+            .collect();
         let z = project(apgd.ball, apgd.eps, &self.clean, z);
         let moved: Vec<f64> = (0..z.len())
             .map(|i| {

@@ -353,7 +353,9 @@ pub(super) fn run_suite<T: Real, C: Classifier<T> + ?Sized>(
         pred: pred.clone(),
         seconds: [0.0; 4],
     };
-    let mut robust: Vec<usize> = (0..labels.len()).filter(|&b| pred[b] == labels[b]).collect();
+    let mut robust: Vec<usize> = (0..labels.len())
+        .filter(|&b| pred[b] == labels[b])
+        .collect();
     for (k, which) in SuiteAttack::ALL.into_iter().enumerate() {
         if robust.is_empty() {
             break;
@@ -361,7 +363,14 @@ pub(super) fn run_suite<T: Real, C: Classifier<T> + ?Sized>(
         let clock = Instant::now();
         let sub = x.select(Axis(0), &robust);
         let sub_labels: Vec<usize> = robust.iter().map(|&b| labels[b]).collect();
-        let outcome = run_one(model, sub.view(), &sub_labels, &suite.attack(which), rngs, &robust)?;
+        let outcome = run_one(
+            model,
+            sub.view(),
+            &sub_labels,
+            &suite.attack(which),
+            rngs,
+            &robust,
+        )?;
         pred = model.predict(outcome.adv.view())?;
         let adv_rows = image_rows(outcome.adv.view());
         let mut still = Vec::with_capacity(robust.len());
@@ -456,7 +465,10 @@ pub fn evaluate_autoattack<T: Real, M: Classifier<T> + ?Sized>(
                 broken[which as usize] += 1;
             }
         }
-        seconds.iter_mut().zip(run.seconds).for_each(|(s, t)| *s += t);
+        seconds
+            .iter_mut()
+            .zip(run.seconds)
+            .for_each(|(s, t)| *s += t);
         Ok(run.broken_by.iter().map(Option::is_none).collect())
     };
     let results = run_batches(model, data, attacks, options, progress, &mut attack_batch)?;

@@ -100,7 +100,10 @@ impl Check {
 ///
 /// # Errors
 /// Model errors.
-pub fn randomness<T: Real, C: Classifier<T> + ?Sized>(model: &C, x: ArrayView4<T>) -> Result<Check> {
+pub fn randomness<T: Real, C: Classifier<T> + ?Sized>(
+    model: &C,
+    x: ArrayView4<T>,
+) -> Result<Check> {
     let first = model.logits(x)?;
     let mut largest = 0.0_f64;
     for _ in 1..RANDOMNESS_PASSES {
@@ -124,9 +127,11 @@ pub fn softmax_like<T: Real, C: Classifier<T> + ?Sized>(
     x: ArrayView4<T>,
 ) -> Result<Check> {
     let z = model.logits(x)?;
-    let (low, high) = z.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-        (l.min(v.f64()), h.max(v.f64()))
-    });
+    let (low, high) = z
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v.f64()), h.max(v.f64()))
+        });
     let off = z
         .outer_iter()
         .map(|row| (row.iter().map(|v| v.f64()).sum::<f64>() - 1.0).abs())
@@ -151,7 +156,10 @@ pub fn zero_gradients<T: Real, C: Classifier<T> + ?Sized>(
         .outer_iter()
         .filter(|g| g.iter().all(|v| *v == T::zero()))
         .count();
-    let figure = format!("{zero} of {} images with an all-zero gradient", labels.len());
+    let figure = format!(
+        "{zero} of {} images with an all-zero gradient",
+        labels.len()
+    );
     Ok(Check::new("zero gradients", zero > 0, figure))
 }
 
@@ -239,7 +247,9 @@ impl<M: ?Sized, S: ?Sized> Bpda<'_, M, S> {
     where
         S: Classifier<T>,
     {
-        let (_, grad) = self.surrogate.logits_input_grad(x, &mut |_| Ok(v.clone()))?;
+        let (_, grad) = self
+            .surrogate
+            .logits_input_grad(x, &mut |_| Ok(v.clone()))?;
         Ok(grad)
     }
 }
@@ -322,7 +332,11 @@ pub fn eps_sweep<T: Real, M: Classifier<T> + ?Sized>(
     progress: &mut dyn Progress,
 ) -> Result<Check> {
     let Attack::Apgd { ball, .. } = *attack else {
-        return Err(Error::config("attack", attack.name(), "the ε sweep runs APGD"));
+        return Err(Error::config(
+            "attack",
+            attack.name(),
+            "the ε sweep runs APGD",
+        ));
     };
     let [c, h, w] = model.input_shape();
     let mut figures = Vec::new();
@@ -332,7 +346,11 @@ pub fn eps_sweep<T: Real, M: Classifier<T> + ?Sized>(
         last = accuracy(model, data, &at, options, progress)?;
         figures.push(format!("ε = {eps:.3}: {last:.1} %"));
     }
-    let figure = format!("{}: {}", attack.name().to_ascii_uppercase(), figures.join(", "));
+    let figure = format!(
+        "{}: {}",
+        attack.name().to_ascii_uppercase(),
+        figures.join(", ")
+    );
     Ok(Check::new("eps sweep", last > 0.0, figure))
 }
 
@@ -357,7 +375,11 @@ pub fn more_effort<T: Real, M: Classifier<T> + ?Sized>(
         restarts,
     } = *attack
     else {
-        return Err(Error::config("attack", attack.name(), "more effort runs APGD"));
+        return Err(Error::config(
+            "attack",
+            attack.name(),
+            "more effort runs APGD",
+        ));
     };
     let stronger = Attack::Apgd {
         eps,
@@ -369,7 +391,11 @@ pub fn more_effort<T: Real, M: Classifier<T> + ?Sized>(
     let base = accuracy(model, data, attack, options, progress)?;
     let more = accuracy(model, data, &stronger, options, progress)?;
     let figure = format!("{attack}: {base:.1} %; {stronger}: {more:.1} %");
-    Ok(Check::new("more effort", base - more > DROP_TOLERANCE, figure))
+    Ok(Check::new(
+        "more effort",
+        base - more > DROP_TOLERANCE,
+        figure,
+    ))
 }
 
 /// Every check for one AutoAttack run `result` of `model` on `data`, with `surrogate` for the
@@ -406,7 +432,11 @@ pub fn all<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + ?Sized>(
 pub fn markdown(checks: &[Check]) -> String {
     let mut table = crate::report::markdown::Table::new(["check", "verdict", "figure"]);
     for c in checks {
-        table.row([c.name.clone(), c.verdict.name().to_string(), c.figure.clone()]);
+        table.row([
+            c.name.clone(),
+            c.verdict.name().to_string(),
+            c.figure.clone(),
+        ]);
     }
     table.render()
 }

@@ -283,7 +283,11 @@ pub(super) fn boundary_step(ball: Ball, p: &[f64], w: &[f64], b: f64) -> Vec<f64
         if sw == 0.0 {
             continue;
         }
-        let (room, dir) = if sw > 0.0 { (pi, -1.0) } else { (1.0 - pi, 1.0) };
+        let (room, dir) = if sw > 0.0 {
+            (pi, -1.0)
+        } else {
+            (1.0 - pi, 1.0)
+        };
         let (breakpoint, slope) = match ball {
             Ball::Linf => (room, sw.abs()),
             Ball::L2 => (room / sw.abs(), sw * sw),

@@ -132,7 +132,14 @@ impl Square {
                     self.candidate(s, p, shape, rng)
                 })
                 .collect();
-            self.accept(model, labels, shape, &mut searchers, candidates, &mut fooled)?;
+            self.accept(
+                model,
+                labels,
+                shape,
+                &mut searchers,
+                candidates,
+                &mut fooled,
+            )?;
         }
         Ok(fooled)
     }
@@ -258,9 +265,11 @@ impl Square {
             .collect();
         let (vh, vw) = (corner(rng, h, side), corner(rng, w, side));
         let (vh2, vw2) = (corner(rng, h, side), corner(rng, w, side));
-        let in1 = |r: usize, col: usize| (vh..vh + side).contains(&r) && (vw..vw + side).contains(&col);
-        let in2 =
-            |r: usize, col: usize| (vh2..vh2 + side).contains(&r) && (vw2..vw2 + side).contains(&col);
+        let in1 =
+            |r: usize, col: usize| (vh..vh + side).contains(&r) && (vw..vw + side).contains(&col);
+        let in2 = |r: usize, col: usize| {
+            (vh2..vh2 + side).contains(&r) && (vw2..vw2 + side).contains(&col)
+        };
         let image_norm2: f64 = delta.iter().map(|d| d * d).sum();
         let tile = eta(side, rng);
         for ch in 0..c {

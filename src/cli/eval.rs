@@ -155,7 +155,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     if let (Some(path), Some(run)) = (&args.markdown, &strong_run) {
         let title = header(&args, &data, model, &attacks[0]);
-        write_file(path, &(run.markdown(title.trim()) + &table_markdown(&results)))?;
+        write_file(
+            path,
+            &(run.markdown(title.trim()) + &table_markdown(&results)),
+        )?;
     }
     if let Some(path) = &args.json {
         let total_seconds = start.elapsed().as_secs_f64();
@@ -337,7 +340,12 @@ fn table(results: &[EvalResult]) -> String {
 
 /// The accuracy-vs-budget table in Markdown.
 fn table_markdown(results: &[EvalResult]) -> String {
-    let mut t = Table::new([budget_header(&results[0].attack), "robust %", "correct", "seconds"]);
+    let mut t = Table::new([
+        budget_header(&results[0].attack),
+        "robust %",
+        "correct",
+        "seconds",
+    ]);
     for r in results {
         t.row([
             format!("{}", r.attack.budget()),
@@ -346,7 +354,11 @@ fn table_markdown(results: &[EvalResult]) -> String {
             format!("{:.2}", r.seconds),
         ]);
     }
-    format!("\nRobust accuracy (clean {:.1} %):\n\n{}", results[0].clean_accuracy, t.render())
+    format!(
+        "\nRobust accuracy (clean {:.1} %):\n\n{}",
+        results[0].clean_accuracy,
+        t.render()
+    )
 }
 
 /// The budget column's title.

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use crate::cli::bar::Bar;
 use nrpm::attacks::checks::{self, Bpda, Check};
 use nrpm::attacks::{
-    evaluate_attacks, evaluate_autoattack, Attack, AutoAttackResult, Ball, EvalOptions,
-    EvalResult, StrongSettings,
+    evaluate_attacks, evaluate_autoattack, Attack, AutoAttackResult, Ball, EvalOptions, EvalResult,
+    StrongSettings,
 };
 use nrpm::data::Dataset;
 use nrpm::error::{Error, Result};
@@ -139,7 +139,14 @@ pub fn run(
     if masking_checks {
         let lpm = model.lpm_twin();
         for r in &suite {
-            checks.push(checks::all(attacked, &lpm, data, r, options, &mut Bar::default())?);
+            checks.push(checks::all(
+                attacked,
+                &lpm,
+                data,
+                r,
+                options,
+                &mut Bar::default(),
+            )?);
         }
     }
     Ok(StrongRun {
@@ -168,7 +175,12 @@ impl StrongRun {
                 .collect();
             out += &format!("ε = {}: {}\n", s.result.attack.budget(), stages.join(" → "));
             for c in self.checks.get(i).into_iter().flatten() {
-                out += &format!("  check {:<15} {}  {}\n", c.name, c.verdict.name(), c.figure);
+                out += &format!(
+                    "  check {:<15} {}  {}\n",
+                    c.name,
+                    c.verdict.name(),
+                    c.figure
+                );
             }
         }
         out
@@ -202,9 +214,11 @@ impl StrongRun {
                 format!("{}", s.result.attack.budget()),
                 format!("{:.1}", s.result.clean_accuracy),
             ];
-            row.extend(s.stages.iter().map(|st| {
-                format!("{:.1} ({} s)", st.robust_accuracy, seconds(st.seconds))
-            }));
+            row.extend(
+                s.stages
+                    .iter()
+                    .map(|st| format!("{:.1} ({} s)", st.robust_accuracy, seconds(st.seconds))),
+            );
             table.row(row);
         }
         out += &table.render();
