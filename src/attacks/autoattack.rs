@@ -17,7 +17,9 @@ use ndarray::{Array4, ArrayView4, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::apgd::{Apgd, Objective};
-use super::eval::{run_batches, EvalResult, Kept};
+use super::eval::{
+    check_inputs, correctly_classified, results_from_outcomes, EvalResult, ImageOutcome,
+};
 use super::fab::Fab;
 use super::square::Square;
 use super::{image_rows, ApgdLoss, Attack, Ball, EvalOptions, Outcome};
@@ -26,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::models::Classifier;
 use crate::progress::Progress;
 use crate::real::Real;
-use crate::seeds::ImageRngs;
+use crate::seeds::{stream, ImageRngs};
 
 /// An attack of the standard suite, in its order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -440,8 +442,71 @@ pub fn evaluate_autoattack<T: Real, M: Classifier<T> + ?Sized>(
             "AutoAttack is untargeted (APGD-T and FAB-T choose their own targets)",
         ));
     }
-    let fresh = |data: &Dataset| {
-        let records: Vec<ImageRecord> = (0..data.len())
+    check_inputs(data, attacks)?;
+    for attack in attacks {
+        check_classes(attack, model.classes())?;
+    }
+    let n = data.len();
+    let mut tally = SuiteTally::new(data, attacks.len());
+    let stage = format!("autoattack at {} budget(s)", attacks.len());
+    progress.start(&stage, (n * attacks.len()) as u64);
+    let clock = Instant::now();
+    let mut offset = 0;
+    for batch in data.batches(options.batch_size)? {
+        let m = batch.labels.len();
+        let x: Array4<T> = batch.images.mapv(|v| T::of(f64::from(v)));
+        let labels = batch.labels.to_vec();
+        let clean_clock = Instant::now();
+        let keep = correctly_classified(model, &x, &labels)?;
+        let mut outcomes: Vec<ImageOutcome> = (0..m)
+            .map(|i| ImageOutcome {
+                index: offset + i,
+                label: labels[i],
+                clean_correct: false,
+                robust_correct: vec![false; attacks.len()],
+                clean_seconds: clean_clock.elapsed().as_secs_f64() / m as f64,
+                seconds: vec![0.0; attacks.len()],
+            })
+            .collect();
+        keep.iter().for_each(|&k| outcomes[k].clean_correct = true);
+        let kept = x.select(Axis(0), &keep);
+        let kept_labels: Vec<usize> = keep.iter().map(|&k| labels[k]).collect();
+        for (a, attack) in attacks.iter().enumerate() {
+            let attack_clock = Instant::now();
+            if !keep.is_empty() {
+                // Each image draws from (seed, its index), whatever its batch or shard.
+                let indices = keep.iter().map(|&k| offset + k);
+                let mut rngs = ImageRngs::for_images(options.seed, stream::ATTACK, indices);
+                let run = run_suite(model, kept.view(), &kept_labels, attack, &mut rngs)?;
+                tally.record(a, offset, &keep, &run, &mut outcomes);
+            }
+            let share = attack_clock.elapsed().as_secs_f64() / m as f64;
+            outcomes.iter_mut().for_each(|o| o.seconds[a] = share);
+            progress.advance(m as u64);
+        }
+        tally.outcomes.extend(outcomes);
+        offset += m;
+    }
+    let seconds = clock.elapsed().as_secs_f64();
+    progress.finish(&format!("{stage}: {n} images in {seconds:.1} s"));
+    tally.results(attacks)
+}
+
+/// The suite's records over a dataset, per budget, as the batches come in.
+struct SuiteTally {
+    /// Per budget, one record per image of the dataset.
+    records: Vec<Vec<ImageRecord>>,
+    /// Per budget, images broken by each attack of the suite.
+    broken: Vec<[usize; 4]>,
+    /// Per budget, seconds of each attack of the suite.
+    seconds: Vec<[f64; 4]>,
+    /// Every image's outcome, as the plain evaluation counts them.
+    outcomes: Vec<ImageOutcome>,
+}
+
+impl SuiteTally {
+    fn new(data: &Dataset, budgets: usize) -> Self {
+        let fresh: Vec<ImageRecord> = (0..data.len())
             .map(|index| ImageRecord {
                 index,
                 label: data.labels()[index],
@@ -450,53 +515,70 @@ pub fn evaluate_autoattack<T: Real, M: Classifier<T> + ?Sized>(
                 adversarial_class: None,
             })
             .collect();
-        (records, [0usize; 4], [0.0f64; 4])
-    };
-    let mut tallies: Vec<_> = attacks.iter().map(|_| fresh(data)).collect();
-    let mut attack_batch = |a: usize, attack: &Attack, kept: &Kept<T>, rngs: &mut ImageRngs| {
-        let run = run_suite(model, kept.x, kept.labels, attack, rngs)?;
-        let (records, broken, seconds) = &mut tallies[a];
-        for (j, &index) in kept.indices.iter().enumerate() {
-            let record = &mut records[index];
+        Self {
+            records: vec![fresh; budgets],
+            broken: vec![[0; 4]; budgets],
+            seconds: vec![[0.0; 4]; budgets],
+            outcomes: Vec::with_capacity(data.len()),
+        }
+    }
+
+    /// Budget `a`'s suite `run` on the images `keep` of the batch at `offset`.
+    fn record<T>(
+        &mut self,
+        a: usize,
+        offset: usize,
+        keep: &[usize],
+        run: &SuiteRun<T>,
+        outcomes: &mut [ImageOutcome],
+    ) {
+        for (j, &k) in keep.iter().enumerate() {
+            let record = &mut self.records[a][offset + k];
             record.clean_correct = true;
             record.broken_by = run.broken_by[j];
             record.adversarial_class = run.broken_by[j].map(|_| run.pred[j]);
-            if let Some(which) = run.broken_by[j] {
-                broken[which as usize] += 1;
+            match run.broken_by[j] {
+                Some(which) => self.broken[a][which as usize] += 1,
+                None => outcomes[k].robust_correct[a] = true,
             }
         }
+        let seconds = &mut self.seconds[a];
         seconds
             .iter_mut()
             .zip(run.seconds)
             .for_each(|(s, t)| *s += t);
-        Ok(run.broken_by.iter().map(Option::is_none).collect())
-    };
-    let results = run_batches(model, data, attacks, options, progress, &mut attack_batch)?;
-    Ok(results
-        .into_iter()
-        .zip(tallies)
-        .map(|(result, (images, broken, seconds))| {
-            let n = result.n;
-            let mut robust = result.clean_correct;
-            let stages = SuiteAttack::ALL
-                .iter()
-                .map(|&attack| {
-                    robust -= broken[attack as usize];
-                    StageResult {
-                        attack,
-                        robust_correct: robust,
-                        robust_accuracy: 100.0 * robust as f64 / n as f64,
-                        seconds: seconds[attack as usize],
-                    }
-                })
-                .collect();
-            AutoAttackResult {
-                result,
-                stages,
-                images,
-            }
-        })
-        .collect())
+    }
+
+    /// The results per budget.
+    fn results(self, attacks: &[Attack]) -> Result<Vec<AutoAttackResult>> {
+        let results = results_from_outcomes(attacks, &self.outcomes)?;
+        let per_budget = self.records.into_iter().zip(self.broken).zip(self.seconds);
+        Ok(results
+            .into_iter()
+            .zip(per_budget)
+            .map(|(result, ((images, broken), seconds))| {
+                let n = result.n;
+                let mut robust = result.clean_correct;
+                let stages = SuiteAttack::ALL
+                    .iter()
+                    .map(|&attack| {
+                        robust -= broken[attack as usize];
+                        StageResult {
+                            attack,
+                            robust_correct: robust,
+                            robust_accuracy: 100.0 * robust as f64 / n as f64,
+                            seconds: seconds[attack as usize],
+                        }
+                    })
+                    .collect();
+                AutoAttackResult {
+                    result,
+                    stages,
+                    images,
+                }
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -199,6 +199,61 @@ pub fn evaluate_transfer<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + 
     options: &EvalOptions,
     progress: &mut dyn Progress,
 ) -> Result<Vec<EvalResult>> {
+    let all: Vec<usize> = (0..data.len()).collect();
+    let mut outcomes = Vec::with_capacity(data.len());
+    let mut keep = |batch: &[ImageOutcome]| {
+        outcomes.extend_from_slice(batch);
+        Ok(())
+    };
+    evaluate_images(
+        model, source, data, &all, attacks, options, progress, &mut keep,
+    )?;
+    results_from_outcomes(attacks, &outcomes)
+}
+
+/// One image's outcome in an evaluation: what a sharded run records per image, and all that
+/// the totals ([`results_from_outcomes`]) are made of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageOutcome {
+    /// The image's index in the evaluated dataset (which seeds its random draws).
+    pub index: usize,
+    /// Its true label.
+    pub label: usize,
+    /// Whether the model classifies the clean image correctly.
+    pub clean_correct: bool,
+    /// Per attack, in order: correct both without and after the attack (false when the clean
+    /// image is already wrong, which is not attacked).
+    pub robust_correct: Vec<bool>,
+    /// This image's share of its batch's clean classification time (s).
+    pub clean_seconds: f64,
+    /// Per attack: this image's share of its batch's attack time (s).
+    pub seconds: Vec<f64>,
+}
+
+/// Evaluates the images of `data` at `images` (dataset indices, any subset, in that order)
+/// under each of `attacks`, as [`evaluate_transfer`], and hands each batch's outcomes to
+/// `sink` as soon as the batch is done (a sharded run appends them to its records). Image i
+/// draws from generators seeded with (`options.seed`, i), so its outcome is the same in any
+/// subset, batch or shard.
+///
+/// # Errors
+/// As [`evaluate_transfer`]; [`Error::Config`] for an index `≥ data.len()`; the errors of
+/// `sink`, which stop the evaluation.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_images<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + ?Sized>(
+    model: &M,
+    source: &S,
+    data: &Dataset,
+    images: &[usize],
+    attacks: &[Attack],
+    options: &EvalOptions,
+    progress: &mut dyn Progress,
+    sink: &mut dyn FnMut(&[ImageOutcome]) -> Result<()>,
+) -> Result<()> {
+    check_inputs(data, attacks)?;
+    for attack in attacks {
+        super::autoattack::check_classes(attack, model.classes())?;
+    }
     if source.input_shape() != model.input_shape() {
         return Err(Error::shape(
             "attacks::evaluate_transfer",
@@ -207,105 +262,145 @@ pub fn evaluate_transfer<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + 
             &source.input_shape(),
         ));
     }
-    let mut attack_batch = |_: usize, attack: &Attack, kept: &Kept<T>, rngs: &mut ImageRngs| {
-        let adv = perturb(source, kept.x, kept.labels, attack, kept.target, rngs)?;
-        let pred = model.predict(adv.view())?;
-        Ok((0..kept.labels.len())
-            .map(|i| pred[i] == kept.labels[i])
-            .collect())
-    };
-    run_batches(model, data, attacks, options, progress, &mut attack_batch)
-}
-
-/// The images of one batch that an attack runs on: those the model classifies correctly.
-pub(super) struct Kept<'a, T> {
-    /// The images `[m, C, H, W]`, standard layout.
-    pub x: ndarray::ArrayView4<'a, T>,
-    /// Their true labels.
-    pub labels: &'a [usize],
-    /// Their targets, in a targeted evaluation.
-    pub target: Option<&'a [usize]>,
-    /// Their indices in the dataset.
-    pub indices: &'a [usize],
-}
-
-/// An attack on the kept images of a batch: `(index of the attack in the list, the attack,
-/// the images, their generators)` → whether each image is still classified correctly.
-pub(super) type AttackBatch<'f, T> =
-    dyn FnMut(usize, &Attack, &Kept<T>, &mut ImageRngs) -> Result<Vec<bool>> + 'f;
-
-/// The evaluation loop: classifies each batch of `data`, keeps the images `model` gets right,
-/// runs `attack_batch` on them for each attack with generators seeded from (`options.seed`,
-/// dataset index), and counts.
-///
-/// # Errors
-/// As [`evaluate_attacks`], and the errors of `attack_batch`.
-pub(super) fn run_batches<T: Real, M: Classifier<T> + ?Sized>(
-    model: &M,
-    data: &Dataset,
-    attacks: &[Attack],
-    options: &EvalOptions,
-    progress: &mut dyn Progress,
-    attack_batch: &mut AttackBatch<'_, T>,
-) -> Result<Vec<EvalResult>> {
-    check_inputs(data, attacks)?;
-    for attack in attacks {
-        super::autoattack::check_classes(attack, model.classes())?;
+    if options.batch_size == 0 {
+        return Err(Error::config("batch size", 0, "must be at least 1"));
     }
+    let subset = data.select(images)?;
     let targets = match options.targeted {
-        true => Some(random_targets(data, model.classes(), options.seed)?),
+        true => Some(random_targets(
+            &subset,
+            images,
+            model.classes(),
+            options.seed,
+        )?),
         false => None,
     };
-    let mut tally = Tally::new(attacks.len());
-    let n = data.len();
+    let n = images.len();
     let stage = format!("{} at {} budget(s)", attacks[0].name(), attacks.len());
     progress.start(&stage, (n * attacks.len()) as u64);
-    let mut offset = 0;
-    for batch in data.batches(options.batch_size)? {
-        let x: Array4<T> = batch.images.mapv(|v| T::of(f64::from(v)));
-        let labels: Vec<usize> = batch.labels.to_vec();
-        let clock = Instant::now();
-        let keep = correctly_classified(model, &x, &labels)?;
-        tally.clean(keep.len(), clock.elapsed().as_secs_f64());
-        let x = x.select(Axis(0), &keep);
-        let picked = |v: &[usize]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
-        let labels = picked(&labels);
-        let target = targets.as_ref().map(|t| picked(&t[offset..]));
-        let indices: Vec<usize> = keep.iter().map(|&i| offset + i).collect();
-        let kept = Kept {
-            x: x.view(),
-            labels: &labels,
-            target: target.as_deref(),
-            indices: &indices,
-        };
-        for (a, attack) in attacks.iter().enumerate() {
-            let clock = Instant::now();
-            let survived = match keep.is_empty() {
-                true => 0,
-                false => {
-                    // Each image draws from (seed, its index), whatever its batch or shard.
-                    let mut rngs = ImageRngs::for_images(
-                        options.seed,
-                        stream::ATTACK,
-                        indices.iter().copied(),
-                    );
-                    let still = attack_batch(a, attack, &kept, &mut rngs)?;
-                    still.iter().filter(|&&s| s).count()
-                }
-            };
-            tally.attack(a, survived, clock.elapsed().as_secs_f64());
-            progress.advance(batch.labels.len() as u64);
-        }
-        offset += batch.labels.len();
+    let clock = Instant::now();
+    for (b, batch) in subset.batches(options.batch_size)?.enumerate() {
+        let offset = b * options.batch_size;
+        let indices = &images[offset..offset + batch.labels.len()];
+        let target = targets.as_ref().map(|t| &t[offset..offset + indices.len()]);
+        let outcomes = evaluate_batch(model, source, &batch, indices, target, attacks, options)?;
+        sink(&outcomes)?;
+        progress.advance((indices.len() * attacks.len()) as u64);
     }
-    let results = tally.results(attacks, n);
-    let seconds: f64 = results.iter().map(|r| r.seconds).sum::<f64>() + tally.clean_seconds;
+    let seconds = clock.elapsed().as_secs_f64();
     progress.finish(&format!("{stage}: {n} images in {seconds:.1} s"));
-    Ok(results)
+    Ok(())
+}
+
+/// The outcomes of one batch: classify, attack the images classified correctly with each
+/// attack (generators seeded per image), classify again.
+fn evaluate_batch<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + ?Sized>(
+    model: &M,
+    source: &S,
+    batch: &crate::data::Batch<'_>,
+    indices: &[usize],
+    target: Option<&[usize]>,
+    attacks: &[Attack],
+    options: &EvalOptions,
+) -> Result<Vec<ImageOutcome>> {
+    let x: Array4<T> = batch.images.mapv(|v| T::of(f64::from(v)));
+    let labels: Vec<usize> = batch.labels.to_vec();
+    let share = |clock: Instant| clock.elapsed().as_secs_f64() / labels.len() as f64;
+    let clock = Instant::now();
+    let keep = correctly_classified(model, &x, &labels)?;
+    let mut outcomes: Vec<ImageOutcome> = indices
+        .iter()
+        .zip(&labels)
+        .map(|(&index, &label)| ImageOutcome {
+            index,
+            label,
+            clean_correct: false,
+            robust_correct: vec![false; attacks.len()],
+            clean_seconds: 0.0,
+            seconds: vec![0.0; attacks.len()],
+        })
+        .collect();
+    let clean_share = share(clock);
+    for o in outcomes.iter_mut() {
+        o.clean_seconds = clean_share;
+    }
+    for &k in &keep {
+        outcomes[k].clean_correct = true;
+    }
+    let x = x.select(Axis(0), &keep);
+    let picked = |v: &[usize]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
+    let (kept_labels, kept_indices) = (picked(&labels), picked(indices));
+    let target = target.map(picked);
+    for (a, attack) in attacks.iter().enumerate() {
+        let clock = Instant::now();
+        if !keep.is_empty() {
+            // Each image draws from (seed, its index), whatever its batch or shard.
+            let mut rngs =
+                ImageRngs::for_images(options.seed, stream::ATTACK, kept_indices.iter().copied());
+            let adv = perturb(
+                source,
+                x.view(),
+                &kept_labels,
+                attack,
+                target.as_deref(),
+                &mut rngs,
+            )?;
+            for s in correctly_classified(model, &adv, &kept_labels)? {
+                outcomes[keep[s]].robust_correct[a] = true;
+            }
+        }
+        let attack_share = share(clock);
+        for o in outcomes.iter_mut() {
+            o.seconds[a] = attack_share;
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The totals of an evaluation from its images' outcomes (any order; one per image), one
+/// [`EvalResult`] per attack: what [`evaluate_transfer`] returns, and what `nrpm merge` makes
+/// of a sharded run's records.
+///
+/// # Errors
+/// [`Error::Config`] for no outcomes, or an outcome with another number of attacks.
+pub fn results_from_outcomes(
+    attacks: &[Attack],
+    outcomes: &[ImageOutcome],
+) -> Result<Vec<EvalResult>> {
+    if outcomes.is_empty() {
+        return Err(Error::config(
+            "outcomes",
+            0,
+            "an evaluation has at least one image",
+        ));
+    }
+    if let Some(o) = outcomes
+        .iter()
+        .find(|o| o.robust_correct.len() != attacks.len() || o.seconds.len() != attacks.len())
+    {
+        return Err(Error::config(
+            "outcome",
+            format!(
+                "image {} with {} attack(s) for {}",
+                o.index,
+                o.robust_correct.len(),
+                attacks.len()
+            ),
+            "must have one entry per attack",
+        ));
+    }
+    let mut tally = Tally::new(attacks.len());
+    for o in outcomes {
+        tally.clean(usize::from(o.clean_correct), o.clean_seconds);
+        for (a, (&r, &s)) in o.robust_correct.iter().zip(&o.seconds).enumerate() {
+            tally.attack(a, usize::from(r), s);
+        }
+    }
+    Ok(tally.results(attacks, outcomes.len()))
 }
 
 /// Rejects what cannot be evaluated.
-fn check_inputs(data: &Dataset, attacks: &[Attack]) -> Result<()> {
+pub(super) fn check_inputs(data: &Dataset, attacks: &[Attack]) -> Result<()> {
     if data.is_empty() {
         return Err(Error::config(
             "images",
@@ -324,7 +419,7 @@ fn check_inputs(data: &Dataset, attacks: &[Attack]) -> Result<()> {
 }
 
 /// Indices of the images of `x [B, C, H, W]` that the model classifies as `labels [B]`.
-fn correctly_classified<T: Real, M: Classifier<T> + ?Sized>(
+pub(super) fn correctly_classified<T: Real, M: Classifier<T> + ?Sized>(
     model: &M,
     x: &Array4<T>,
     labels: &[usize],
@@ -335,10 +430,15 @@ fn correctly_classified<T: Real, M: Classifier<T> + ?Sized>(
         .collect())
 }
 
-/// One target per image of `data`, uniform among the `classes − 1` wrong classes; image i's
-/// target is drawn from a generator seeded with (seed, its index), apart from the attacks'
-/// draws.
-fn random_targets(data: &Dataset, classes: usize, seed: u64) -> Result<Vec<usize>> {
+/// One target per image of `data` (whose dataset indices are `indices`), uniform among the
+/// `classes − 1` wrong classes; image i's target is drawn from a generator seeded with
+/// (seed, i), apart from the attacks' draws.
+fn random_targets(
+    data: &Dataset,
+    indices: &[usize],
+    classes: usize,
+    seed: u64,
+) -> Result<Vec<usize>> {
     if classes < 2 {
         return Err(Error::config(
             "classes",
@@ -346,7 +446,7 @@ fn random_targets(data: &Dataset, classes: usize, seed: u64) -> Result<Vec<usize
             "a targeted attack needs at least 2",
         ));
     }
-    let mut rngs = ImageRngs::for_images(seed, stream::TARGETS, 0..data.len());
+    let mut rngs = ImageRngs::for_images(seed, stream::TARGETS, indices.iter().copied());
     Ok(data
         .labels()
         .iter()

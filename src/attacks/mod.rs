@@ -55,11 +55,12 @@ pub use apgd::checkpoints as apgd_checkpoints;
 pub use autoattack::{
     evaluate_autoattack, AutoAttackResult, ImageRecord, StageResult, SuiteAttack,
 };
-pub use strong::{ApgdLoss, Ball, StrongSettings, SQUARE_P_INIT, STRONG_NAMES};
-use strong::{image_batch, image_rows, Outcome};
 pub use eval::{
-    correct_by_budget, evaluate, evaluate_attacks, evaluate_transfer, EvalOptions, EvalResult,
+    correct_by_budget, evaluate, evaluate_attacks, evaluate_images, evaluate_transfer,
+    results_from_outcomes, EvalOptions, EvalResult, ImageOutcome,
 };
+use strong::{image_batch, image_rows, Outcome};
+pub use strong::{ApgdLoss, Ball, StrongSettings, SQUARE_P_INIT, STRONG_NAMES};
 
 use crate::error::{Error, Result};
 use crate::models::Classifier;

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use crate::cli::bar::Bar;
 use crate::cli::common::{check_output_file, first_n, parse_list, DataArgs};
 use crate::cli::model_args::{describe, Built, ModelArgs};
+use crate::cli::sharded::{parse_records, ShardArgs, ShardRun};
 use crate::cli::strong::{self, StrongArgs};
 use crate::cli::write_json;
-use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, PgdSettings, StepSize};
+use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, ImageOutcome, PgdSettings, StepSize};
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
 use nrpm::models::Model;
@@ -74,11 +75,14 @@ pub struct EvalArgs {
     /// exist; checked before the run).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Per-image records and sharding.
+    #[command(flatten)]
+    pub records: ShardArgs,
     /// The strong attacks' flags.
     #[command(flatten)]
     pub strong: StrongArgs,
     /// With --attack autoattack: write the suite's stages and the masking checks to this
-    /// Markdown file (its folder must exist; checked before the run).
+    /// Markdown file (its folder must exist; checked before the run; not with --out).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
 }
@@ -105,6 +109,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
             problem: format!("has no effect with --attack {}", args.attack),
         });
     }
+    args.records.check()?;
+    if args.records.out.is_some() {
+        let report_only = [
+            ("--markdown", args.markdown.is_some()),
+            ("--masking-checks", args.strong.masking_checks),
+        ];
+        if let Some((flag, _)) = report_only.iter().find(|(_, g)| *g) {
+            return Err(Error::Flag {
+                flag: flag.to_string(),
+                problem: "not with --out: the records hold per-image outcomes only".into(),
+            });
+        }
+    }
     let attacks = args.attacks()?;
     let data = first_n(args.data.load(Split::Test)?, args.n, "n")?;
     let built = args.model.build(data.image_shape(), false)?;
@@ -127,6 +144,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let source = args.gradient_source(model)?;
     print!("{}", header(&args, &data, model, &attacks[0]));
     let load_seconds = start.elapsed().as_secs_f64();
+    let settings = settings_json(&args, &built, &data, &attacks, &options);
+    let weights = args.model.weights.as_deref();
+    if let Some(run) = args.records.open("eval", settings, weights, &data)? {
+        return run_records(
+            &args,
+            &built,
+            source.as_ref(),
+            &data,
+            &attacks,
+            &options,
+            run,
+        );
+    }
     let strong_run = match Attack::is_strong(&args.attack) {
         true => Some(strong::run(
             model,
@@ -176,6 +206,118 @@ pub fn run(args: EvalArgs) -> Result<()> {
         write_json(path, &report)?;
     }
     Ok(())
+}
+
+/// The evaluation with per-image records in `--out`: this shard's images not yet recorded,
+/// each batch appended as it ends; an unsharded run then writes its report from the records.
+fn run_records(
+    args: &EvalArgs,
+    built: &Built,
+    source: Option<&Model<f32>>,
+    data: &Dataset,
+    attacks: &[Attack],
+    options: &EvalOptions,
+    mut run: ShardRun,
+) -> Result<()> {
+    if run.shard.count > 1 && args.json.is_some() {
+        return Err(Error::Flag {
+            flag: "--json".into(),
+            problem: "has no effect on one shard: `nrpm merge` writes the report of all shards"
+                .into(),
+        });
+    }
+    let model = &built.model;
+    let mut append = |batch: &[ImageOutcome]| {
+        let lines: Vec<Value> = batch
+            .iter()
+            .map(|o| serde_json::to_value(o).expect("an outcome serialises"))
+            .collect();
+        run.file.append(&lines)
+    };
+    attacks::evaluate_images(
+        model,
+        source.unwrap_or(model),
+        data,
+        &run.todo,
+        attacks,
+        options,
+        &mut Bar::default(),
+        &mut append,
+    )?;
+    let Some(records) = run.finish()? else {
+        return Ok(());
+    };
+    let report = write_report(&run.out, &run.file.header().settings, &records)?;
+    print!("{}", table(&report.1));
+    if let Some(path) = &args.json {
+        write_json(path, &report.0)?;
+    }
+    Ok(())
+}
+
+/// Everything that fixes an evaluation's figures, as the records' header keeps it: the model
+/// as used (not the checkpoint's path: its hash is kept apart), the data, the attacks, the
+/// seed. Not the batch size, which changes no figure.
+fn settings_json(
+    args: &EvalArgs,
+    built: &Built,
+    data: &Dataset,
+    attacks: &[Attack],
+    options: &EvalOptions,
+) -> Value {
+    let mut model = args.model.report_json(built);
+    model["weights"] = Value::Null;
+    json!({
+        "model": model,
+        "data": { "source": args.data.data, "split": "test", "record": data.record() },
+        "attack": attack_json(args, attacks),
+        "attacks": attacks,
+        "seed": options.seed,
+        "targeted": options.targeted,
+    })
+}
+
+/// The report of a run with records (an unsharded run, or `nrpm merge` of its shards):
+/// `(report.json's value, the figures)`, written to `out/report.json` and `out/report.md`.
+///
+/// # Errors
+/// Records that are not an evaluation's, or settings without their attacks; I/O errors.
+pub fn write_report(
+    out: &std::path::Path,
+    settings: &Value,
+    records: &[Value],
+) -> Result<(Value, Vec<EvalResult>)> {
+    let outcomes: Vec<ImageOutcome> = parse_records("eval", records)?;
+    let attacks: Vec<Attack> = parse_records("eval", &[settings["attacks"].clone()])?
+        .pop()
+        .unwrap_or_default();
+    let results = attacks::results_from_outcomes(&attacks, &outcomes)?;
+    let mut report = json!({
+        "command": "eval",
+        "nrpm_version": env!("CARGO_PKG_VERSION"),
+        "clean": {
+            "correct": results[0].clean_correct,
+            "accuracy": results[0].clean_accuracy,
+            "seconds": results[0].clean_seconds,
+        },
+        "results": results,
+    });
+    for key in ["model", "data", "attack", "seed", "targeted"] {
+        report[key] = settings[key].clone();
+    }
+    write_json(&out.join("report.json"), &report)?;
+    let markdown = format!(
+        "# nrpm eval\n\n{} ({}) on {} images of {}\n\n```text\n{}```\n",
+        settings["model"]["name"].as_str().unwrap_or("model"),
+        settings["attack"]["name"].as_str().unwrap_or("attack"),
+        outcomes.len(),
+        settings["data"]["record"]["name"]
+            .as_str()
+            .unwrap_or("data"),
+        table(&results)
+    );
+    write_file(&out.join("report.md"), &markdown)?;
+    Ok((report, results))
 }
 
 impl EvalArgs {
@@ -378,22 +520,12 @@ fn report_json(
     results: &[EvalResult],
     [load_seconds, total_seconds]: [f64; 2],
 ) -> Value {
-    let pgd = args.is_pgd();
     json!({
         "command": "eval",
         "nrpm_version": env!("CARGO_PKG_VERSION"),
         "model": args.model.report_json(built),
         "data": { "source": args.data.data, "split": "test", "record": data.record() },
-        "attack": {
-            "name": results[0].attack.name(),
-            "norm": results[0].attack.norm(),
-            "budgets": results.iter().map(|r| r.attack.budget()).collect::<Vec<_>>(),
-            "steps": pgd.then(|| args.steps.unwrap_or(DEFAULT_STEPS)),
-            "alpha_rule": pgd.then(|| args.step_size()),
-            "random_start": pgd.then_some(!args.no_random_start),
-            "targeted": args.targeted,
-            "gradients_from": args.gradients_from,
-        },
+        "attack": attack_json(args, &results.iter().map(|r| r.attack.clone()).collect::<Vec<_>>()),
         "options": options,
         "clean": {
             "correct": results[0].clean_correct,
@@ -405,6 +537,21 @@ fn report_json(
         "machine": machine_info(),
     })
 }
+/// The attack's settings for the reports.
+fn attack_json(args: &EvalArgs, attacks: &[Attack]) -> Value {
+    let pgd = args.is_pgd();
+    json!({
+        "name": attacks[0].name(),
+        "norm": attacks[0].norm(),
+        "budgets": attacks.iter().map(Attack::budget).collect::<Vec<_>>(),
+        "steps": pgd.then(|| args.steps.unwrap_or(DEFAULT_STEPS)),
+        "alpha_rule": pgd.then(|| args.step_size()),
+        "random_start": pgd.then_some(!args.no_random_start),
+        "targeted": args.targeted,
+        "gradients_from": args.gradients_from,
+    })
+}
+
 /// The machine a run used: logical CPUs available to the process, the CPU model (Linux
 /// `/proc/cpuinfo`), OS and architecture, rayon's thread count.
 pub fn machine_info() -> Value {

@@ -49,6 +49,16 @@ pub fn run(args: MergeArgs) -> Result<()> {
             );
             Ok(())
         }
+        "eval" => {
+            let (_, results) = crate::cli::eval::write_report(&out, &header.settings, &records)?;
+            println!(
+                "merged {} image(s) of {} shard(s): {}",
+                results[0].n,
+                header.shard.count,
+                out.join("report.md").display()
+            );
+            Ok(())
+        }
         other => Err(Error::Records {
             what: "merge".into(),
             problem: format!("records of `nrpm {other}` cannot be merged by this version"),

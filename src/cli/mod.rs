@@ -15,6 +15,7 @@ pub mod eval;
 pub mod merge;
 pub mod model_args;
 pub mod reproduce;
+pub mod sharded;
 pub mod strong;
 pub mod train;
 

@@ -31,7 +31,7 @@ pub struct ReproduceArgs {
     #[arg(long)]
     pub data: Vec<String>,
     /// Experiments, comma-separated: all, mnist, training, mlp-p1, mlp-p2, mlp-p3,
-    /// mlp-nrpm-tuned, mlp-nrpm-scratch, lenet, attacks, ablation-k, ablation-eps, cifar.
+    /// mlp-nrpm-tuned, mlp-nrpm-scratch, mlp-lpm-at, lenet, attacks, ablation-k, ablation-eps, cifar.
     #[arg(long, default_value = "all")]
     pub experiments: String,
     /// Evaluate on the first N test images (the authors: 1000).

@@ -158,6 +158,7 @@ pub fn file_name(shard: Shard) -> String {
 pub struct RecordFile {
     path: PathBuf,
     file: File,
+    header: Header,
     done: BTreeSet<usize>,
 }
 
@@ -183,6 +184,7 @@ impl RecordFile {
             return Ok(Self {
                 path,
                 file,
+                header: header.clone(),
                 done: BTreeSet::new(),
             });
         }
@@ -208,7 +210,17 @@ impl RecordFile {
             .and_then(|_| file.seek(SeekFrom::End(0)).map(|_| ()))
             .map_err(|e| Error::io(&path, e))?;
         let done = contents.records.iter().map(|(i, _)| *i).collect();
-        Ok(Self { path, file, done })
+        Ok(Self {
+            path,
+            file,
+            header: contents.header,
+            done,
+        })
+    }
+
+    /// The file's header.
+    pub fn header(&self) -> &Header {
+        &self.header
     }
 
     /// Whether image `index` already has a record.

@@ -10,7 +10,7 @@
 //! (Clopper & Pearson, 1934); it is conservative, never too narrow.
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{Beta, ContinuousCDF};
+use statrs::distribution::{Beta, ContinuousCDF, Normal};
 
 use crate::error::{Error, Result};
 
@@ -88,6 +88,46 @@ pub fn clopper_pearson(k: usize, n: usize, confidence: f64) -> Result<(f64, f64)
         beta(k + 1.0, n - k).inverse_cdf(1.0 - alpha / 2.0)
     };
     Ok((lo, hi))
+}
+
+/// Two-sided p-value of the pooled two-proportion z test of `a` against `b`:
+///
+/// ```text
+/// p̂ = (k_a + k_b)/(n_a + n_b)     z = (k_a/n_a − k_b/n_b) / √(p̂(1 − p̂)(1/n_a + 1/n_b))
+/// p-value = 2·(1 − Φ(|z|))         (1 when p̂ is 0 or 1: no variation, no evidence)
+/// ```
+///
+/// For two models measured on the same images the outcomes are paired and positively
+/// correlated, so this unpaired test overstates the variance of the difference: its p-values
+/// are conservative (too large), never too small.
+///
+/// # Errors
+/// [`Error::Config`] when a proportion has no trials.
+///
+/// # Example
+/// ```
+/// use nrpm::report::stats::{two_proportion_p_value, Proportion};
+/// let (a, b) = (Proportion::new(60, 100)?, Proportion::new(40, 100)?);
+/// assert!((two_proportion_p_value(&a, &b)? - 0.004678).abs() < 1e-5);
+/// # Ok::<(), nrpm::Error>(())
+/// ```
+pub fn two_proportion_p_value(a: &Proportion, b: &Proportion) -> Result<f64> {
+    if a.n == 0 || b.n == 0 {
+        return Err(Error::config(
+            "trials",
+            0,
+            "a proportion needs at least one",
+        ));
+    }
+    let (na, nb) = (a.n as f64, b.n as f64);
+    let pooled = (a.k + b.k) as f64 / (na + nb);
+    let var = pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb);
+    if var <= 0.0 {
+        return Ok(1.0);
+    }
+    let z = (a.k as f64 / na - b.k as f64 / nb) / var.sqrt();
+    let normal = Normal::standard();
+    Ok((2.0 * (1.0 - normal.cdf(z.abs()))).min(1.0))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! mlp-p3            MLP: Paradigm 3, learn weights and λ                    Table 1
 //! mlp-nrpm-tuned    MLP: λ = 0, weights fine-tuned from the checkpoint      Table 1 "NRPM (tuning all)"
 //! mlp-nrpm-scratch  MLP: λ = 0, weights trained from a seeded init          Table 1 "NRPM (tuning all)"
+//! mlp-lpm-at        MLP: LPM fine-tuned with Paradigm 3's exact recipe       not in the paper
 //! lenet             LeNet: LPM + Paradigm 1, λ = 0.9 … 0.0 (convs); FGSM    not retrieved
 //! attacks           the authors' L2 / L1 / L0 attacks, MLP and LeNet        not retrieved
 //! ablation-k        MLP, λ = 0.7: K = 1, 2, 3, 5, 10                        not retrieved
@@ -62,6 +63,8 @@ pub enum Experiment {
     MlpNrpmTuned,
     /// Table 1: NRPM (tuning all), trained from a seeded initialisation.
     MlpNrpmScratch,
+    /// Paradigm 3's recipe with every layer LPM: what adversarial fine-tuning alone gives.
+    MlpLpmAt,
     /// LeNet, Paradigm 1.
     Lenet,
     /// L2 / L1 / L0 attacks.
@@ -76,12 +79,13 @@ pub enum Experiment {
 
 impl Experiment {
     /// Every experiment, in the order they run.
-    pub const ALL: [Experiment; 10] = [
+    pub const ALL: [Experiment; 11] = [
         Experiment::MlpP1,
         Experiment::MlpP2,
         Experiment::MlpP3,
         Experiment::MlpNrpmTuned,
         Experiment::MlpNrpmScratch,
+        Experiment::MlpLpmAt,
         Experiment::Lenet,
         Experiment::Attacks,
         Experiment::AblationK,
@@ -91,8 +95,8 @@ impl Experiment {
 
     /// The names `--experiments` accepts (groups included).
     pub const NAMES: &'static str = "all, mnist (all but cifar), training (mlp-p2, mlp-p3, \
-        mlp-nrpm-tuned, mlp-nrpm-scratch), mlp-p1, mlp-p2, mlp-p3, mlp-nrpm-tuned, \
-        mlp-nrpm-scratch, lenet, attacks, ablation-k, ablation-eps, cifar";
+        mlp-nrpm-tuned, mlp-nrpm-scratch, mlp-lpm-at), mlp-p1, mlp-p2, mlp-p3, mlp-nrpm-tuned, \
+        mlp-nrpm-scratch, mlp-lpm-at, lenet, attacks, ablation-k, ablation-eps, cifar";
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
@@ -102,6 +106,7 @@ impl Experiment {
             Experiment::MlpP3 => "mlp-p3",
             Experiment::MlpNrpmTuned => "mlp-nrpm-tuned",
             Experiment::MlpNrpmScratch => "mlp-nrpm-scratch",
+            Experiment::MlpLpmAt => "mlp-lpm-at",
             Experiment::Lenet => "lenet",
             Experiment::Attacks => "attacks",
             Experiment::AblationK => "ablation-k",
@@ -121,6 +126,9 @@ impl Experiment {
             }
             Experiment::MlpNrpmScratch => {
                 "Table 1: NRPM (tuning all), reading 2: λ = 0, trained from a random start"
+            }
+            Experiment::MlpLpmAt => {
+                "3-layer MLP, LPM fine-tuned with Paradigm 3's recipe (adversarial training alone)"
             }
             Experiment::Lenet => "LeNet: LPM and Paradigm 1 (λ = 0.9 … 0.0 in conv1, conv2)",
             Experiment::Attacks => "The authors' L2, L1 and L0 attacks on the MLP and LeNet",
@@ -149,6 +157,7 @@ impl Experiment {
                 | Experiment::MlpP3
                 | Experiment::MlpNrpmTuned
                 | Experiment::MlpNrpmScratch
+                | Experiment::MlpLpmAt
         )
     }
 
@@ -162,7 +171,7 @@ impl Experiment {
     /// use nrpm::reproduce::Experiment;
     /// let e = Experiment::parse_list("cifar,mlp-p1")?;
     /// assert_eq!(e, vec![Experiment::MlpP1, Experiment::Cifar]);
-    /// assert_eq!(Experiment::parse_list("mnist")?.len(), 9);
+    /// assert_eq!(Experiment::parse_list("mnist")?.len(), 10);
     /// assert!(Experiment::parse_list("table9").is_err());
     /// # Ok::<(), nrpm::Error>(())
     /// ```

@@ -40,8 +40,10 @@ const MNIST_TRAIN_IMAGES: usize = 60_000;
 struct TrainSpec {
     paradigm: Paradigm,
     pretrained: bool,
+    /// Every layer stays LPM (no operator, no λ).
+    lpm: bool,
     lambda0: f64,
-    paper_key: &'static str,
+    paper_key: Option<&'static str>,
     label: &'static str,
     note: &'static str,
 }
@@ -52,8 +54,9 @@ impl TrainSpec {
             Experiment::MlpP2 => Self {
                 paradigm: Paradigm::LearnLambda,
                 pretrained: true,
+                lpm: false,
                 lambda0: 0.6,
-                paper_key: "p2",
+                paper_key: Some("p2"),
                 label: "Paradigm 2 (learned λ)",
                 note: "λ = σ(θ) is learned per layer from λ₀ = 0.6 (mnist_mlp.py's --lmbd \
                        default), every weight frozen. The authors' λ-only path multiplies by the \
@@ -62,8 +65,9 @@ impl TrainSpec {
             Experiment::MlpP3 => Self {
                 paradigm: Paradigm::FineTune,
                 pretrained: true,
+                lpm: false,
                 lambda0: 1.0 / (1.0 + (-0.6f64).exp()),
-                paper_key: "p3",
+                paper_key: Some("p3"),
                 label: "Paradigm 3 (learned weights and λ)",
                 note: "Weights, biases and λ = σ(θ) are learned from the checkpoint. λ₀ = σ(0.6) \
                        ≈ 0.646: the authors' all-parameter path (their code's --paradigm 2) \
@@ -72,19 +76,34 @@ impl TrainSpec {
             Experiment::MlpNrpmTuned => Self {
                 paradigm: Paradigm::FineTune,
                 pretrained: true,
+                lpm: false,
                 lambda0: NEAR_ZERO_LAMBDA,
-                paper_key: "nrpm-tuned",
+                paper_key: Some("nrpm-tuned"),
                 label: "NRPM tuned, reading 1 (λ = 0, fine-tuned from the checkpoint)",
                 note: "Reading 1 of the ambiguous row: every weight of the released checkpoint \
                        fine-tuned under pure NRPM (the authors' --norm L1 --paradigm 2 \
                        --pretrain 1, which ignores λ). λ is held at 1e-12 through λ = σ(θ), \
                        θ = logit(1e-12): 0 to f32 precision (the final λ is printed).",
             },
+            Experiment::MlpLpmAt => Self {
+                paradigm: Paradigm::FineTune,
+                pretrained: true,
+                lpm: true,
+                lambda0: 1.0,
+                paper_key: None,
+                label: "LPM fine-tuned with Paradigm 3's recipe",
+                note: "Paradigm 3's exact recipe (the released checkpoint as start, the same \
+                       epochs, FGSM ε = 0.3 clean+adversarial loss, SGD lr and momentum, batch \
+                       size and seed), with every layer left LPM: the robustness adversarial \
+                       fine-tuning gives without NRPM. Compare its rows with mlp-p3's; the \
+                       report's comparison section tests each difference.",
+            },
             _ => Self {
                 paradigm: Paradigm::Scratch,
                 pretrained: false,
+                lpm: false,
                 lambda0: NEAR_ZERO_LAMBDA,
-                paper_key: "nrpm-tuned",
+                paper_key: Some("nrpm-tuned"),
                 label: "NRPM tuned, reading 2 (λ = 0, trained from a random start)",
                 note: "Reading 2: the rebuttal gave the row as the answer to 'Is NRPM suitable \
                        for training from scratch?'. Every weight starts from nrpm's seeded \
@@ -94,12 +113,28 @@ impl TrainSpec {
         }
     }
 
-    fn setup(&self, seed: u64) -> ModelSetup {
+    /// The model before training, with the operator of ε = `eps` unless it stays LPM.
+    fn setup(&self, seed: u64, eps: f64) -> ModelSetup {
+        if self.lpm {
+            return ModelSetup {
+                seed,
+                ..ModelSetup::lpm(Checkpoint::Mlp3)
+            };
+        }
         ModelSetup {
             pretrained: self.pretrained,
             param: LambdaParam::Sigmoid,
             seed,
             ..ModelSetup::fixed(Checkpoint::Mlp3, self.lambda0)
+        }
+        .with_operator(Operator { k: 1, eps })
+    }
+
+    /// The ε values to try: one for λ-only training and for LPM (where ε plays no part).
+    fn tries(&self) -> &'static [f64] {
+        match self.paradigm == Paradigm::LearnLambda || self.lpm {
+            true => &TRAINING_EPS[..1],
+            false => &TRAINING_EPS[..],
         }
     }
 }
@@ -149,10 +184,7 @@ struct Trained {
 pub fn run(exp: Experiment, ctx: &mut Context, progress: &mut dyn Progress) -> Result<Body> {
     let spec = TrainSpec::of(exp);
     let (train_set, test) = (ctx.mnist_train()?, ctx.mnist_test()?);
-    let tries = match spec.paradigm {
-        Paradigm::LearnLambda => &TRAINING_EPS[..1],
-        _ => &TRAINING_EPS[..],
-    };
+    let tries = spec.tries();
     let mut notes = vec![spec.note.to_string()];
     notes.extend(shortened(ctx, train_set.len()));
     let mut failed = Vec::new();
@@ -163,7 +195,7 @@ pub fn run(exp: Experiment, ctx: &mut Context, progress: &mut dyn Progress) -> R
             Err(e) if diverged(&e) => e,
             Err(e) => return Err(e),
         };
-        let dir = attempt_dir(ctx, exp, eps);
+        let dir = attempt_dir(ctx, exp, &spec, eps);
         let epoch = epochs_done(&dir) + 1;
         notes.push(divergence_note(eps, &e, epoch));
         failed.push(
@@ -209,7 +241,7 @@ fn measure(
 ) -> Result<Body> {
     let (test, train_images) = (ctx.mnist_test()?, ctx.mnist_train()?.len());
     let mut sheet = table1_sheet(ctx);
-    let subject = Subject::new(t.setup.clone(), spec.label, Some(spec.paper_key.into()));
+    let subject = Subject::new(t.setup.clone(), spec.label, spec.paper_key.map(Into::into));
     ctx.fill_with(&mut t.model, &mut sheet, &subject, &test, progress)?;
     Ok(Body {
         settings: json!({ "model": t.setup.to_json(), "training": t.cfg.to_json(true),
@@ -228,9 +260,7 @@ fn last_finite(ctx: &mut Context, spec: &TrainSpec, eps: f64, dir: &Path) -> Res
         train: ctx.mnist_train()?.record(),
         eval: ctx.mnist_test()?.record(),
     };
-    let setup = spec
-        .setup(ctx.options.seed)
-        .with_operator(Operator { k: 1, eps });
+    let setup = spec.setup(ctx.options.seed, eps);
     let mut model = ctx.build(&setup)?;
     let cfg = config(ctx, spec.paradigm);
     let mut sgd = Sgd::new(cfg.sgd)?;
@@ -269,12 +299,10 @@ fn train_once(
     (train_set, test): (&Dataset, &Dataset),
     progress: &mut dyn Progress,
 ) -> Result<Trained> {
-    let setup = spec
-        .setup(ctx.options.seed)
-        .with_operator(Operator { k: 1, eps });
+    let setup = spec.setup(ctx.options.seed, eps);
     let mut model = ctx.build(&setup)?;
     let cfg = config(ctx, spec.paradigm);
-    let dir = attempt_dir(ctx, exp, eps);
+    let dir = attempt_dir(ctx, exp, spec, eps);
     let resumed = ctx.options.reuse_checkpoints && dir.join(STATE_FILE).is_file();
     let dirs = Checkpoints {
         out: Some(dir.clone()),
@@ -291,9 +319,12 @@ fn train_once(
     })
 }
 
-/// The checkpoint folder of `exp` trained with ε = `eps`.
-fn attempt_dir(ctx: &Context, exp: Experiment, eps: f64) -> PathBuf {
-    ctx.checkpoint_dir(&format!("{}-eps{eps:e}", exp.name()))
+/// The checkpoint folder of `exp` trained with ε = `eps` (LPM: no ε in the name).
+fn attempt_dir(ctx: &Context, exp: Experiment, spec: &TrainSpec, eps: f64) -> PathBuf {
+    match spec.lpm {
+        true => ctx.checkpoint_dir(exp.name()),
+        false => ctx.checkpoint_dir(&format!("{}-eps{eps:e}", exp.name())),
+    }
 }
 
 /// Epochs completed in a checkpoint folder (0 without one).
