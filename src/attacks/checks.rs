@@ -465,6 +465,102 @@ fn accuracy<T: Real, M: Classifier<T> + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::{Model, ModelSpec};
+    use std::cell::Cell;
+
+    /// A seeded 10-class MLP on 1×4×4 images, and 3 images.
+    fn model_and_images() -> (Model<f32>, Array4<f32>) {
+        let mut model = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 4).unwrap());
+        model.init(3);
+        let x = Array4::from_shape_fn((3, 1, 4, 4), |(b, _, h, w)| {
+            ((b + h * 4 + w) % 7) as f32 / 7.0
+        });
+        (model, x)
+    }
+
+    /// Wraps a model: softmax outputs, noisy logits, or zero gradients.
+    struct Odd<'a> {
+        model: &'a Model<f32>,
+        kind: &'static str,
+        calls: Cell<u32>,
+    }
+
+    impl Classifier<f32> for Odd<'_> {
+        fn input_shape(&self) -> [usize; 3] {
+            self.model.input_shape()
+        }
+        fn classes(&self) -> usize {
+            Classifier::classes(self.model)
+        }
+        fn logits(&self, x: ArrayView4<f32>) -> Result<Array2<f32>> {
+            let z = self.model.logits(x)?;
+            self.calls.set(self.calls.get() + 1);
+            Ok(match self.kind {
+                "softmax" => loss::log_softmax(z.view()).mapv(f32::exp),
+                "noisy" => z.mapv(|v| v + 1e-3 * self.calls.get() as f32),
+                _ => z,
+            })
+        }
+        fn loss_input_grad(
+            &self,
+            x: ArrayView4<f32>,
+            labels: &[usize],
+        ) -> Result<(f32, Array4<f32>, Array2<f32>)> {
+            let (l, g, z) = self.model.loss_input_grad(x, labels)?;
+            Ok((l, g.mapv(|v| v * 0.0), z))
+        }
+    }
+
+    #[test]
+    fn each_cheap_check_warns_on_its_symptom_and_passes_a_plain_model() {
+        let (model, x) = model_and_images();
+        let labels = [0, 1, 2];
+        let odd = |kind| Odd {
+            model: &model,
+            kind,
+            calls: Cell::new(0),
+        };
+        assert_eq!(randomness(&model, x.view()).unwrap().verdict, Verdict::Pass);
+        assert_eq!(
+            randomness(&odd("noisy"), x.view()).unwrap().verdict,
+            Verdict::Warn
+        );
+        assert_eq!(
+            softmax_like(&model, x.view()).unwrap().verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            softmax_like(&odd("softmax"), x.view()).unwrap().verdict,
+            Verdict::Warn
+        );
+        let plain = zero_gradients(&model, x.view(), &labels).unwrap();
+        assert_eq!(plain.verdict, Verdict::Pass, "{}", plain.figure);
+        let zero = zero_gradients(&odd("zero"), x.view(), &labels).unwrap();
+        assert_eq!(zero.verdict, Verdict::Warn);
+        assert!(zero.figure.starts_with("3 of 3"), "{}", zero.figure);
+    }
+
+    #[test]
+    fn bpda_classifies_with_the_model_and_differentiates_the_surrogate() {
+        let (model, x) = model_and_images();
+        let mut other = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 4).unwrap());
+        other.init(4);
+        let bpda = Bpda {
+            model: &model,
+            surrogate: &other,
+        };
+        let labels = [0, 1, 2];
+        let (_, g, z) = bpda.loss_input_grad(x.view(), &labels).unwrap();
+        assert_eq!(z, model.logits(x.view()).unwrap());
+        // The surrogate's backward with the model's cross-entropy weights p − e_y.
+        let (_, v) = loss::cross_entropy(z.view(), &labels).unwrap();
+        let (_, expected) = other
+            .logits_input_grad(x.view(), &mut |_| Ok(v.clone()))
+            .unwrap();
+        assert_eq!(g, expected);
+        let (_, own, _) = model.loss_input_grad(x.view(), &labels).unwrap();
+        assert_ne!(g, own);
+    }
 
     #[test]
     fn sweep_reaches_the_whole_box() {
