@@ -24,6 +24,7 @@
 //!   conv                               conv2d through unfold, forward/backward(_with)
 //!   reference, fused, cuda             the oracle, the production CPU path, the GPU path
 //!   lad                                the exact K → ∞ limit D·median
+//!   matmul                             the LPM GEMMs: deterministic, parallel, pure Rust
 //! error      Error, the one error enum; Result
 //! real       Real: f32 and f64
 //! nn         layers with explicit backward (Linear, Conv2d with LPM or NRPM matching,
@@ -87,7 +88,7 @@ pub use crate::nrpm::{
     LinearGrads, Norm, NrpmConfig, NrpmConfigBuilder, DEFAULT_EPS, DEFAULT_K, FINGERPRINT_SAMPLES,
     MAX_K,
 };
-pub use crate::nrpm::{conv, fused, lad, norm, reference, simd};
+pub use crate::nrpm::{conv, fused, lad, matmul, norm, reference, simd};
 pub use crate::real::Real;
 pub use conv::{Conv2dGeometry, ConvGrads};
 /// The `ndarray` this crate's arrays come from (use it to avoid a version mismatch).

@@ -158,11 +158,14 @@ fn operator_accepts_non_contiguous_views() {
     }
 }
 
-/// Empty batch or no outputs: empty results, no panic.
+/// Empty batch or no outputs: empty results, no panic; on the IRLS path and on the LPM path
+/// (whose backward is the two GEMMs `ȳ·W`, `ȳᵀ·x`: with B = 0, ∂W is zeros).
 #[test]
 fn operator_handles_empty_batch_and_outputs() {
-    let c = cfg(Norm::L1, 2, 0.5);
-    for exec in EXECS {
+    for (c, exec) in [cfg(Norm::L1, 2, 0.5), NrpmConfig::lpm()]
+        .into_iter()
+        .flat_map(|c| EXECS.map(|e| (c, e)))
+    {
         for (b, o) in [(0, 3), (3, 0), (0, 0)] {
             let x = Array2::<f64>::zeros((b, 4));
             let w = Array2::<f64>::ones((o, 4));
@@ -171,7 +174,7 @@ fn operator_handles_empty_batch_and_outputs() {
             let g =
                 backward_with(exec, x.view(), w.view(), &it, Array2::zeros((b, o)).view()).unwrap();
             assert_eq!(g.x.dim(), (b, 4));
-            assert_eq!(g.weight.dim(), (o, 4));
+            assert_eq!(g.weight, Array2::<f64>::zeros((o, 4)));
         }
     }
 }

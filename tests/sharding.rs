@@ -321,3 +321,80 @@ fn bad_shards_and_foreign_records_are_refused_and_nothing_is_lost() {
     ok(merge(&[&out]));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn worst_case_over_separate_attack_runs_is_per_image() {
+    let root = temp("worst");
+    let weights = trained(&root.join("model"));
+    let mut dirs = Vec::new();
+    for (name, attack) in [("fgsm", "fgsm"), ("pgd", "pgd-linf")] {
+        let mut args = eval_args(&weights, 60);
+        let at = args.iter().position(|a| a == "--attack").unwrap();
+        args[at + 1] = attack.into();
+        if attack == "fgsm" {
+            let steps = args.iter().position(|a| a == "--steps").unwrap();
+            args.drain(steps..steps + 2);
+        }
+        let dir = root.join(name);
+        // The PGD run is sharded, the FGSM run is not: both are whole runs.
+        match attack {
+            "fgsm" => ok(run(&args, &["--out", &s(&dir)], &[])),
+            _ => {
+                for i in 0..2 {
+                    ok(run(
+                        &args,
+                        &["--out", &s(&dir), "--shard", &format!("{i}/2")],
+                        &[],
+                    ));
+                }
+                ok(run(&args, &["--out", &s(&root.join("pgd-whole"))], &[]))
+            }
+        };
+        dirs.push(dir);
+    }
+    let report = root.join("worst");
+    ok(Command::new(NRPM)
+        .args([
+            "merge",
+            "--worst-case",
+            &s(&dirs[0]),
+            &s(&dirs[1]),
+            "--report",
+            &s(&report),
+        ])
+        .output()
+        .unwrap());
+    let text = std::fs::read_to_string(report.join("report.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let (fgsm, pgd) = (records(&dirs[0]), records(&root.join("pgd-whole")));
+    for b in 0..3 {
+        let both = fgsm
+            .iter()
+            .filter(|(i, r)| r["robust_correct"][b] == true && pgd[i]["robust_correct"][b] == true)
+            .count() as u64;
+        assert_eq!(v["worst_case"]["robust_correct"][b], both, "budget {b}");
+        let broken: u64 = v["worst_case"]["broken_by"][b]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum();
+        assert_eq!(broken, v["clean_correct"].as_u64().unwrap() - both);
+    }
+    // Runs of different budgets are not one model's worst case.
+    let mut other = eval_args(&weights, 60);
+    let eps = other.iter().position(|a| a == "--eps").unwrap();
+    other[eps + 1] = "0,0.2".into();
+    ok(run(&other, &["--out", &s(&root.join("other"))], &[]));
+    let out = Command::new(NRPM)
+        .args([
+            "merge",
+            "--worst-case",
+            &s(&dirs[0]),
+            &s(&root.join("other")),
+        ])
+        .output()
+        .unwrap();
+    assert!(refused(out).contains("budgets"));
+    let _ = std::fs::remove_dir_all(&root);
+}

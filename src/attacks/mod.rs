@@ -34,7 +34,9 @@
 //!
 //! Files: `fgsm.rs`, `pgd.rs` (L∞ and L2), `one_step.rs` (the authors' L2, L1 and L0 steps),
 //! `apgd.rs`, `fab.rs`, `square.rs`, `autoattack.rs`, `checks.rs`, `losses.rs` (the strong
-//! attacks' losses of the logits), `eval.rs` (robust accuracy over a dataset).
+//! attacks' losses of the logits), `strong.rs` (what the strong attacks share), `eval.rs`
+//! (robust accuracy over a dataset, per image), `worst_case.rs` (the per-image worst case over
+//! attacks run as separate evaluations).
 
 mod apgd;
 mod autoattack;
@@ -47,6 +49,7 @@ mod one_step;
 mod pgd;
 mod square;
 mod strong;
+mod worst_case;
 
 use ndarray::{Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
@@ -61,6 +64,7 @@ pub use eval::{
 };
 use strong::{image_batch, image_rows, Outcome};
 pub use strong::{ApgdLoss, Ball, StrongSettings, SQUARE_P_INIT, STRONG_NAMES};
+pub use worst_case::{worst_case, ImageWorstCase};
 
 use crate::error::{Error, Result};
 use crate::models::Classifier;

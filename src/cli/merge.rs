@@ -1,6 +1,11 @@
 //! `nrpm merge DIR…`: the report of a sharded run from its shards' records, the same as the
 //! unsharded run's. Refuses records of different runs (settings, nrpm version, checkpoint or
 //! data), duplicate images and missing ones (listing the missing ranges).
+//!
+//! `nrpm merge --worst-case DIR…`: each DIR one whole `nrpm eval` run (its shards' records) of
+//! one model on the same images and budgets under a different attack; the report gives each
+//! attack's robust accuracy and the per-image worst case (AutoAttack's way of combining
+//! attacks run as separate jobs), with the attack that broke each image.
 
 use std::path::PathBuf;
 
@@ -19,6 +24,10 @@ pub struct MergeArgs {
     /// Where to write the report [default: the first folder] (created if missing).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Each folder is a whole `nrpm eval` run of the same model, images and budgets under
+    /// another attack: report each attack and the per-image worst case over all of them.
+    #[arg(long)]
+    pub worst_case: bool,
 }
 
 /// Runs `nrpm merge`.
@@ -34,6 +43,9 @@ pub fn run(args: MergeArgs) -> Result<()> {
         out
     };
     prepare_output_dir("--report", &out)?;
+    if args.worst_case {
+        return crate::cli::worst_case::run(&args.dirs, &out);
+    }
     let (header, records, notes) = records::merge(&args.dirs)?;
     for note in notes {
         eprintln!("note: {note}");

@@ -18,6 +18,7 @@ pub mod reproduce;
 pub mod sharded;
 pub mod strong;
 pub mod train;
+pub mod worst_case;
 
 /// Nonlinear robust pattern matching: robustness reprogramming of neural layers.
 #[derive(Debug, Parser)]

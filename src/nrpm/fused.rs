@@ -3,8 +3,8 @@
 //! contiguous memory, through SIMD loops (`simd.rs`, `kernels.rs`); rayon spreads the outputs
 //! over cores.
 //!
-//! Forward: `z⁰ = x·Wᵀ` by one GEMM per group, then K passes over the terms per output, each
-//! accumulating `(Σ w_d, Σ w_d·t_d)`.
+//! Forward: `z⁰ = x·Wᵀ` by one GEMM per group (`matmul.rs`), then K passes over the terms per
+//! output, each accumulating `(Σ w_d, Σ w_d·t_d)`.
 //!
 //! Backward (maths in `reference.rs`), per output and group, from the saved iterates alone:
 //! 1. one sweep over d (all steps at once) computes the weight `w_dᵏ` and its slope
@@ -24,6 +24,7 @@ use ndarray::{s, Array2, Array3, Array4, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::nrpm::matmul;
 use crate::nrpm::norm::WeightFn;
 use crate::nrpm::{
     bias_and_lambda_grads, check_backward, check_forward, mix_output, Dims, Iterates, LinearGrads,
@@ -37,14 +38,14 @@ const OUTPUTS_PER_TASK: usize = 64;
 const MAX_BACKWARD_TASKS: usize = 8;
 
 /// The LPM sums `z⁰_g = x_g·W_gᵀ` of every group, `[N, B, O]`.
-fn lpm_sums<T: Real>(x: &ArrayView2<T>, w: &ArrayView2<T>, dims: &Dims) -> Array3<T> {
+fn lpm_sums<T: Real>(x: &ArrayView2<T>, w: &ArrayView2<T>, dims: &Dims) -> Result<Array3<T>> {
     let mut z0 = Array3::zeros((dims.n, dims.b, dims.o));
     for g in 0..dims.n {
         let cols = s![.., g * dims.dg..(g + 1) * dims.dg];
-        let prod = x.slice(cols).dot(&w.slice(cols).t());
+        let prod = matmul::product(&x.slice(cols), &w.slice(cols).t())?;
         z0.index_axis_mut(Axis(0), g).assign(&prod);
     }
-    z0
+    Ok(z0)
 }
 
 /// Forward pass. Same contract as [`crate::nrpm::forward`].
@@ -60,7 +61,7 @@ pub fn forward<T: Real>(
     let op = "nrpm::fused::forward";
     let dims = check_forward(op, &x, &weight, bias.as_ref(), cfg)?;
     let steps = cfg.steps();
-    let z0 = lpm_sums(&x, &weight, &dims);
+    let z0 = lpm_sums(&x, &weight, &dims)?;
     let mut z = Array4::zeros((dims.b, dims.o, dims.n, steps + 1));
     let per_output = dims.n * (steps + 1);
     let wf = cfg.norm().weight_fn::<T>(cfg.eps());
@@ -133,7 +134,7 @@ pub(crate) fn backward_unchecked<T: Real>(
         wf: cfg.norm().weight_fn::<T>(cfg.eps()),
     };
     let (gx, gw) = if ctx.steps == 0 {
-        lpm_backward(&x_std.view(), &w_std.view(), &grad_output, &dims)
+        lpm_backward(&x_std.view(), &w_std.view(), &grad_output)?
     } else {
         ctx.irls_backward(dims.b >= dims.o)
     };
@@ -151,13 +152,8 @@ fn lpm_backward<T: Real>(
     x: &ArrayView2<T>,
     w: &ArrayView2<T>,
     gy: &ArrayView2<T>,
-    dims: &Dims,
-) -> (Array2<T>, Array2<T>) {
-    let mut gx = Array2::zeros((dims.b, dims.d));
-    let mut gw = Array2::zeros((dims.o, dims.d));
-    ndarray::linalg::general_mat_mul(T::one(), gy, w, T::zero(), &mut gx);
-    ndarray::linalg::general_mat_mul(T::one(), &gy.t(), x, T::zero(), &mut gw);
-    (gx, gw)
+) -> Result<(Array2<T>, Array2<T>)> {
+    Ok((matmul::product(gy, w)?, matmul::product(&gy.t(), x)?))
 }
 
 /// Everything one backward pass reads (row-major slices).

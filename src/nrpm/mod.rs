@@ -24,7 +24,8 @@
 //! All give the exact gradient of the unrolled K-step computation (what autograd gives on the
 //! authors' code) for x, weight, bias and λ, saving only the iterates `[B, O, N, K + 1]`.
 //! [`lad`] computes the exact `K → ∞, ε → 0` limit `D · median_d t_d`; [`conv`] runs conv2d
-//! layers (NCHW) through unfold on the same paths.
+//! layers (NCHW) through unfold on the same paths; [`matmul`] holds the fused path's GEMMs
+//! (the LPM sums and their backward).
 //!
 //! Maths and proofs: `proofs/README.md`.
 
@@ -37,6 +38,7 @@ mod cuda;
 pub mod fused;
 pub(crate) mod kernels;
 pub mod lad;
+pub mod matmul;
 pub mod norm;
 pub mod reference;
 pub mod simd;
