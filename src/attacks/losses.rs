@@ -242,14 +242,15 @@ mod tests {
 
     #[test]
     fn dlr_values_follow_the_reference_formula() {
+        // Each denominator carries the reference's 1e-12 (DLR_FLOOR).
         // y = 1 is the top class: −(2.0 − 1.1)/(2.0 − 0.7).
-        assert_relative_eq!(dlr(&Z, 1).0, -(0.9 / 1.3), epsilon = 1e-12);
+        assert_relative_eq!(dlr(&Z, 1).0, -(0.9 / (1.3 + DLR_FLOOR)), epsilon = 1e-12);
         // y = 2 is not: −(−1.0 − 2.0)/(2.0 − 0.7).
-        assert_relative_eq!(dlr(&Z, 2).0, 3.0 / 1.3, epsilon = 1e-12);
+        assert_relative_eq!(dlr(&Z, 2).0, 3.0 / (1.3 + DLR_FLOOR), epsilon = 1e-12);
         // Targeted: −(z_1 − z_4)/(z_π1 − (z_π3 + z_π4)/2) = −1.3/(2.0 − 0.5).
         assert_relative_eq!(
             dlr_targeted(&Z, 1, 4).0,
-            -1.3 / (2.0 - 0.5),
+            -1.3 / (2.0 - 0.5 + DLR_FLOOR),
             epsilon = 1e-12
         );
     }
