@@ -33,7 +33,8 @@
 //! models     MLPs, LeNet, ResNets with PyTorch key names; Model::custom for your layers;
 //!            checkpoints that rebuild themselves; reprogramming; Classifier
 //! data       MNIST-like IDX and CIFAR-10 readers, the shipped MNIST subset, seeded batches
-//! attacks    FGSM, PGD (L∞, L2), the authors' one-step L2/L1/L0 attacks, robust accuracy
+//! attacks    FGSM, PGD (L∞, L2), the authors' one-step L2/L1/L0 attacks, APGD, Square,
+//!            FAB-T, AutoAttack (per-image records), gradient-masking checks, robust accuracy
 //! robust     influence curves, breakdown points, the IRLS objective L_ε, operator norms
 //! train      paradigms (fixed λ, learn λ, fine-tune) and scratch training: SGD over any
 //!            Parameters, adversarial losses, checkpoints with bit-exact resume

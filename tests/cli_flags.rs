@@ -600,7 +600,8 @@ fn one_meaning_and_one_default_per_flag() {
     }
     let help = String::from_utf8(nrpm(&["eval", "--help"]).stdout).unwrap();
     assert!(
-        help.contains("2.5·ε/steps") && help.contains("[default: 20; PGD only]"),
+        help.contains("2.5·ε/steps")
+            && help.contains("Steps of PGD [default: 20] or of APGD and FAB [default: 100]"),
         "{help}"
     );
     std::fs::remove_dir_all(dir).ok();

@@ -169,7 +169,8 @@ pub fn evaluate<T: Real, M: Classifier<T> + ?Sized>(
 ///
 /// # Errors
 /// [`Error::Config`] for an empty dataset or attack list, a zero batch size, invalid attack
-/// parameters, a targeted run with fewer than two classes, or labels the model does not have;
+/// parameters, a targeted run with fewer than two classes, labels the model does not have,
+/// or a strong attack the model has too few classes for (more targets than classes − 1);
 /// [`Error::Shape`] if the images do not fit the model; model errors.
 pub fn evaluate_attacks<T: Real, M: Classifier<T> + ?Sized>(
     model: &M,
@@ -250,6 +251,9 @@ pub fn evaluate_images<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + ?S
     sink: &mut dyn FnMut(&[ImageOutcome]) -> Result<()>,
 ) -> Result<()> {
     check_inputs(data, attacks)?;
+    for attack in attacks {
+        super::autoattack::check_classes(attack, model.classes())?;
+    }
     if source.input_shape() != model.input_shape() {
         return Err(Error::shape(
             "attacks::evaluate_transfer",
@@ -396,7 +400,7 @@ pub fn results_from_outcomes(
 }
 
 /// Rejects what cannot be evaluated.
-fn check_inputs(data: &Dataset, attacks: &[Attack]) -> Result<()> {
+pub(super) fn check_inputs(data: &Dataset, attacks: &[Attack]) -> Result<()> {
     if data.is_empty() {
         return Err(Error::config(
             "images",
@@ -415,7 +419,7 @@ fn check_inputs(data: &Dataset, attacks: &[Attack]) -> Result<()> {
 }
 
 /// Indices of the images of `x [B, C, H, W]` that the model classifies as `labels [B]`.
-fn correctly_classified<T: Real, M: Classifier<T> + ?Sized>(
+pub(super) fn correctly_classified<T: Real, M: Classifier<T> + ?Sized>(
     model: &M,
     x: &Array4<T>,
     labels: &[usize],

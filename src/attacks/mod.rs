@@ -24,23 +24,46 @@
 //! `test_cifar10_resnet.py`: ε = 8/255, α = 2/255, 7 steps to train, 20 to test), except that
 //! the random start is clipped to [0, 1] before the first gradient.
 //!
+//! The strong attacks follow fra31/auto-attack (Croce & Hein, ICML 2020), the reference of
+//! reliable robustness evaluation: APGD on the cross-entropy, DLR and targeted DLR losses
+//! (`apgd.rs`), FAB-T (`fab.rs`), the score-based Square attack (`square.rs`), and the
+//! standard AutoAttack suite APGD-CE → APGD-T → FAB-T → Square with per-image records
+//! (`autoattack.rs`); `checks.rs` holds AutoAttack's gradient-masking checks and ours. Each
+//! strong attack stops working on an image as soon as it misclassifies it within the ball
+//! (the figures are those of running on; only the time differs).
+//!
 //! Files: `fgsm.rs`, `pgd.rs` (L∞ and L2), `one_step.rs` (the authors' L2, L1 and L0 steps),
-//! `eval.rs` (robust accuracy over a dataset, per image), `worst_case.rs` (the per-image worst
-//! case over attacks run as separate evaluations).
+//! `apgd.rs`, `fab.rs`, `square.rs`, `autoattack.rs`, `checks.rs`, `losses.rs` (the strong
+//! attacks' losses of the logits), `strong.rs` (what the strong attacks share), `eval.rs`
+//! (robust accuracy over a dataset, per image), `worst_case.rs` (the per-image worst case over
+//! attacks run as separate evaluations).
 
+mod apgd;
+mod autoattack;
+pub mod checks;
 mod eval;
+mod fab;
 mod fgsm;
+mod losses;
 mod one_step;
 mod pgd;
+mod square;
+mod strong;
 mod worst_case;
 
 use ndarray::{Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
 
+pub use apgd::checkpoints as apgd_checkpoints;
+pub use autoattack::{
+    evaluate_autoattack, AutoAttackResult, ImageRecord, StageResult, SuiteAttack,
+};
 pub use eval::{
     correct_by_budget, evaluate, evaluate_attacks, evaluate_images, evaluate_transfer,
     results_from_outcomes, EvalOptions, EvalResult, ImageOutcome,
 };
+use strong::{image_batch, image_rows, Outcome};
+pub use strong::{ApgdLoss, Ball, StrongSettings, SQUARE_P_INIT, STRONG_NAMES};
 pub use worst_case::{worst_case, ImageWorstCase};
 
 use crate::error::{Error, Result};
@@ -97,10 +120,82 @@ pub enum Attack {
         /// How many entries of each image may change.
         pixels: usize,
     },
+    /// APGD (Croce & Hein 2020): momentum steps whose size adapts at checkpoints, from a random
+    /// start, ascending the cross-entropy (APGD-CE) or the DLR loss (APGD-DLR); see `apgd.rs`.
+    Apgd {
+        /// Budget (L∞: per entry; L2: per image).
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// The loss ascended.
+        loss: ApgdLoss,
+        /// Iterations N of each run.
+        steps: usize,
+        /// Runs, each from a fresh random start on the images still robust.
+        restarts: usize,
+    },
+    /// APGD-T: APGD on the targeted DLR loss, towards the class of the 2nd, 3rd, …,
+    /// (`targets` + 1)-th largest clean logit in turn, each run on the images still robust.
+    ApgdT {
+        /// Budget.
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// Iterations of each run.
+        steps: usize,
+        /// Runs per target class.
+        restarts: usize,
+        /// Target classes tried (at most the number of classes − 1).
+        targets: usize,
+    },
+    /// FAB-T (Croce & Hein 2020), targeted as in AutoAttack's standard version: the smallest
+    /// perturbation that reaches each target's decision boundary, kept when it is within ε.
+    FabT {
+        /// Budget.
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// Iterations of each run.
+        steps: usize,
+        /// Runs per target class (the first from the clean image, later ones from random
+        /// points of the ε/2-ball).
+        restarts: usize,
+        /// Target classes tried.
+        targets: usize,
+    },
+    /// The Square attack (Andriushchenko et al. 2020): random square updates at the vertices of
+    /// the ball, kept when they lower the margin; logits only, never a gradient.
+    Square {
+        /// Budget.
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// Queries (iterations) of each run.
+        queries: usize,
+        /// Runs, each from a fresh random start on the images still robust.
+        restarts: usize,
+    },
+    /// AutoAttack's standard suite: APGD-CE, APGD-T, FAB-T, Square, each run only on the
+    /// images all the earlier ones left robust.
+    AutoAttack {
+        /// Budget.
+        eps: f64,
+        /// The ball.
+        ball: Ball,
+        /// Iterations of APGD-CE, APGD-T and FAB-T.
+        steps: usize,
+        /// Runs of each attack (per target class for APGD-T and FAB-T).
+        restarts: usize,
+        /// Queries of Square.
+        queries: usize,
+        /// Target classes of APGD-T and FAB-T.
+        targets: usize,
+    },
 }
 
 /// The names [`Attack::from_name`] accepts.
-pub const ATTACK_NAMES: &str = "fgsm, pgd-linf (or pgd), pgd-l2, l2, l1, l0";
+pub const ATTACK_NAMES: &str = "fgsm, pgd-linf (or pgd), pgd-l2, l2, l1, l0, apgd-ce, \
+    apgd-dlr, apgd-t, fab-t, square, autoattack";
 
 /// The authors' CIFAR-10 PGD step ratio: α = ε/4 (2/255 for 8/255), used where their settings
 /// are reproduced.
@@ -148,6 +243,41 @@ enum AttackFields {
     L0 {
         pixels: usize,
     },
+    Apgd {
+        eps: f64,
+        ball: Ball,
+        loss: ApgdLoss,
+        steps: usize,
+        restarts: usize,
+    },
+    ApgdT {
+        eps: f64,
+        ball: Ball,
+        steps: usize,
+        restarts: usize,
+        targets: usize,
+    },
+    FabT {
+        eps: f64,
+        ball: Ball,
+        steps: usize,
+        restarts: usize,
+        targets: usize,
+    },
+    Square {
+        eps: f64,
+        ball: Ball,
+        queries: usize,
+        restarts: usize,
+    },
+    AutoAttack {
+        eps: f64,
+        ball: Ball,
+        steps: usize,
+        restarts: usize,
+        queries: usize,
+        targets: usize,
+    },
 }
 
 impl TryFrom<AttackFields> for Attack {
@@ -181,6 +311,71 @@ impl TryFrom<AttackFields> for Attack {
             AttackFields::L2Step { eps } => Attack::L2Step { eps },
             AttackFields::L1Step { eps } => Attack::L1Step { eps },
             AttackFields::L0 { pixels } => Attack::L0 { pixels },
+            AttackFields::Apgd {
+                eps,
+                ball,
+                loss,
+                steps,
+                restarts,
+            } => Attack::Apgd {
+                eps,
+                ball,
+                loss,
+                steps,
+                restarts,
+            },
+            AttackFields::ApgdT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            } => Attack::ApgdT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            },
+            AttackFields::FabT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            } => Attack::FabT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            },
+            AttackFields::Square {
+                eps,
+                ball,
+                queries,
+                restarts,
+            } => Attack::Square {
+                eps,
+                ball,
+                queries,
+                restarts,
+            },
+            AttackFields::AutoAttack {
+                eps,
+                ball,
+                steps,
+                restarts,
+                queries,
+                targets,
+            } => Attack::AutoAttack {
+                eps,
+                ball,
+                steps,
+                restarts,
+                queries,
+                targets,
+            },
         };
         a.validate().map(|_| a)
     }
@@ -331,11 +526,99 @@ impl Attack {
             "l0" => Self::L0 {
                 pixels: whole_number(budget)?,
             },
+            strong if Self::is_strong(strong) => {
+                return Self::strong(strong, budget, StrongSettings::default())
+            }
             _ => {
                 return Err(Error::UnknownName {
                     what: "attack",
                     name: name.to_string(),
                     expected: ATTACK_NAMES.to_string(),
+                })
+            }
+        };
+        attack.validate()?;
+        Ok(attack)
+    }
+
+    /// Whether `name` is one of the strong attacks ([`STRONG_NAMES`]).
+    pub fn is_strong(name: &str) -> bool {
+        STRONG_NAMES
+            .split(", ")
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The strong attack called `name` (`apgd-ce | apgd-dlr | apgd-t | fab-t | square |
+    /// autoattack`) at budget ε with `settings` (each attack takes the settings it has).
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] for another name; [`Error::Config`] for a negative or non-finite
+    /// ε, or zero steps, restarts, queries or targets.
+    ///
+    /// # Example
+    /// ```
+    /// # fn main() -> nrpm::Result<()> {
+    /// use nrpm::attacks::{Attack, Ball, StrongSettings};
+    /// let aa = Attack::strong("autoattack", 0.1, StrongSettings::default())?;
+    /// assert_eq!(aa.to_string(), "AutoAttack standard L∞ ε = 0.1 (APGD-CE, APGD-T, FAB-T: \
+    ///     100 steps, 9 targets; Square: 5000 queries; 1 restart each)");
+    /// let l2 = StrongSettings { ball: Ball::L2, steps: 50, ..StrongSettings::default() };
+    /// assert!(matches!(Attack::strong("apgd-ce", 1.5, l2)?, Attack::Apgd { steps: 50, .. }));
+    /// let none = StrongSettings { queries: 0, ..StrongSettings::default() };
+    /// assert!(Attack::strong("square", 0.1, none).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn strong(name: &str, eps: f64, settings: StrongSettings) -> Result<Self> {
+        let StrongSettings {
+            ball,
+            steps,
+            restarts,
+            queries,
+            targets,
+        } = settings;
+        let apgd = |loss| Self::Apgd {
+            eps,
+            ball,
+            loss,
+            steps,
+            restarts,
+        };
+        let attack = match name.to_ascii_lowercase().as_str() {
+            "apgd-ce" => apgd(ApgdLoss::Ce),
+            "apgd-dlr" => apgd(ApgdLoss::Dlr),
+            "apgd-t" => Self::ApgdT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            },
+            "fab-t" => Self::FabT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            },
+            "square" => Self::Square {
+                eps,
+                ball,
+                queries,
+                restarts,
+            },
+            "autoattack" => Self::AutoAttack {
+                eps,
+                ball,
+                steps,
+                restarts,
+                queries,
+                targets,
+            },
+            _ => {
+                return Err(Error::UnknownName {
+                    what: "strong attack",
+                    name: name.to_string(),
+                    expected: STRONG_NAMES.to_string(),
                 })
             }
         };
@@ -404,6 +687,23 @@ impl Attack {
             | Self::L2Step { eps }
             | Self::L1Step { eps } => eps,
             Self::L0 { pixels } => pixels as f64,
+            Self::Apgd { eps, .. }
+            | Self::ApgdT { eps, .. }
+            | Self::FabT { eps, .. }
+            | Self::Square { eps, .. }
+            | Self::AutoAttack { eps, .. } => eps,
+        }
+    }
+
+    /// The ball of a strong attack (`None` for the others).
+    pub fn ball(&self) -> Option<Ball> {
+        match *self {
+            Self::Apgd { ball, .. }
+            | Self::ApgdT { ball, .. }
+            | Self::FabT { ball, .. }
+            | Self::Square { ball, .. }
+            | Self::AutoAttack { ball, .. } => Some(ball),
+            _ => None,
         }
     }
 
@@ -416,23 +716,38 @@ impl Attack {
             Self::L2Step { .. } => "l2",
             Self::L1Step { .. } => "l1",
             Self::L0 { .. } => "l0",
+            Self::Apgd {
+                loss: ApgdLoss::Ce, ..
+            } => "apgd-ce",
+            Self::Apgd {
+                loss: ApgdLoss::Dlr,
+                ..
+            } => "apgd-dlr",
+            Self::ApgdT { .. } => "apgd-t",
+            Self::FabT { .. } => "fab-t",
+            Self::Square { .. } => "square",
+            Self::AutoAttack { .. } => "autoattack",
         }
     }
 
     /// The norm the budget is measured in: `"linf"`, `"l2"`, `"l1"` or `"l0"`.
     pub fn norm(&self) -> &'static str {
+        if let Some(ball) = self.ball() {
+            return ball.name();
+        }
         match self {
             Self::Fgsm { .. } | Self::PgdLinf { .. } => "linf",
             Self::PgdL2 { .. } | Self::L2Step { .. } => "l2",
             Self::L1Step { .. } => "l1",
-            Self::L0 { .. } => "l0",
+            _ => "l0",
         }
     }
 
     /// Checks the parameters (the fields are public, so [`perturb`] checks again).
     ///
     /// # Errors
-    /// [`Error::Config`] for a negative or non-finite ε or α, or PGD with zero steps.
+    /// [`Error::Config`] for a negative or non-finite ε or α, PGD with zero steps, or a strong
+    /// attack with zero steps, restarts, queries or targets.
     pub fn validate(&self) -> Result<()> {
         let finite_non_negative = |name: &'static str, v: f64| {
             if v.is_finite() && v >= 0.0 {
@@ -452,7 +767,49 @@ impl Attack {
                 ));
             }
         }
-        Ok(())
+        self.validate_counts()
+    }
+
+    /// The strong attacks' counts are all ≥ 1.
+    fn validate_counts(&self) -> Result<()> {
+        let (steps, restarts, queries, targets) = match *self {
+            Self::Apgd {
+                steps, restarts, ..
+            } => (Some(steps), restarts, None, None),
+            Self::ApgdT {
+                steps,
+                restarts,
+                targets,
+                ..
+            }
+            | Self::FabT {
+                steps,
+                restarts,
+                targets,
+                ..
+            } => (Some(steps), restarts, None, Some(targets)),
+            Self::Square {
+                queries, restarts, ..
+            } => (None, restarts, Some(queries), None),
+            Self::AutoAttack {
+                steps,
+                restarts,
+                queries,
+                targets,
+                ..
+            } => (Some(steps), restarts, Some(queries), Some(targets)),
+            _ => return Ok(()),
+        };
+        let counts = [
+            ("attack steps", steps),
+            ("attack restarts", Some(restarts)),
+            ("attack queries", queries),
+            ("attack targets", targets),
+        ];
+        match counts.iter().find(|(_, v)| *v == Some(0)) {
+            Some((name, _)) => Err(Error::config(name, 0, "must be at least 1")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -485,7 +842,75 @@ impl std::fmt::Display for Attack {
             Self::L2Step { eps } => write!(f, "one-step L2 ε = {eps}"),
             Self::L1Step { eps } => write!(f, "one-step L1 ε = {eps}"),
             Self::L0 { pixels } => write!(f, "L0 {pixels} pixels"),
+            Self::Apgd {
+                eps,
+                ball,
+                steps,
+                restarts,
+                ..
+            } => write!(
+                f,
+                "{}-{steps} {} ε = {eps} ({})",
+                self.name().to_ascii_uppercase(),
+                ball.symbol(),
+                plural(restarts, "restart")
+            ),
+            Self::ApgdT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            }
+            | Self::FabT {
+                eps,
+                ball,
+                steps,
+                restarts,
+                targets,
+            } => write!(
+                f,
+                "{}-{steps} {} ε = {eps} ({}, {} each)",
+                self.name().to_ascii_uppercase(),
+                ball.symbol(),
+                plural(targets, "target"),
+                plural(restarts, "restart")
+            ),
+            Self::Square {
+                eps,
+                ball,
+                queries,
+                restarts,
+            } => write!(
+                f,
+                "Square-{queries} {} ε = {eps} (p_init = {SQUARE_P_INIT}, {})",
+                ball.symbol(),
+                plural(restarts, "restart")
+            ),
+            Self::AutoAttack {
+                eps,
+                ball,
+                steps,
+                restarts,
+                queries,
+                targets,
+            } => write!(
+                f,
+                "AutoAttack standard {} ε = {eps} (APGD-CE, APGD-T, FAB-T: {steps} steps, {}; \
+                 Square: {queries} queries; {} each)",
+                ball.symbol(),
+                plural(targets, "target"),
+                plural(restarts, "restart")
+            ),
         }
+    }
+}
+
+/// `1 restart`, `3 restarts`.
+fn plural(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        _ => format!("{n} {what}s"),
     }
 }
 
@@ -513,8 +938,10 @@ fn whole_number(v: f64) -> Result<usize> {
 /// attack's ε-ball (L0: at most `pixels` entries per image differ), when `x` is in [0, 1].
 ///
 /// # Errors
-/// [`Error::Config`] for invalid attack parameters or labels; [`Error::Shape`] if `labels`,
-/// `target` or `rngs` do not have B entries or `x` does not fit the model; model errors.
+/// [`Error::Config`] for invalid attack parameters or labels, a target for a strong attack
+/// (they are untargeted), a model with too few classes for the attack's loss (APGD-DLR: 3;
+/// APGD-T: 4), or more targets than classes − 1; [`Error::Shape`] if `labels`, `target` or
+/// `rngs` do not have B entries or `x` does not fit the model; model errors.
 ///
 /// # Example
 /// ```
@@ -575,8 +1002,8 @@ pub fn perturb<T: Real, C: Classifier<T> + ?Sized>(
             random_start,
         } => {
             let ball = match attack {
-                Attack::PgdL2 { .. } => pgd::Ball::L2,
-                _ => pgd::Ball::Linf,
+                Attack::PgdL2 { .. } => Ball::L2,
+                _ => Ball::Linf,
             };
             let pgd = pgd::Pgd {
                 ball,
@@ -590,6 +1017,14 @@ pub fn perturb<T: Real, C: Classifier<T> + ?Sized>(
         Attack::L2Step { eps } => one_step::lp_step(&grad, x.view(), eps, Lp::L2),
         Attack::L1Step { eps } => one_step::lp_step(&grad, x.view(), eps, Lp::L1),
         Attack::L0 { pixels } => one_step::l0(&grad, x.view(), pixels),
+        _ => match target {
+            None => autoattack::perturb_strong(model, x.view(), labels, attack, rngs),
+            Some(_) => Err(Error::config(
+                "attack target",
+                attack.name(),
+                "the strong attacks are untargeted (APGD-T and FAB-T choose their own targets)",
+            )),
+        },
     }
 }
 

@@ -18,7 +18,7 @@ use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::fgsm::sign_step;
-use super::{add_clipped, scale_images, Gradient, Lp};
+use super::{add_clipped, scale_images, Ball, Gradient, Lp};
 use crate::error::Result;
 use crate::models::Classifier;
 use crate::real::Real;
@@ -26,15 +26,6 @@ use crate::seeds::ImageRngs;
 
 /// The 1e-10 the authors (and torchattacks) add to gradient norms before dividing.
 pub(super) const NORM_FLOOR: f64 = 1e-10;
-
-/// The ball PGD stays in.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Ball {
-    /// `‖δ‖∞ ≤ ε`.
-    Linf,
-    /// `‖δ‖₂ ≤ ε` per image.
-    L2,
-}
 
 /// PGD's parameters (see [`super::Attack::PgdLinf`]).
 #[derive(Clone, Copy, Debug)]

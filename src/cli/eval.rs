@@ -13,11 +13,13 @@ use crate::cli::bar::Bar;
 use crate::cli::common::{check_output_file, first_n, parse_list, DataArgs};
 use crate::cli::model_args::{describe, Built, ModelArgs};
 use crate::cli::sharded::{parse_records, ShardArgs, ShardRun};
+use crate::cli::strong::{self, StrongArgs};
 use crate::cli::write_json;
 use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, ImageOutcome, PgdSettings, StepSize};
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
 use nrpm::models::Model;
+use nrpm::report::markdown::Table;
 use nrpm::report::write_file;
 
 /// Robust accuracy under an attack at several budgets (the first n test images).
@@ -32,14 +34,16 @@ pub struct EvalArgs {
     /// Evaluate the first N test images [default: all].
     #[arg(long)]
     pub n: Option<usize>,
-    /// Attack: fgsm | pgd-linf | pgd-l2 | l2 | l1 | l0 (the last three: the authors' one-step
-    /// attacks).
+    /// Attack: fgsm | pgd-linf | pgd-l2 | l2 | l1 | l0 (the authors' one-step attacks) |
+    /// apgd-ce | apgd-dlr | apgd-t | square | fab-t | autoattack (the strong attacks;
+    /// autoattack: the standard suite APGD-CE → APGD-T → FAB-T → Square, with per-image
+    /// records of the attack that broke each image).
     #[arg(long, default_value = "fgsm")]
     pub attack: String,
     /// Budgets, comma-separated: ε (L∞ per pixel; L2, L1 per image) or, for l0, pixel counts.
     #[arg(long, default_value = "0,0.05,0.1,0.15,0.2,0.25,0.3")]
     pub eps: String,
-    /// PGD steps [default: 20; PGD only].
+    /// Steps of PGD [default: 20] or of APGD and FAB [default: 100].
     #[arg(long)]
     pub steps: Option<usize>,
     /// PGD step size α: a number, or relative to each budget (eps/4, 0.25*eps), or madry
@@ -74,6 +78,13 @@ pub struct EvalArgs {
     /// Per-image records and sharding.
     #[command(flatten)]
     pub records: ShardArgs,
+    /// The strong attacks' flags.
+    #[command(flatten)]
+    pub strong: StrongArgs,
+    /// With --attack autoattack: write the suite's stages and the masking checks to this
+    /// Markdown file (its folder must exist; checked before the run; not with --out).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 /// PGD's default number of steps.
@@ -87,10 +98,30 @@ pub const DEFAULT_STEPS: usize = 20;
 /// cannot take, attack errors.
 pub fn run(args: EvalArgs) -> Result<()> {
     let start = Instant::now();
-    if let Some(path) = &args.json {
-        check_output_file("--json", path)?;
+    for (flag, path) in [("--json", &args.json), ("--markdown", &args.markdown)] {
+        if let Some(path) = path {
+            check_output_file(flag, path)?;
+        }
+    }
+    if args.markdown.is_some() && !args.attack.eq_ignore_ascii_case("autoattack") {
+        return Err(Error::Flag {
+            flag: "--markdown".into(),
+            problem: format!("has no effect with --attack {}", args.attack),
+        });
     }
     args.records.check()?;
+    if args.records.out.is_some() {
+        let report_only = [
+            ("--markdown", args.markdown.is_some()),
+            ("--masking-checks", args.strong.masking_checks),
+        ];
+        if let Some((flag, _)) = report_only.iter().find(|(_, g)| *g) {
+            return Err(Error::Flag {
+                flag: flag.to_string(),
+                problem: "not with --out: the records hold per-image outcomes only".into(),
+            });
+        }
+    }
     let attacks = args.attacks()?;
     let data = first_n(args.data.load(Split::Test)?, args.n, "n")?;
     let built = args.model.build(data.image_shape(), false)?;
@@ -126,18 +157,42 @@ pub fn run(args: EvalArgs) -> Result<()> {
             run,
         );
     }
-    let results = attacks::evaluate_transfer(
-        model,
-        source.as_ref().unwrap_or(model),
-        &data,
-        &attacks,
-        &options,
-        &mut Bar::default(),
-    )?;
+    let strong_run = match Attack::is_strong(&args.attack) {
+        true => Some(strong::run(
+            model,
+            source.as_ref(),
+            &data,
+            &attacks,
+            &options,
+            args.strong.masking_checks,
+        )?),
+        false => None,
+    };
+    let results = match &strong_run {
+        Some(run) => run.results.clone(),
+        None => attacks::evaluate_transfer(
+            model,
+            source.as_ref().unwrap_or(model),
+            &data,
+            &attacks,
+            &options,
+            &mut Bar::default(),
+        )?,
+    };
     print!("{}", table(&results));
+    if let Some(run) = &strong_run {
+        print!("{}", run.text());
+    }
+    if let (Some(path), Some(run)) = (&args.markdown, &strong_run) {
+        let title = header(&args, &data, model, &attacks[0]);
+        write_file(
+            path,
+            &(run.markdown(title.trim()) + &table_markdown(&results)),
+        )?;
+    }
     if let Some(path) = &args.json {
         let total_seconds = start.elapsed().as_secs_f64();
-        let report = report_json(
+        let mut report = report_json(
             &args,
             &built,
             &data,
@@ -145,6 +200,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             &results,
             [load_seconds, total_seconds],
         );
+        if let Some(run) = &strong_run {
+            report["results"] = run.results_json();
+        }
         write_json(path, &report)?;
     }
     Ok(())
@@ -284,16 +342,30 @@ impl EvalArgs {
         )
     }
 
-    /// The attack at each budget of `--eps`; PGD flags with another attack are refused.
+    /// The attack at each budget of `--eps`; PGD flags with another attack, and strong
+    /// attacks' flags with a weak one, are refused.
     fn attacks(&self) -> Result<Vec<Attack>> {
+        self.strong.refuse_unused(&self.attack)?;
+        let budgets = parse_list::<f64>("eps", &self.eps)?;
+        if Attack::is_strong(&self.attack) {
+            if let Some((flag, _)) = self.pgd_flags().iter().skip(1).find(|(_, g)| *g) {
+                return Err(Error::Flag {
+                    flag: flag.to_string(),
+                    problem: format!(
+                        "has no effect with --attack {}: only pgd-linf and pgd-l2 take a step \
+                         size and a choice of start",
+                        self.attack
+                    ),
+                });
+            }
+            let settings = self.strong.settings(self.steps)?;
+            return budgets
+                .into_iter()
+                .map(|eps| Attack::strong(&self.attack, eps, settings))
+                .collect();
+        }
         if !self.is_pgd() {
-            let given = [
-                ("--steps", self.steps.is_some()),
-                ("--alpha", self.alpha.is_some()),
-                ("--random-start", self.random_start),
-                ("--no-random-start", self.no_random_start),
-            ];
-            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            if let Some((flag, _)) = self.pgd_flags().iter().find(|(_, g)| *g) {
                 return Err(Error::Flag {
                     flag: flag.to_string(),
                     problem: format!(
@@ -312,10 +384,20 @@ impl EvalArgs {
             },
             random_start: !self.no_random_start,
         };
-        parse_list::<f64>("eps", &self.eps)?
+        budgets
             .into_iter()
             .map(|eps| Attack::from_name(&self.attack, eps, settings))
             .collect()
+    }
+
+    /// PGD's flags (`--steps` first), and whether each is given.
+    fn pgd_flags(&self) -> [(&'static str, bool); 4] {
+        [
+            ("--steps", self.steps.is_some()),
+            ("--alpha", self.alpha.is_some()),
+            ("--random-start", self.random_start),
+            ("--no-random-start", self.no_random_start),
+        ]
     }
 
     /// The step-size rule as given, for the report.
@@ -396,6 +478,29 @@ fn table(results: &[EvalResult]) -> String {
         );
     }
     out
+}
+
+/// The accuracy-vs-budget table in Markdown.
+fn table_markdown(results: &[EvalResult]) -> String {
+    let mut t = Table::new([
+        budget_header(&results[0].attack),
+        "robust %",
+        "correct",
+        "seconds",
+    ]);
+    for r in results {
+        t.row([
+            format!("{}", r.attack.budget()),
+            format!("{:.1}", r.robust_accuracy),
+            format!("{}", r.robust_correct),
+            format!("{:.2}", r.seconds),
+        ]);
+    }
+    format!(
+        "\nRobust accuracy (clean {:.1} %):\n\n{}",
+        results[0].clean_accuracy,
+        t.render()
+    )
 }
 
 /// The budget column's title.

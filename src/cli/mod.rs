@@ -17,6 +17,7 @@ pub mod merge;
 pub mod model_args;
 pub mod reproduce;
 pub mod sharded;
+pub mod strong;
 pub mod train;
 pub mod worst_case;
 

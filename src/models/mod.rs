@@ -10,7 +10,7 @@ mod checkpoint;
 mod record;
 mod select;
 
-use ndarray::{Array2, Array4, ArrayD, ArrayView4, Ix2, Ix4};
+use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4, Axis, Ix2, Ix4};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -596,7 +596,8 @@ impl<T: Real> Parameters<T> for Model<T> {
 }
 
 /// What attacks and evaluations need of a network: its input, its classes, eval-mode logits,
-/// and the input gradient of the summed cross-entropy. [`Model`] implements it; so can any
+/// the input gradient of the summed cross-entropy, and (provided from it) that of any
+/// shift-invariant loss of the logits. [`Model`] implements it; so can any
 /// other network (a smoothed classifier, a wrapped foreign model).
 pub trait Classifier<T: Real> {
     /// `[C, H, W]` of one image.
@@ -629,6 +630,75 @@ pub trait Classifier<T: Real> {
     fn predict(&self, x: ArrayView4<T>) -> Result<Vec<usize>> {
         Ok(loss::argmax(self.logits(x)?.view()))
     }
+
+    /// Eval-mode logits `z [B, K]` of images `x [B, C, H, W]` and the input gradient
+    /// `[B, C, H, W]` of `Σ_b Σ_k v_bk·z_bk`, with the weights `v = upstream(z) [B, K]` chosen
+    /// from the logits (a vector-Jacobian product): the gradient of any loss of the logits,
+    /// such as the DLR loss of APGD or a logit difference of FAB.
+    ///
+    /// [`Model`] does it with one backward pass. This provided version works for any
+    /// classifier from [`Classifier::loss_input_grad`] alone, for weights that sum to 0 per
+    /// image (losses invariant to a common shift of the logits: cross-entropy, DLR, logit
+    /// differences): with `p = softmax(z)`, the cross-entropy gradient towards class k is
+    /// `g_k = Jᵀ(p − e_k)`, so `Jᵀv = −Σ_k v_k·g_k` when `Σ_k v_k = 0`, one cross-entropy
+    /// gradient per class that has a non-zero weight.
+    ///
+    /// # Errors
+    /// As [`Classifier::loss_input_grad`] and `upstream`; [`Error::Shape`] if `upstream`
+    /// returns other than `[B, K]`; in this provided version, [`Error::Config`] for weights
+    /// whose sum over the classes is not 0.
+    fn logits_input_grad(
+        &self,
+        x: ArrayView4<T>,
+        upstream: &mut dyn FnMut(ArrayView2<T>) -> Result<Array2<T>>,
+    ) -> Result<(Array2<T>, Array4<T>)> {
+        let logits = self.logits(x)?;
+        let v = checked_upstream(upstream, &logits)?;
+        for (b, row) in v.outer_iter().enumerate() {
+            let sum: f64 = row.iter().map(|w| w.f64()).sum();
+            let size: f64 = row.iter().map(|w| w.f64().abs()).sum();
+            if sum.abs() > SHIFT_FREE_TOLERANCE * size {
+                return Err(Error::config(
+                    "logit weights",
+                    format!("{sum} (sum of image {b}'s weights)"),
+                    "must sum to 0 per image for a classifier that gives only cross-entropy \
+                     gradients (implement Classifier::logits_input_grad for other losses)",
+                ));
+            }
+        }
+        let mut dx = Array4::zeros(x.raw_dim());
+        for (k, weights) in v.axis_iter(Axis(1)).enumerate() {
+            if weights.iter().all(|w| *w == T::zero()) {
+                continue;
+            }
+            let (_, g_k, _) = self.loss_input_grad(x, &vec![k; weights.len()])?;
+            for ((mut d, g), &w) in dx.outer_iter_mut().zip(g_k.outer_iter()).zip(&weights) {
+                d.scaled_add(-w, &g);
+            }
+        }
+        Ok((logits, dx))
+    }
+}
+
+/// Relative tolerance on `|Σ_k v_k| / Σ_k |v_k|` for logit weights that should sum to 0
+/// (f32 rounding of weights computed in f64 stays far below it).
+const SHIFT_FREE_TOLERANCE: f64 = 1e-4;
+
+/// `upstream(logits)`, checked to be `[B, K]` like the logits.
+fn checked_upstream<T: Real>(
+    upstream: &mut dyn FnMut(ArrayView2<T>) -> Result<Array2<T>>,
+    logits: &Array2<T>,
+) -> Result<Array2<T>> {
+    let v = upstream(logits.view())?;
+    if v.dim() != logits.dim() {
+        return Err(Error::shape(
+            "models::Classifier::logits_input_grad",
+            "upstream weights",
+            logits.shape(),
+            v.shape(),
+        ));
+    }
+    Ok(v)
 }
 
 impl<T: Real> Classifier<T> for Model<T> {
@@ -647,5 +717,15 @@ impl<T: Real> Classifier<T> for Model<T> {
         labels: &[usize],
     ) -> Result<(T, Array4<T>, Array2<T>)> {
         Model::loss_input_grad(self, x, labels)
+    }
+    fn logits_input_grad(
+        &self,
+        x: ArrayView4<T>,
+        upstream: &mut dyn FnMut(ArrayView2<T>) -> Result<Array2<T>>,
+    ) -> Result<(Array2<T>, Array4<T>)> {
+        let (logits, caches) = self.forward(x, &mut Ctx::eval())?;
+        let v = checked_upstream(upstream, &logits)?;
+        let (dx, _) = self.backward(&caches, v)?;
+        Ok((logits, dx))
     }
 }
