@@ -90,8 +90,7 @@ fn records(dir: &Path) -> BTreeMap<u64, Value> {
         let text = std::fs::read_to_string(&path).unwrap();
         for line in text.lines().skip(1) {
             let mut r: Value = serde_json::from_str(line).unwrap();
-            let obj = r.as_object_mut().unwrap();
-            obj.retain(|k, _| !k.contains("seconds") && k != "time");
+            strip_seconds(&mut r);
             let i = r["index"].as_u64().unwrap();
             assert!(all.insert(i, r).is_none(), "image {i} twice in {dir:?}");
         }
@@ -110,7 +109,7 @@ fn totals(dir: &Path) -> Value {
 fn strip_seconds(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            m.retain(|k, _| !k.contains("seconds"));
+            m.retain(|k, _| !k.contains("seconds") && k != "time");
             m.values_mut().for_each(strip_seconds);
         }
         Value::Array(a) => a.iter_mut().for_each(strip_seconds),
@@ -128,11 +127,13 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Runs shard `index` of 4 and SIGKILLs it once its records file holds at least 2 records
-/// (and fewer than all of them), then resumes it; returns how many records survived the kill.
-fn killed_and_resumed(args: &[String], out: &Path, index: usize) -> usize {
+/// Runs shard `index` of 4 (with `extra` flags) and SIGKILLs it once its records file holds
+/// at least 2 records (and fewer than all of them), then resumes it; returns how many records
+/// survived the kill.
+fn killed_and_resumed(args: &[String], out: &Path, index: usize, extra: &[&str]) -> usize {
     let shard = format!("{index}/4");
-    let extra = ["--out", &s(out), "--shard", &shard, "--batch-size", "1"];
+    let o = s(out);
+    let extra = [&["--out", &o, "--shard", &shard], extra].concat();
     let mut child = command(args, &extra, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -214,7 +215,7 @@ fn sharded_eval_with_a_kill_equals_the_unsharded_run() {
             &[],
         ));
     }
-    let survived = killed_and_resumed(&args, &flag, 2);
+    let survived = killed_and_resumed(&args, &flag, 2, &["--batch-size", "1"]);
     eprintln!("shard 2/4 kept {survived} records through SIGKILL");
     assert_same_as_whole(&whole, &flag, n);
 
@@ -241,6 +242,69 @@ fn sharded_eval_with_a_kill_equals_the_unsharded_run() {
     for index in 0..4 {
         let env = [("JOB_COMPLETION_INDEX", index.to_string())];
         ok(run(&args, &["--out", &s(&k8s), "--shards", "4"], &env));
+    }
+    assert_same_as_whole(&whole, &k8s, n);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Randomized smoothing (small n) of the model at `weights`, at two σ.
+fn certify_args(weights: &Path, n: usize) -> Vec<String> {
+    let args = format!(
+        "certify --method smoothing --weights {} --sigma 0.25,0.5 --n0 50 --samples 20000 \
+         --alpha 0.01 --seed 4 --n {n}",
+        weights.display()
+    );
+    args.split_whitespace().map(String::from).collect()
+}
+
+#[test]
+fn sharded_smoothing_with_a_kill_equals_the_unsharded_run() {
+    let n = 48;
+    let root = temp("certify");
+    let args = certify_args(&trained(&root.join("model")), n);
+    let whole = root.join("whole");
+    ok(run(&args, &["--out", &s(&whole)], &[]));
+    let r = totals(&whole);
+    assert_eq!(
+        r["results"].as_array().unwrap().len(),
+        10,
+        "2 σ × 5 radii: {r}"
+    );
+
+    let flag = root.join("flag");
+    for i in [0, 2, 3] {
+        let shard = format!("{i}/4");
+        ok(run(
+            &args,
+            &["--out", &s(&flag), "--shard", &shard, "--batch", "777"],
+            &[],
+        ));
+    }
+    let survived = killed_and_resumed(&args, &flag, 1, &[]);
+    eprintln!("shard 1/4 kept {survived} records through SIGKILL");
+    assert_same_as_whole(&whole, &flag, n);
+
+    let slurm = root.join("slurm");
+    for id in [3, 4, 5, 6] {
+        let env = [
+            ("SLURM_ARRAY_TASK_ID", id.to_string()),
+            ("SLURM_ARRAY_TASK_MIN", "3".into()),
+            ("SLURM_ARRAY_TASK_STEP", "1".into()),
+            ("SLURM_ARRAY_TASK_COUNT", "4".into()),
+        ];
+        ok(run(&args, &["--out", &s(&slurm), "--resume"], &env));
+    }
+    assert_same_as_whole(&whole, &slurm, n);
+
+    let k8s = root.join("k8s");
+    for index in 0..4 {
+        let env = [("JOB_COMPLETION_INDEX", index.to_string())];
+        let out = ok(run(&args, &["--out", &s(&k8s), "--shards", "4"], &env));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("Kubernetes"),
+            "which source was used is printed: {stderr}"
+        );
     }
     assert_same_as_whole(&whole, &k8s, n);
     let _ = std::fs::remove_dir_all(&root);

@@ -20,6 +20,7 @@ use crate::cli::bar::Bar;
 use crate::cli::common::{check_output_file, first_n, parse_list, DataArgs};
 use crate::cli::eval::machine_info;
 use crate::cli::model_args::{describe, Built, ModelArgs};
+use crate::cli::sharded::{parse_records, ShardArgs, ShardRun};
 use crate::cli::write_json;
 use nrpm::certify::bracket::{self, Bracket, Method};
 use nrpm::certify::falsify::{Falsifier, GreedyL0, PgdRestarts};
@@ -27,8 +28,10 @@ use nrpm::certify::smoothing::{self, SmoothedRecord, SmoothingConfig};
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
 use nrpm::models::Model;
+use nrpm::progress::Progress;
 use nrpm::report::markdown::Table;
 use nrpm::report::svg::{LineChart, Series};
+use nrpm::report::write_file;
 
 /// Certified accuracy: randomized smoothing, or bound propagation beside an attack.
 #[derive(Debug, Args)]
@@ -98,6 +101,9 @@ pub struct CertifyArgs {
     /// Write an SVG chart (certified accuracy against radius or ε) to this file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Per-image records and sharding (`--method smoothing` only).
+    #[command(flatten)]
+    pub records: ShardArgs,
 }
 
 /// Runs `nrpm certify`.
@@ -110,6 +116,15 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let start = Instant::now();
     let method = args.method.to_ascii_lowercase();
     args.check_flags(&method)?;
+    args.records.check()?;
+    if method != "smoothing" && args.records.out.is_some() {
+        return Err(Error::Flag {
+            flag: "--out".into(),
+            problem: format!(
+                "per-image records and sharding are for --method smoothing, not {method}"
+            ),
+        });
+    }
     for (flag, path) in [
         ("--json", &args.json),
         ("--markdown", &args.markdown),
@@ -236,66 +251,301 @@ fn run_smoothing(args: &CertifyArgs, start: Instant) -> Result<()> {
     configs.iter().try_for_each(SmoothingConfig::validate)?;
     let (full, indices) = args.images()?;
     let built = args.build(&full)?;
-    print!("{}", header(args, &built.model, &full.select(&indices)?));
+    let evaluated = full.select(&indices)?;
+    let text = header(args, &built.model, &evaluated);
+    print!("{text}");
     println!(
         "smoothing: n0 = {}, n = {}, α = {}, batch {}, seed {}",
         base.n0, base.n, base.alpha, base.batch, base.seed
     );
+    let settings = smoothing_settings(args, &built, &configs, &radii, &text);
+    let weights = args.model.weights.as_deref();
+    if let Some(run) = args
+        .records
+        .open("certify", settings.clone(), weights, &evaluated)?
+    {
+        return smoothing_records(args, &built.model, (&full, &indices), &configs, run);
+    }
     let mut runs = Vec::new();
     for cfg in &configs {
-        let clock = Instant::now();
         let records =
             smoothing::certify_dataset(&built.model, &full, &indices, cfg, &mut Bar::default())?;
-        runs.push((*cfg, records, clock.elapsed().as_secs_f64()));
+        runs.push(records);
     }
-    let mut table = Table::new([
-        "σ",
-        "radius",
-        "certified %",
-        "certified",
-        "abstained",
-        "s/image",
-    ]);
-    for (cfg, records, seconds) in &runs {
-        let abstained = records.iter().filter(|r| r.predict.is_none()).count();
-        for row in smoothing::certified_accuracy(records, &radii) {
-            table.row([
-                cfg.sigma.to_string(),
-                row.budget.to_string(),
-                format!("{:.1}", row.certified_accuracy),
-                format!("{}/{}", row.certified, records.len()),
-                abstained.to_string(),
-                format!("{:.2}", seconds / records.len().max(1) as f64),
-            ]);
+    let report = SmoothingReport::new(&settings, runs)?;
+    print!("{}", report.table().render());
+    report.write_to(&Outputs {
+        json: args.json.clone(),
+        markdown: args.markdown.clone(),
+        svg: args.svg.clone(),
+        tsv: args.tsv.clone(),
+    })?;
+    if let Some(path) = &args.json {
+        let mut value = report.json();
+        value["timings"] = json!({ "total_seconds": start.elapsed().as_secs_f64() });
+        value["machine"] = machine_info();
+        write_json(path, &value)?;
+    }
+    Ok(())
+}
+
+/// Smoothing with per-image records in `--out`: this shard's images not yet recorded, a few
+/// at a time, each group appended as it ends; an unsharded run then writes its report (OUT/
+/// report.json, .md, .svg, .tsv) from the records, as `nrpm merge` does for a sharded one.
+fn smoothing_records(
+    args: &CertifyArgs,
+    model: &Model<f32>,
+    (full, indices): (&Dataset, &[usize]),
+    configs: &[SmoothingConfig],
+    mut run: ShardRun,
+) -> Result<()> {
+    if run.shard.count > 1 {
+        let given = [
+            ("--json", args.json.is_some()),
+            ("--markdown", args.markdown.is_some()),
+            ("--svg", args.svg.is_some()),
+            ("--tsv", args.tsv.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            return Err(Error::Flag {
+                flag: flag.to_string(),
+                problem: "has no effect on one shard: `nrpm merge` writes the report of all \
+                          shards into its folder"
+                    .into(),
+            });
         }
     }
-    print!("{}", table.render());
-    if let Some(path) = &args.tsv {
-        let text = match runs.as_slice() {
-            [(_, records, _)] => smoothing::tsv(records),
-            many => many
-                .iter()
-                .map(|(c, r, _)| format!("# sigma {}\n{}", c.sigma, smoothing::tsv(r)))
-                .collect(),
-        };
-        nrpm::report::write_file(path, &text)?;
-    }
-    if let Some(path) = &args.markdown {
-        nrpm::report::write_file(
-            path,
-            &format!(
-                "{}\n{}",
-                header(args, &built.model, &full.select(&indices)?),
-                table.render()
-            ),
-        )?;
-    }
-    if let Some(path) = &args.svg {
-        let series = runs
+    let mut bar = Bar::default();
+    bar.start("smoothing", run.todo.len() as u64);
+    for group in run.todo.chunks(RECORD_GROUP) {
+        let dataset_indices: Vec<usize> = group.iter().map(|&p| indices[p]).collect();
+        let mut per_sigma = Vec::with_capacity(configs.len());
+        for cfg in configs {
+            let records = smoothing::certify_dataset(
+                model,
+                full,
+                &dataset_indices,
+                cfg,
+                &mut nrpm::progress::Silent,
+            )?;
+            per_sigma.push(records);
+        }
+        let lines: Vec<Value> = group
             .iter()
-            .map(|(cfg, records, _)| Series {
-                name: format!("{} σ = {}", built.model.spec().name, cfg.sigma),
-                points: smoothing::certified_accuracy(records, &radii)
+            .enumerate()
+            .map(|(j, &p)| {
+                let sigmas: Vec<&SmoothedRecord> = per_sigma.iter().map(|r| &r[j]).collect();
+                json!({ "index": p, "sigmas": sigmas })
+            })
+            .collect();
+        run.file.append(&lines)?;
+        bar.advance(group.len() as u64);
+    }
+    bar.finish("");
+    let Some(records) = run.finish()? else {
+        return Ok(());
+    };
+    let report = SmoothingReport::from_records(&run.file.header().settings, &records)?;
+    print!("{}", report.table().render());
+    report.write_to(&Outputs::in_folder(&run.out))?;
+    for (flag, path) in [("--json", &args.json), ("--markdown", &args.markdown)] {
+        if let Some(path) = path {
+            let from = run.out.join(if flag == "--json" {
+                "report.json"
+            } else {
+                "report.md"
+            });
+            std::fs::copy(&from, path).map_err(|e| Error::io(path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Images certified between two appends to the records file.
+const RECORD_GROUP: usize = 4;
+
+/// Everything that fixes a smoothing run's figures, as the records' header keeps it (not the
+/// checkpoint's path, whose hash is kept apart; not the batch size).
+fn smoothing_settings(
+    args: &CertifyArgs,
+    built: &Built,
+    configs: &[SmoothingConfig],
+    radii: &[f64],
+    header: &str,
+) -> Value {
+    let mut model = args.model.report_json(built);
+    model["weights"] = Value::Null;
+    let configs: Vec<Value> = configs
+        .iter()
+        .map(
+            |c| json!({ "sigma": c.sigma, "n0": c.n0, "n": c.n, "alpha": c.alpha, "seed": c.seed }),
+        )
+        .collect();
+    json!({
+        "method": "smoothing",
+        "model": model,
+        "describe": describe(&built.model),
+        "header": header,
+        "data": { "source": args.data.data, "split": "test", "n": args.n, "skip": args.skip },
+        "configs": configs,
+        "radii": radii,
+    })
+}
+
+/// Where a smoothing report goes.
+#[derive(Debug, Default)]
+struct Outputs {
+    json: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    svg: Option<PathBuf>,
+    tsv: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// `dir/report.{json,md,svg,tsv}`.
+    fn in_folder(dir: &std::path::Path) -> Self {
+        Self {
+            json: Some(dir.join("report.json")),
+            markdown: Some(dir.join("report.md")),
+            svg: Some(dir.join("report.svg")),
+            tsv: Some(dir.join("report.tsv")),
+        }
+    }
+}
+
+/// A smoothing run's figures: per σ, the per-image records, and what is made of them.
+#[derive(Debug)]
+pub struct SmoothingReport {
+    settings: Value,
+    sigmas: Vec<f64>,
+    radii: Vec<f64>,
+    runs: Vec<Vec<SmoothedRecord>>,
+}
+
+impl SmoothingReport {
+    /// From `settings` (see `smoothing_settings`) and one list of records per σ.
+    fn new(settings: &Value, runs: Vec<Vec<SmoothedRecord>>) -> Result<Self> {
+        let numbers = |key: &str| -> Vec<f64> {
+            settings[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default()
+        };
+        let sigmas: Vec<f64> = settings["configs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["sigma"].as_f64()).collect())
+            .unwrap_or_default();
+        if sigmas.len() != runs.len() || sigmas.is_empty() {
+            return Err(Error::Records {
+                what: "certify".into(),
+                problem: format!("{} σ in the settings for {} runs", sigmas.len(), runs.len()),
+            });
+        }
+        Ok(Self {
+            settings: settings.clone(),
+            sigmas,
+            radii: numbers("radii"),
+            runs,
+        })
+    }
+
+    /// From the records of a run (`{"index", "sigmas": [record per σ]}`, in index order).
+    ///
+    /// # Errors
+    /// [`Error::Records`] for records that are not a smoothing run's.
+    pub fn from_records(settings: &Value, records: &[Value]) -> Result<Self> {
+        let count = settings["configs"].as_array().map_or(0, Vec::len);
+        let mut runs = vec![Vec::with_capacity(records.len()); count];
+        for r in records {
+            let per_sigma: Vec<SmoothedRecord> =
+                parse_records("certify", r["sigmas"].as_array().map_or(&[][..], |a| a))?;
+            if per_sigma.len() != count {
+                return Err(Error::Records {
+                    what: "certify".into(),
+                    problem: format!("image record {r} does not hold one result per σ"),
+                });
+            }
+            for (run, rec) in runs.iter_mut().zip(per_sigma) {
+                run.push(rec);
+            }
+        }
+        Self::new(settings, runs)
+    }
+
+    /// The printed and Markdown table: per σ and radius, certified accuracy.
+    fn table(&self) -> Table {
+        let mut table = Table::new([
+            "σ",
+            "radius",
+            "certified %",
+            "certified",
+            "abstained",
+            "s/image",
+        ]);
+        for (sigma, records) in self.sigmas.iter().zip(&self.runs) {
+            let abstained = records.iter().filter(|r| r.predict.is_none()).count();
+            let seconds: f64 = records.iter().map(|r| r.time).sum();
+            for row in smoothing::certified_accuracy(records, &self.radii) {
+                table.row([
+                    sigma.to_string(),
+                    row.budget.to_string(),
+                    format!("{:.1}", row.certified_accuracy),
+                    format!("{}/{}", row.certified, records.len()),
+                    abstained.to_string(),
+                    format!("{:.2}", seconds / records.len().max(1) as f64),
+                ]);
+            }
+        }
+        table
+    }
+
+    /// The JSON report (without timings of the whole command or the machine).
+    fn json(&self) -> Value {
+        let results: Vec<Value> = self
+            .sigmas
+            .iter()
+            .zip(&self.runs)
+            .flat_map(|(&sigma, records)| {
+                smoothing::certified_accuracy(records, &self.radii)
+                    .into_iter()
+                    .map(move |r| {
+                        json!({ "sigma": sigma, "budget": r.budget,
+                                "certified_accuracy": r.certified_accuracy,
+                                "certified": r.certified, "n": records.len() })
+                    })
+            })
+            .collect();
+        let images: Vec<Value> = self
+            .sigmas
+            .iter()
+            .zip(&self.runs)
+            .map(|(s, r)| {
+                let seconds: f64 = r.iter().map(|x| x.time).sum();
+                json!({ "sigma": s, "records": r, "seconds": seconds })
+            })
+            .collect();
+        json!({
+            "command": "certify",
+            "method": "smoothing",
+            "nrpm_version": env!("CARGO_PKG_VERSION"),
+            "model": self.settings["model"],
+            "data": self.settings["data"],
+            "settings": self.settings["configs"],
+            "results": results,
+            "images": images,
+        })
+    }
+
+    /// The SVG of certified accuracy against radius, one curve per σ.
+    fn svg(&self) -> String {
+        let name = self.settings["model"]["name"].as_str().unwrap_or("model");
+        let series = self
+            .sigmas
+            .iter()
+            .zip(&self.runs)
+            .map(|(sigma, records)| Series {
+                name: format!("{name} σ = {sigma}"),
+                points: smoothing::certified_accuracy(records, &self.radii)
                     .iter()
                     .map(|r| (r.budget, r.certified_accuracy))
                     .collect(),
@@ -304,52 +554,58 @@ fn run_smoothing(args: &CertifyArgs, start: Instant) -> Result<()> {
             })
             .collect();
         let chart = LineChart {
-            title: format!("Randomized smoothing: {}", describe(&built.model)),
+            title: format!(
+                "Randomized smoothing: {}",
+                self.settings["describe"].as_str().unwrap_or(name)
+            ),
             x_label: "L2 radius".into(),
             y_label: "certified accuracy (%)".into(),
             series,
             y_range: Some((0.0, 100.0)),
         };
-        nrpm::report::write_file(path, &chart.to_svg())?;
+        chart.to_svg()
     }
-    if let Some(path) = &args.json {
-        write_json(
-            path,
-            &smoothing_json(args, &built, &radii, &runs, start.elapsed().as_secs_f64()),
-        )?;
+
+    /// Cohen's TSV (one block per σ when there are several).
+    fn tsv(&self) -> String {
+        match self.runs.as_slice() {
+            [records] => smoothing::tsv(records),
+            many => self
+                .sigmas
+                .iter()
+                .zip(many)
+                .map(|(s, r)| format!("# sigma {s}\n{}", smoothing::tsv(r)))
+                .collect(),
+        }
     }
-    Ok(())
+
+    /// Writes the outputs that are asked for (JSON without timings or machine).
+    fn write_to(&self, out: &Outputs) -> Result<()> {
+        if let Some(path) = &out.json {
+            write_json(path, &self.json())?;
+        }
+        if let Some(path) = &out.markdown {
+            let header = self.settings["header"].as_str().unwrap_or("");
+            write_file(path, &format!("{header}\n{}", self.table().render()))?;
+        }
+        if let Some(path) = &out.svg {
+            write_file(path, &self.svg())?;
+        }
+        if let Some(path) = &out.tsv {
+            write_file(path, &self.tsv())?;
+        }
+        Ok(())
+    }
 }
 
-/// The smoothing report.
-fn smoothing_json(
-    args: &CertifyArgs,
-    built: &Built,
-    radii: &[f64],
-    runs: &[(SmoothingConfig, Vec<SmoothedRecord>, f64)],
-    total: f64,
-) -> Value {
-    let results: Vec<Value> = runs
-        .iter()
-        .flat_map(|(cfg, records, _)| {
-            smoothing::certified_accuracy(records, radii).into_iter().map(move |r| {
-                json!({ "sigma": cfg.sigma, "budget": r.budget, "certified_accuracy": r.certified_accuracy,
-                        "certified": r.certified, "n": records.len() })
-            })
-        })
-        .collect();
-    json!({
-        "command": "certify",
-        "method": "smoothing",
-        "nrpm_version": env!("CARGO_PKG_VERSION"),
-        "model": args.model.report_json(built),
-        "data": { "source": args.data.data, "split": "test", "n": args.n, "skip": args.skip },
-        "settings": runs.iter().map(|r| r.0).collect::<Vec<_>>(),
-        "results": results,
-        "images": runs.iter().map(|(c, r, s)| json!({ "sigma": c.sigma, "records": r, "seconds": s })).collect::<Vec<_>>(),
-        "timings": { "total_seconds": total },
-        "machine": machine_info(),
-    })
+/// Writes the report of a merged smoothing run into `out`; returns the number of images.
+///
+/// # Errors
+/// Records that are not a smoothing run's; I/O errors.
+pub fn write_merged(settings: &Value, records: &[Value], out: &std::path::Path) -> Result<usize> {
+    let report = SmoothingReport::from_records(settings, records)?;
+    report.write_to(&Outputs::in_folder(out))?;
+    Ok(records.len())
 }
 
 /// A model of f64 weights computing what `model` computes (certificates and attacks of the

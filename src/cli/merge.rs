@@ -71,6 +71,15 @@ pub fn run(args: MergeArgs) -> Result<()> {
             );
             Ok(())
         }
+        "certify" => {
+            let n = crate::cli::certify::write_merged(&header.settings, &records, &out)?;
+            println!(
+                "merged {n} image(s) of {} shard(s): {}",
+                header.shard.count,
+                out.join("report.md").display()
+            );
+            Ok(())
+        }
         other => Err(Error::Records {
             what: "merge".into(),
             problem: format!("records of `nrpm {other}` cannot be merged by this version"),
