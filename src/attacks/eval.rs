@@ -277,7 +277,7 @@ pub fn evaluate_images<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + ?S
     };
     let n = images.len();
     let stage = format!("{} at {} budget(s)", attacks[0].name(), attacks.len());
-    progress.start(&stage, (n * attacks.len()) as u64);
+    progress.start(&stage, n as u64); // images: the bar shows images done, per second, ETA
     let clock = Instant::now();
     for (b, batch) in subset.batches(options.batch_size)?.enumerate() {
         let offset = b * options.batch_size;
@@ -285,7 +285,7 @@ pub fn evaluate_images<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + ?S
         let target = targets.as_ref().map(|t| &t[offset..offset + indices.len()]);
         let outcomes = evaluate_batch(model, source, &batch, indices, target, attacks, options)?;
         sink(&outcomes)?;
-        progress.advance((indices.len() * attacks.len()) as u64);
+        progress.advance(indices.len() as u64);
     }
     let seconds = clock.elapsed().as_secs_f64();
     progress.finish(&format!("{stage}: {n} images in {seconds:.1} s"));
