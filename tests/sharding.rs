@@ -462,3 +462,30 @@ fn worst_case_over_separate_attack_runs_is_per_image() {
     assert!(refused(out).contains("budgets"));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn records_give_the_figures_of_the_run_without_them() {
+    let root = temp("same");
+    let weights = trained(&root.join("model"));
+    for attack in ["apgd-ce", "pgd-linf"] {
+        let mut args = eval_args(&weights, 24);
+        let at = args.iter().position(|a| a == "--attack").unwrap();
+        args[at + 1] = attack.into();
+        let steps = args.iter().position(|a| a == "--steps").unwrap();
+        args[steps + 1] = "10".into();
+        args.extend(["--gradients-from".into(), "lpm".into()]);
+        let json = root.join(format!("{attack}.json"));
+        let out = root.join(attack);
+        ok(run(&args, &["--json", &s(&json)], &[]));
+        ok(run(&args, &["--out", &s(&out)], &[]));
+        let plain: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let recorded = totals(&out);
+        for b in 0..3 {
+            assert_eq!(
+                plain["results"][b]["robust_correct"], recorded["results"][b]["robust_correct"],
+                "{attack}, budget {b}: --out changed the figures"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -15,10 +15,11 @@ use crate::cli::model_args::{describe, Built, ModelArgs};
 use crate::cli::sharded::{parse_records, ShardArgs, ShardRun};
 use crate::cli::strong::{self, StrongArgs};
 use crate::cli::write_json;
+use nrpm::attacks::checks::Bpda;
 use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, ImageOutcome, PgdSettings, StepSize};
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
-use nrpm::models::Model;
+use nrpm::models::{Classifier, Model};
 use nrpm::report::markdown::Table;
 use nrpm::report::write_file;
 
@@ -227,6 +228,15 @@ fn run_records(
         });
     }
     let model = &built.model;
+    // As without --out: a strong attack differentiates the surrogate but sees the model's
+    // logits (its loss, step control and early stop use them); the others attack the
+    // surrogate and are judged on the model (evaluate_transfer).
+    let bpda = source.map(|surrogate| Bpda { model, surrogate });
+    let attacker: &dyn Classifier<f32> = match (&bpda, source) {
+        (Some(b), _) if Attack::is_strong(&args.attack) => b,
+        (_, Some(surrogate)) => surrogate,
+        _ => model,
+    };
     let mut append = |batch: &[ImageOutcome]| {
         let lines: Vec<Value> = batch
             .iter()
@@ -236,7 +246,7 @@ fn run_records(
     };
     attacks::evaluate_images(
         model,
-        source.unwrap_or(model),
+        attacker,
         data,
         &run.todo,
         attacks,
