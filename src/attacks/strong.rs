@@ -8,7 +8,7 @@ use super::Lp;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
-/// The strong attacks' names ([`Attack::strong`]).
+/// The strong attacks' names ([`Attack::strong`](super::Attack::strong)).
 pub const STRONG_NAMES: &str = "apgd-ce, apgd-dlr, apgd-t, fab-t, square, autoattack";
 
 /// Square's initial fraction of the image a square covers (AutoAttack's `p_init`).
