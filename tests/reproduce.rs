@@ -76,6 +76,8 @@ fn mlp_p1_writes_reports_with_paper_numbers_differences_and_kept_analysis() {
         "20",
         "--pgd-steps",
         "1",
+        "--autoattack-n",
+        "3",
     ];
     args.extend(md_args);
     let report = run_ok(&dir, &args);
@@ -95,6 +97,16 @@ fn mlp_p1_writes_reports_with_paper_numbers_differences_and_kept_analysis() {
             && pct <= cell["accuracy"]["hi"].as_f64().unwrap()
     );
     assert!(p1["tables"][1]["rows"][0]["cells"][1]["paper"].is_null()); // PGD: not in the paper
+                                                                        // AutoAttack on the first 3 images (not the 20 of the other tables), every row with its
+                                                                        // seven gradient-masking checks; an image counts only if it is also classified correctly.
+    let aa = &p1["tables"][3];
+    assert!(aa["title"].as_str().unwrap().contains("AutoAttack"), "{aa}");
+    for row in aa["rows"].as_array().unwrap() {
+        assert_eq!(row["cells"][0]["accuracy"]["n"], 3);
+        assert_eq!(row["checks"].as_array().unwrap().len(), 7, "{row}");
+        let k = |j: usize| row["cells"][j]["accuracy"]["k"].as_u64().unwrap();
+        assert!(k(1) <= k(0) && k(2) <= k(0), "{row}");
+    }
     assert!(!report["differences"].as_array().unwrap().is_empty());
     let cifar = experiment(&report, "cifar");
     assert_eq!(cifar["status"], "not_run");
@@ -146,6 +158,8 @@ fn shortened_paradigm_2_says_so_and_resumes_from_its_checkpoint() {
         "1",
         "--train-n",
         "128",
+        "--autoattack-n",
+        "0",
     ];
     let first = run_ok(&dir, &args);
     let p2 = experiment(&first, "mlp-p2");
@@ -183,6 +197,55 @@ fn shortened_paradigm_2_says_so_and_resumes_from_its_checkpoint() {
             .contains("same training images"),
         "{p2c}"
     );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn smoothing_certifies_lpm_and_paradigms_1_to_3_at_two_sigmas() {
+    if shared("models/mlp3_mnist.safetensors").is_none() {
+        return;
+    }
+    let dir = temp_dir("smoothing");
+    let args = [
+        "--experiments",
+        "smoothing",
+        "--data",
+        "mnist-subset",
+        "--n",
+        "3",
+        "--epochs",
+        "1",
+        "--train-n",
+        "64",
+    ];
+    let report = run_ok(&dir, &args);
+    let e = experiment(&report, "smoothing");
+    assert_eq!(e["status"], "ran", "{e}");
+    let tables = e["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2); // σ = 0.25, 0.5
+    for t in tables {
+        let rows = t["rows"].as_array().unwrap();
+        let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
+        assert_eq!(labels.len(), 4, "{labels:?}");
+        assert!(labels[0].starts_with("LPM") && labels[1].starts_with("Paradigm 1"));
+        assert!(labels[2].starts_with("Paradigm 2") && labels[3].starts_with("Paradigm 3"));
+        for r in rows {
+            let k: Vec<u64> = r["cells"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["accuracy"]["k"].as_u64().unwrap())
+                .collect();
+            assert!(
+                k.windows(2).all(|w| w[1] <= w[0]),
+                "larger radii certify fewer: {k:?}"
+            );
+            assert_eq!(r["cells"][0]["accuracy"]["n"], 3);
+        }
+    }
+    // Paradigms 2 and 3 were trained here (1 epoch): their checkpoints are where mlp-p2 and
+    // mlp-p3 keep theirs, so a later run of those experiments can reuse them.
+    assert!(dir.join("checkpoints/mlp-p2-eps5e-5/state.json").is_file());
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::reproduce::table::{ResultTable, Row, NOTABLE_DIFFERENCE};
 use crate::reproduce::{status_word, ExperimentReport, Report, Status};
+use nrpm::attacks::checks::{Check, Verdict};
 use nrpm::report::markdown::Table;
 use nrpm::report::stats::two_proportion_p_value;
 
@@ -274,12 +275,16 @@ fn table(t: &ResultTable) -> String {
         out += &format!("; compared with paper table `{id}` ({cite})");
     }
     out += ".\n\n";
-    let headers =
-        std::iter::once(format!("row \\ {}", t.budget_label)).chain(t.budget_names.iter().cloned());
+    let with_checks = t.rows.iter().any(|r| !r.checks.is_empty());
+    let headers = std::iter::once(format!("row \\ {}", t.budget_label))
+        .chain(t.budget_names.iter().cloned())
+        .chain(with_checks.then(|| "masking checks".to_string()));
     let mut md = Table::new(headers);
     for r in &t.rows {
         md.row(
-            std::iter::once(r.label.clone()).chain(r.cells.iter().map(|c| c.accuracy.display())),
+            std::iter::once(r.label.clone())
+                .chain(r.cells.iter().map(|c| c.accuracy.display()))
+                .chain(with_checks.then(|| verdicts(&r.checks))),
         );
         paper_lines(&mut md, r);
     }
@@ -297,6 +302,21 @@ fn table(t: &ResultTable) -> String {
         out += &format!("\n{note}\n");
     }
     out
+}
+
+/// A row's gradient-masking checks in one cell: `7/7 pass`, or the count and every warning
+/// with the figure behind it.
+fn verdicts(checks: &[Check]) -> String {
+    let warned: Vec<String> = checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Warn)
+        .map(|c| format!("**warn** {}: {}", c.name, c.figure))
+        .collect();
+    let passed = checks.len() - warned.len();
+    match warned.is_empty() {
+        true => format!("{passed}/{} pass", checks.len()),
+        false => format!("{passed}/{} pass; {}", checks.len(), warned.join("; ")),
+    }
 }
 
 /// The paper's row and Δ under a compared row.

@@ -295,10 +295,11 @@ impl<'a> Context<'a> {
         progress: &mut dyn Progress,
     ) -> Result<Row> {
         let options = self.eval_options();
-        let (acc, seconds) = measure(model, data, plan, &options, progress)?;
-        let mut row = Row::new(label, setup.to_json(), &plan.budgets, acc);
+        let m = measure(model, data, plan, &options, progress)?;
+        let mut row = Row::new(label, setup.to_json(), &plan.budgets, m.accuracy);
         row.lambdas = model.lambdas();
-        row.seconds = seconds;
+        row.seconds = m.seconds;
+        row.checks = m.checks;
         Ok(row)
     }
 

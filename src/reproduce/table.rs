@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::reproduce::paper::PaperTable;
+use nrpm::attacks::checks::{self, Check};
 use nrpm::attacks::{self, Attack, EvalOptions, PgdSettings, StepSize};
 use nrpm::data::Dataset;
 use nrpm::error::Result;
@@ -56,6 +57,10 @@ pub struct Row {
     pub cells: Vec<Cell>,
     /// Wall time of this row's evaluation.
     pub seconds: f64,
+    /// The gradient-masking checks of this row's AutoAttack run (tables whose plan asks for
+    /// them; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
 }
 
 /// A table of rows measured under one attack at the same budgets.
@@ -119,6 +124,10 @@ impl AttackSpec {
                 self.name.to_uppercase()
             ),
             "l0" => "the authors' L0 attack (k pixels with the largest gradient × 6)".into(),
+            "autoattack" => "AutoAttack, standard version, L∞ (APGD-CE → APGD-T → FAB-T → Square; \
+                100 steps, 9 target classes, 5000 queries, 1 restart; each attack only on the \
+                images the earlier ones left robust)"
+                .into(),
             other => other.into(),
         }
     }
@@ -155,6 +164,10 @@ pub struct Plan {
     pub budgets: Vec<f64>,
     /// Take the attack's gradients from the LPM version of the model.
     pub lpm_gradients: bool,
+    /// Only the first this many of the run's test images (all when `None`).
+    pub images: Option<usize>,
+    /// Run the gradient-masking checks ([`checks::all`]) on the AutoAttack run at this budget.
+    pub masking_checks: Option<f64>,
 }
 
 impl Plan {
@@ -164,7 +177,21 @@ impl Plan {
             spec,
             budgets: budgets.to_vec(),
             lpm_gradients: false,
+            images: None,
+            masking_checks: None,
         }
+    }
+
+    /// The same plan on the first `n` test images only.
+    pub fn on_first(mut self, n: usize) -> Self {
+        self.images = Some(n);
+        self
+    }
+
+    /// The same plan (AutoAttack) with the gradient-masking checks at `budget`.
+    pub fn with_masking_checks(mut self, budget: f64) -> Self {
+        self.masking_checks = Some(budget);
+        self
     }
 
     /// The same plan with gradients from the LPM layers.
@@ -175,41 +202,80 @@ impl Plan {
 
     /// The attack in words.
     pub fn describe(&self) -> String {
-        match self.lpm_gradients {
-            true => format!(
-                "{}; gradients from the same weights with every layer LPM (BPDA-style), the \
-                 reprogrammed model classifies",
-                self.spec.describe()
-            ),
-            false => self.spec.describe(),
+        let mut text = self.spec.describe();
+        if self.lpm_gradients {
+            text += "; gradients from the same weights with every layer LPM (BPDA-style), the \
+                reprogrammed model classifies";
         }
+        if let Some(n) = self.images {
+            text += &format!("; on the first {n} test images");
+        }
+        if let Some(b) = self.masking_checks {
+            text += &format!(
+                "; gradient-masking checks (`nrpm eval --masking-checks`) on the run at ε = {b}"
+            );
+        }
+        text
     }
 }
 
-/// Accuracy at each budget of `plan` (`0` = clean) of `model` on `data`: `(one proportion
-/// per budget, seconds)`.
+/// What [`measure`] found for one model under one plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measured {
+    /// One proportion per budget (`0` = clean).
+    pub accuracy: Vec<Proportion>,
+    /// Wall time, checks included.
+    pub seconds: f64,
+    /// The gradient-masking checks, when the plan asks for them.
+    pub checks: Vec<Check>,
+}
+
+/// Accuracy at each budget of `plan` (`0` = clean) of `model` on `data` (its first
+/// `plan.images`), and the gradient-masking checks where the plan asks for them.
 ///
 /// # Errors
-/// Attack and model errors (see [`attacks::evaluate_attacks`]).
+/// Attack and model errors (see [`attacks::evaluate_attacks`]); [`nrpm::Error::Config`] for
+/// checks on a plan that is not AutoAttack or at a budget it does not have.
 pub fn measure(
     model: &Model<f32>,
     data: &Dataset,
     plan: &Plan,
     options: &EvalOptions,
     progress: &mut dyn Progress,
-) -> Result<(Vec<Proportion>, f64)> {
+) -> Result<Measured> {
     let clock = Instant::now();
+    let subset;
+    let data = match plan.images {
+        Some(k) if k < data.len() => {
+            subset = data.first(k);
+            &subset
+        }
+        _ => data,
+    };
     let budgets = &plan.budgets;
     let attacks = plan.spec.attacks(budgets)?;
-    let results = match plan.lpm_gradients {
-        false => attacks::evaluate_attacks(model, data, &attacks, options, progress)?,
-        true => {
+    let mut checks = Vec::new();
+    let results = match (plan.lpm_gradients, plan.masking_checks) {
+        (false, None) => attacks::evaluate_attacks(model, data, &attacks, options, progress)?,
+        (true, None) => {
             let source = model.lpm_twin();
             attacks::evaluate_transfer(model, &source, data, &attacks, options, progress)?
         }
+        (_, Some(at)) => {
+            let runs = attacks::evaluate_autoattack(model, data, &attacks, options, progress)?;
+            let run = runs
+                .iter()
+                .find(|r| r.result.attack.budget() == at)
+                .ok_or_else(|| {
+                    nrpm::Error::config("masking-check budget", at, "is not measured")
+                })?;
+            let surrogate = model.lpm_twin();
+            checks = checks::all(model, &surrogate, data, run, options, progress)?;
+            runs.into_iter().map(|r| r.result).collect()
+        }
     };
     let n = data.len();
-    let cells = match budgets.iter().any(|&b| b > 0.0) {
+    let accuracy = match budgets.iter().any(|&b| b > 0.0) {
         true => attacks::correct_by_budget(budgets, &results)?,
         // Only clean columns: `attacks` is one zero-budget FGSM run for its clean pass.
         false => vec![(results[0].clean_correct, results[0].clean_seconds); budgets.len()],
@@ -217,7 +283,11 @@ pub fn measure(
     .into_iter()
     .map(|(k, _)| Proportion::new(k, n))
     .collect::<Result<Vec<_>>>()?;
-    Ok((cells, clock.elapsed().as_secs_f64()))
+    Ok(Measured {
+        accuracy,
+        seconds: clock.elapsed().as_secs_f64(),
+        checks,
+    })
 }
 
 impl Row {
@@ -247,6 +317,7 @@ impl Row {
             paper_lambda: None,
             cells,
             seconds: 0.0,
+            checks: Vec::new(),
         }
     }
 

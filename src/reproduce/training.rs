@@ -174,16 +174,43 @@ struct Trained {
 }
 
 /// Trains the row of `exp`, then measures it under FGSM (beside Table 1), PGD and the
-/// BPDA-style check. A training that diverges (non-finite loss or activations) is recorded and
-/// retried with the next ε of [`TRAINING_EPS`]; when the last one diverges too, the model
-/// saved after its last finite epoch is measured ("stopped at divergence"), and the notes say
-/// so.
+/// BPDA-style check (and AutoAttack). A training that diverges (non-finite loss or
+/// activations) is recorded and retried with the next ε of [`TRAINING_EPS`]; when the last one
+/// diverges too, the model saved after its last finite epoch is measured ("stopped at
+/// divergence"), and the notes say so.
 ///
 /// # Errors
 /// Data, checkpoint, training, model and attack errors; the last attempt's divergence when it
 /// finished no epoch.
 pub fn run(exp: Experiment, ctx: &mut Context, progress: &mut dyn Progress) -> Result<Body> {
     let spec = TrainSpec::of(exp);
+    let (t, log) = obtain(exp, &spec, ctx, progress)?;
+    measure(ctx, &spec, t, log, progress)
+}
+
+/// The trained model of `exp` (trained now, or loaded from its checkpoint with
+/// `--reuse-checkpoints`), its setup and its row label, for experiments that evaluate it
+/// otherwise.
+///
+/// # Errors
+/// As [`run`].
+pub(super) fn trained_model(
+    exp: Experiment,
+    ctx: &mut Context,
+    progress: &mut dyn Progress,
+) -> Result<(Model<f32>, ModelSetup, &'static str)> {
+    let spec = TrainSpec::of(exp);
+    let (t, _) = obtain(exp, &spec, ctx, progress)?;
+    Ok((t.model, t.setup, spec.label))
+}
+
+/// Trains `exp` through its ε tries (see [`run`]): the model to measure and the log.
+fn obtain(
+    exp: Experiment,
+    spec: &TrainSpec,
+    ctx: &mut Context,
+    progress: &mut dyn Progress,
+) -> Result<(Trained, Log)> {
     let (train_set, test) = (ctx.mnist_train()?, ctx.mnist_test()?);
     let tries = spec.tries();
     let mut notes = vec![spec.note.to_string()];
@@ -191,12 +218,12 @@ pub fn run(exp: Experiment, ctx: &mut Context, progress: &mut dyn Progress) -> R
     let mut failed = Vec::new();
     for (i, &eps) in tries.iter().enumerate() {
         let clock = Instant::now();
-        let e = match train_once(ctx, &spec, exp, eps, (&train_set, &test), progress) {
-            Ok(t) => return measure(ctx, &spec, t, Log { notes, failed }, progress),
+        let e = match train_once(ctx, spec, exp, eps, (&train_set, &test), progress) {
+            Ok(t) => return Ok((t, Log { notes, failed })),
             Err(e) if diverged(&e) => e,
             Err(e) => return Err(e),
         };
-        let dir = attempt_dir(ctx, exp, &spec, eps);
+        let dir = attempt_dir(ctx, exp, spec, eps);
         let epoch = epochs_done(&dir) + 1;
         notes.push(divergence_note(eps, &e, epoch));
         failed.push(
@@ -217,8 +244,8 @@ pub fn run(exp: Experiment, ctx: &mut Context, progress: &mut dyn Progress) -> R
                 epoch - 1,
                 ctx.options.epochs
             ));
-            let t = last_finite(ctx, &spec, eps, &dir)?;
-            return measure(ctx, &spec, t, Log { notes, failed }, progress);
+            let t = last_finite(ctx, spec, eps, &dir)?;
+            return Ok((t, Log { notes, failed }));
         } else {
             return Err(e);
         }
