@@ -608,14 +608,6 @@ pub fn write_merged(settings: &Value, records: &[Value], out: &std::path::Path) 
     Ok(records.len())
 }
 
-/// A model of f64 weights computing what `model` computes (certificates and attacks of the
-/// bracket both run on it).
-fn as_f64(model: &Model<f32>) -> Result<Model<f64>> {
-    let mut out = model.record().build::<f64>()?;
-    out.load(&model.state_dict(), true)?;
-    Ok(out)
-}
-
 /// `--method ibp | crown | l0`.
 fn run_bracket(args: &CertifyArgs, method: Method, start: Instant) -> Result<()> {
     let list = match method {
@@ -626,7 +618,7 @@ fn run_bracket(args: &CertifyArgs, method: Method, start: Instant) -> Result<()>
     let (full, indices) = args.images()?;
     let data = full.select(&indices)?;
     let built = args.build(&data)?;
-    let model = as_f64(&built.model)?;
+    let model = built.model.to_precision::<f64>()?;
     nrpm::certify::Network::new(&model)?; // a network nrpm cannot bound fails before the attack
     let falsifier: Box<dyn Falsifier<f64>> = match method {
         Method::L0 => Box::new(GreedyL0 {

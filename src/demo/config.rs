@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use nrpm::attacks::{default_alpha, Attack};
+use nrpm::certify::smoothing::SmoothingConfig;
 use nrpm::error::{Error, Result};
 use nrpm::train::{AdvLoss, Adversary, Paradigm, SgdConfig, TrainConfig};
 use nrpm::{Norm, NrpmConfig};
@@ -59,7 +60,12 @@ impl SgdRun {
 ///           adversarial training (clean + adversarial loss), `paradigm2` SGD, on the first
 ///           paradigm2_train_n training images
 /// attacks   FGSM and PGD-L∞ (pgd_steps, α = 2.5·ε/steps, random start) at each budget,
-///           on test_n images; ε = 0 is the clean accuracy
+///           on test_n images; ε = 0 is the clean accuracy; AutoAttack (standard suite) at
+///           autoattack_budgets on the first autoattack_n of them
+/// certify   LPM and P2: randomized smoothing (`smoothing`, radii smoothing_radii) on the first
+///           smoothing_n test images; the bracket (verified beside attacked, L∞, budgets
+///           bracket_budgets) on the first bracket_n: CROWN for LPM (exact here: no
+///           activation), intervals through the NRPM layers for P2
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DemoConfig {
@@ -97,6 +103,20 @@ pub struct DemoConfig {
     pub influence_image: usize,
     /// Points of the influence curve's grid.
     pub influence_points: usize,
+    /// AutoAttack runs on the first `autoattack_n` test images (≤ `test_n`).
+    pub autoattack_n: usize,
+    /// AutoAttack's L∞ budgets (each > 0).
+    pub autoattack_budgets: Vec<f64>,
+    /// Randomized smoothing (σ, n0, n, α, batch, seed) of LPM and Paradigm 2.
+    pub smoothing: SmoothingConfig,
+    /// Smoothing certifies the first `smoothing_n` test images (≤ `test_n`).
+    pub smoothing_n: usize,
+    /// L2 radii of the certified-accuracy curve (≥ 0).
+    pub smoothing_radii: Vec<f64>,
+    /// The bracket runs on the first `bracket_n` test images (≤ `test_n`).
+    pub bracket_n: usize,
+    /// The bracket's L∞ budgets (each > 0).
+    pub bracket_budgets: Vec<f64>,
 }
 
 impl DemoConfig {
@@ -134,6 +154,17 @@ impl DemoConfig {
             eval_batch: 100,
             influence_image: 0,
             influence_points: 81,
+            autoattack_n: 50,
+            autoattack_budgets: vec![0.1],
+            smoothing: SmoothingConfig {
+                n: 1000,
+                seed,
+                ..SmoothingConfig::default()
+            },
+            smoothing_n: 50,
+            smoothing_radii: vec![0.0, 0.25, 0.5, 0.75, 1.0],
+            bracket_n: 50,
+            bracket_budgets: vec![0.005, 0.01, 0.02, 0.05],
         }
     }
 
@@ -160,6 +191,16 @@ impl DemoConfig {
             budgets: vec![0.0, 0.1, 0.2],
             pgd_steps: 3,
             influence_points: 21,
+            autoattack_n: 5,
+            autoattack_budgets: vec![0.1],
+            smoothing: SmoothingConfig {
+                n0: 10,
+                n: 100,
+                ..full.smoothing
+            },
+            smoothing_n: 5,
+            bracket_n: 5,
+            bracket_budgets: vec![0.01, 0.05],
             ..full
         }
     }
@@ -219,6 +260,42 @@ impl DemoConfig {
                 self.influence_points,
                 "need at least 2",
             ));
+        }
+        self.check_certification()
+    }
+
+    /// The AutoAttack, smoothing and bracket settings.
+    fn check_certification(&self) -> Result<()> {
+        for (what, n) in [
+            ("AutoAttack images", self.autoattack_n),
+            ("smoothing images", self.smoothing_n),
+            ("bracket images", self.bracket_n),
+        ] {
+            positive(what, n)?;
+            if n > self.test_n {
+                return Err(Error::config(what, n, "must not exceed the test images"));
+            }
+        }
+        self.smoothing.validate()?;
+        let lists = [
+            ("AutoAttack budget", &self.autoattack_budgets, false),
+            ("bracket budget", &self.bracket_budgets, false),
+            ("smoothing radius", &self.smoothing_radii, true),
+        ];
+        for (what, list, zero_ok) in lists {
+            if list.is_empty() {
+                return Err(Error::config(what, "none", "give at least one"));
+            }
+            if let Some(v) = list
+                .iter()
+                .find(|v| !(v.is_finite() && (**v > 0.0 || (zero_ok && **v == 0.0))))
+            {
+                let rule = match zero_ok {
+                    true => "must be finite and ≥ 0",
+                    false => "must be finite and > 0",
+                };
+                return Err(Error::config(what, v, rule));
+            }
         }
         Ok(())
     }

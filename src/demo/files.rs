@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::demo::certification;
 use crate::demo::charts::{accuracy_chart, influence_chart, lambda_chart};
 use crate::demo::page::markdown;
 use crate::demo::tables::AttackKind;
@@ -13,7 +14,7 @@ use nrpm::error::{Error, Result};
 use nrpm::report::write_file;
 
 /// The files [`write_report`] writes, in order.
-pub const FILES: [&str; 7] = [
+pub const FILES: [&str; 9] = [
     "report.json",
     "report.md",
     "robust_fgsm.svg",
@@ -21,6 +22,8 @@ pub const FILES: [&str; 7] = [
     "robust_pgd_lpm_gradients.svg",
     "lambdas.svg",
     "influence.svg",
+    certification::SMOOTHING_SVG,
+    certification::BRACKET_SVG,
 ];
 
 /// Creates `dir` if needed and checks that a file can be written in it (a probe file is
@@ -51,6 +54,8 @@ pub fn write_report(dir: &Path, report: &DemoReport, command: &str) -> Result<Ve
         accuracy_chart(report, AttackKind::Bpda),
         lambda_chart(report),
         influence_chart(report),
+        certification::smoothing_chart(&report.certification, &report.config),
+        certification::bracket_chart(&report.certification),
     ];
     FILES
         .iter()
@@ -92,6 +97,8 @@ fn report_json(report: &DemoReport, command: &str) -> Value {
                 "fgsm": "x' = clip01(x + ε·sign(∇x CE))",
                 "pgd": { "steps": cfg.pgd_steps, "alpha": "2.5*eps/steps", "random_start": true },
                 "bpda": "the same PGD with gradients from the same weights with every layer LPM (attacks::evaluate_transfer)",
+                "autoattack": { "images": cfg.autoattack_n, "budgets": cfg.autoattack_budgets,
+                    "suite": "APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000 queries); 100 steps, 1 restart" },
                 "batch_size": cfg.eval_batch, "seed": cfg.seed,
                 "counting": "correct before and after the attack, over all n images; ε = 0 is the clean pass",
                 "interval": "95 % Clopper–Pearson",
@@ -105,6 +112,7 @@ fn report_json(report: &DemoReport, command: &str) -> Value {
         "variants": report.variants,
         "lambdas": { "before": p2.before.lambdas, "after": p2.after.lambdas },
         "influence": report.influence,
+        "certification": report.certification,
         "timings": { "stages": report.timings, "total_seconds": report.seconds },
         "machine": report.machine,
         "files": FILES,

@@ -10,7 +10,9 @@
 //! 5 attack   every variant: FGSM and PGD-L∞ at each ε, and PGD-L∞ whose gradients come from
 //!            the same weights with every layer LPM (BPDA-style check for gradient masking);
 //!            accuracy = #{correct before and after}/n with its 95 % Clopper–Pearson interval
-//! 6 curve    one fc1 neuron o on one test image: terms t_d = x_d·W[o, d], d = 1..784; term j
+//! 6 certify  LPM and P2: randomized smoothing (certified accuracy vs L2 radius) and the bracket
+//!            (verified beside attacked accuracy at each L∞ ε; `certification.rs`)
+//! 7 curve    one fc1 neuron o on one test image: terms t_d = x_d·W[o, d], d = 1..784; term j
 //!            moved over a grid; output of LPM, NRPM (λ = 0), the learned hybrid, and LAD
 //! ```
 //!
@@ -29,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod certification;
 mod charts;
 pub mod config;
 mod files;
@@ -39,6 +42,7 @@ mod tables;
 
 use serde::{Deserialize, Serialize};
 
+pub use certification::Certification;
 pub use config::{DemoConfig, SgdRun};
 pub use files::{check_writable, write_report, FILES};
 pub use influence::InfluenceCurve;
@@ -77,6 +81,9 @@ pub struct Variant {
     /// BPDA-style check: robustness that comes only from hard-to-follow NRPM gradients, i.e.
     /// gradient masking, disappears here). Equal to `pgd` for the LPM model.
     pub bpda: Vec<Point>,
+    /// AutoAttack (standard suite) on the first `autoattack_n` test images: the clean pass on
+    /// those images at ε = 0, then each of `autoattack_budgets`.
+    pub autoattack: Vec<Point>,
 }
 
 /// Wall time of one stage.
@@ -118,6 +125,8 @@ pub struct DemoReport {
     pub variants: Vec<Variant>,
     /// The influence curves of one fc1 neuron.
     pub influence: InfluenceCurve,
+    /// Smoothing curves and brackets of LPM and Paradigm 2.
+    pub certification: Certification,
     /// Wall time per stage.
     pub timings: Vec<StageTime>,
     /// Wall time of [`run`].
@@ -149,12 +158,19 @@ mod tests {
             "lpm_losses": r.lpm_training.history.iter().map(|e| e.loss).collect::<Vec<_>>(),
             "lambdas": r.paradigm2_training.after.lambdas,
             "influence": r.influence,
+            "certification": r.certification,
         });
         for variant in v["variants"].as_array_mut().unwrap() {
-            for attack in ["fgsm", "pgd", "bpda"] {
+            for attack in ["fgsm", "pgd", "bpda", "autoattack"] {
                 for p in variant[attack].as_array_mut().unwrap() {
                     p["seconds"] = Value::Null;
                 }
+            }
+        }
+        for part in ["smoothing", "brackets"] {
+            for c in v["certification"][part].as_array_mut().unwrap() {
+                c["seconds"] = Value::Null;
+                c["samples_per_second"] = Value::Null;
             }
         }
         v
@@ -171,6 +187,9 @@ mod tests {
             paradigm1_lambdas: vec![],
             test_n: 2,
             paradigm2_train_n: 2,
+            autoattack_n: 2,
+            smoothing_n: 2,
+            bracket_n: 2,
             ..tiny(6)
         });
         assert_ne!(figures(&a)["lpm_losses"], figures(&c)["lpm_losses"]);

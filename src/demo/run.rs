@@ -5,10 +5,12 @@ use std::time::Instant;
 
 use ndarray::Array2;
 
+use crate::demo::certification;
 use crate::demo::influence::{influence_curve, InfluenceCurve, Probe};
 use crate::demo::{DemoConfig, DemoReport, Machine, Point, StageTime, Variant};
 use nrpm::attacks::{
     correct_by_budget, evaluate_attacks, evaluate_transfer, Attack, EvalOptions, EvalResult,
+    StrongSettings,
 };
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
@@ -35,6 +37,9 @@ pub fn run(cfg: &DemoConfig, progress: &mut dyn Progress) -> Result<DemoReport> 
     let (p2, paradigm2_training) = clock.stage("paradigm 2: learn λ", progress, |p| {
         paradigm2(cfg, &lpm, &train_set, &test, p)
     })?;
+    let certification = clock.stage("certify LPM and P2", progress, |p| {
+        certification::certify(cfg, &lpm, &p2, &test, p)
+    })?;
     let mut variants = Vec::new();
     for candidate in candidates(cfg, &lpm, p2)? {
         let stage = format!("attack {}", candidate.name);
@@ -59,6 +64,7 @@ pub fn run(cfg: &DemoConfig, progress: &mut dyn Progress) -> Result<DemoReport> 
         paradigm2_training,
         variants,
         influence,
+        certification,
         seconds: clock.total(),
         timings: clock.stages,
         machine: Machine {
@@ -256,6 +262,7 @@ fn evaluate_variant(
     let pgd: Vec<Attack> = budgets.iter().map(|&eps| cfg.pgd(eps)).collect();
     let fgsm = evaluate_attacks(&model, test, &fgsm, &options, progress)?;
     let white = evaluate_attacks(&model, test, &pgd, &options, progress)?;
+    let autoattack = autoattack(cfg, &model, test, &options, progress)?;
     let lambdas = model.lambdas();
     let bpda = match lambdas.is_empty() {
         true => white.clone(), // an LPM model's own gradients are the LPM gradients
@@ -276,7 +283,30 @@ fn evaluate_variant(
         fgsm: points(&cfg.budgets, &fgsm)?,
         pgd: points(&cfg.budgets, &white)?,
         bpda: points(&cfg.budgets, &bpda)?,
+        autoattack,
     })
+}
+
+/// AutoAttack's standard suite at `autoattack_budgets` on the first `autoattack_n` images;
+/// the first point (ε = 0) is the clean pass on those images.
+fn autoattack(
+    cfg: &DemoConfig,
+    model: &Model<f32>,
+    test: &Dataset,
+    options: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Point>> {
+    let attacks = cfg
+        .autoattack_budgets
+        .iter()
+        .map(|&eps| Attack::strong("autoattack", eps, StrongSettings::default()))
+        .collect::<Result<Vec<_>>>()?;
+    let data = test.first(cfg.autoattack_n);
+    let results = evaluate_attacks(model, &data, &attacks, options, progress)?;
+    let budgets: Vec<f64> = std::iter::once(0.0)
+        .chain(cfg.autoattack_budgets.iter().copied())
+        .collect();
+    points(&budgets, &results)
 }
 
 /// `lambdas` of the NRPM layers, or every layer at λ = 1 for a plain LPM model.

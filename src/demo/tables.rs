@@ -139,6 +139,9 @@ impl DemoReport {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::demo::certification::{
+        BracketPoint, BracketSummary, Certification, RadiusPoint, SmoothingCurve,
+    };
     use crate::demo::influence::{influence_curve, Probe};
     use crate::demo::{Machine, StageTime};
     use nrpm::report::stats::Proportion;
@@ -163,6 +166,7 @@ pub(crate) mod tests {
             clean: pts[0].accuracy,
             fgsm: pts.clone(),
             pgd: pts.clone(),
+            autoattack: pts[..2].to_vec(),
             bpda: pts,
         }
     }
@@ -194,6 +198,40 @@ pub(crate) mod tests {
         }
     }
 
+    /// Hand-made certification figures: one smoothing curve and one bracket.
+    fn sample_certification() -> Certification {
+        let p = |k| Proportion::new(k, 10).unwrap();
+        Certification {
+            smoothing: vec![SmoothingCurve {
+                name: "LPM".into(),
+                points: vec![
+                    RadiusPoint {
+                        radius: 0.0,
+                        accuracy: p(8),
+                    },
+                    RadiusPoint {
+                        radius: 0.5,
+                        accuracy: p(3),
+                    },
+                ],
+                abstained: 1,
+                samples_per_second: 1000.0,
+                seconds: 1.0,
+            }],
+            brackets: vec![BracketSummary {
+                name: "LPM".into(),
+                method: "crown".into(),
+                attack: "PGD".into(),
+                points: vec![BracketPoint {
+                    eps: 0.01,
+                    verified: p(6),
+                    attacked: p(7),
+                }],
+                seconds: 0.5,
+            }],
+        }
+    }
+
     /// A small, hand-made report: LPM and one Paradigm 1 variant on 10 images, three budgets.
     pub(crate) fn sample_report() -> DemoReport {
         let w = ndarray::array![[0.5, -1.0, 2.0], [0.1, 0.1, 0.1]];
@@ -218,6 +256,7 @@ pub(crate) mod tests {
                 variant("LPM", None, 1.0, &[9, 5, 0]),
                 variant("P1 λ=0.7", Some(1), 0.7, &[9, 7, 4]),
             ],
+            certification: sample_certification(),
             timings: vec![StageTime {
                 stage: "train".into(),
                 seconds: 1.5,

@@ -105,6 +105,17 @@ impl ModelRecord {
 }
 
 impl<T: Real> Model<T> {
+    /// The same model in precision `U` (e.g. f64 for certificates, which hold for the
+    /// real-valued network): the same spec, NRPM layers, λ and parameters, converted.
+    ///
+    /// # Errors
+    /// A network of custom layers (it cannot be rebuilt from its record); load errors.
+    pub fn to_precision<U: Real>(&self) -> Result<Model<U>> {
+        let mut out = self.record().build::<U>()?;
+        out.load(&self.state_dict(), true)?;
+        Ok(out)
+    }
+
     /// The model's setup as a checkpoint records it: spec and NRPM layers with their current λ.
     pub fn record(&self) -> ModelRecord {
         let mut layers = Vec::new();
