@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 /// Every file a demo report has.
-const FILES: [&str; 7] = [
+const FILES: [&str; 9] = [
     "report.json",
     "report.md",
     "robust_fgsm.svg",
@@ -16,6 +16,8 @@ const FILES: [&str; 7] = [
     "robust_pgd_lpm_gradients.svg",
     "lambdas.svg",
     "influence.svg",
+    "certified_smoothing.svg",
+    "bracket.svg",
 ];
 
 fn nrpm(args: &[&str]) -> Output {
@@ -131,6 +133,43 @@ fn quick_demo_writes_a_readable_report() {
             }
         }
     }
+    // AutoAttack on the first 5 images at ε = 0.1: the clean pass on them, then the suite (an
+    // image counts only when it is also classified correctly).
+    for v in variants {
+        let aa = v["autoattack"].as_array().unwrap();
+        assert_eq!(aa.len(), 2, "{v}");
+        assert_eq!(
+            (aa[0]["eps"].as_f64(), aa[1]["eps"].as_f64()),
+            (Some(0.0), Some(0.1))
+        );
+        let k = |p: &Value| p["accuracy"]["k"].as_u64().unwrap();
+        assert_eq!(aa[0]["accuracy"]["n"], 5);
+        assert!(k(&aa[1]) <= k(&aa[0]));
+    }
+    // Certification of LPM and P2: smoothing at each radius (fewer certified at larger r),
+    // and the bracket (verified ≤ attacked at every ε: no contradiction got through).
+    let cert = &json["certification"];
+    let curves = cert["smoothing"].as_array().unwrap();
+    assert_eq!(curves.len(), 2);
+    for c in curves {
+        let k: Vec<u64> = c["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["accuracy"]["k"].as_u64().unwrap())
+            .collect();
+        assert_eq!(k.len(), 5);
+        assert!(k.windows(2).all(|w| w[1] <= w[0]), "{k:?}");
+    }
+    let brackets = cert["brackets"].as_array().unwrap();
+    assert_eq!(brackets[0]["method"], "crown");
+    assert_eq!(brackets[1]["method"], "ibp");
+    for b in brackets {
+        for p in b["points"].as_array().unwrap() {
+            let k = |w: &str| p[w]["k"].as_u64().unwrap();
+            assert!(k("verified") <= k("attacked"), "{p}");
+        }
+    }
     assert_eq!(json["lambdas"]["after"].as_array().unwrap().len(), 3);
     assert_eq!(json["influence"]["terms"], 784);
     assert_eq!(json["influence"]["curves"].as_array().unwrap().len(), 4);
@@ -142,6 +181,10 @@ fn quick_demo_writes_a_readable_report() {
         "| variant | λ (fc1, fc2, fc3) |",
         "](robust_fgsm.svg)",
         "](influence.svg)",
+        "## Accuracy under AutoAttack (L∞)",
+        "## Certification: lower bounds beside attacks",
+        "](certified_smoothing.svg)",
+        "](bracket.svg)",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle}");
     }
@@ -151,6 +194,8 @@ fn quick_demo_writes_a_readable_report() {
         ("robust_pgd_lpm_gradients.svg", "polyline", 3),
         ("lambdas.svg", "rect", 1 + 6 + 2),
         ("influence.svg", "polyline", 4),
+        ("certified_smoothing.svg", "polyline", 2),
+        ("bracket.svg", "polyline", 4),
     ] {
         let names = svg_elements(&read(&dir, file));
         let count = names.iter().filter(|n| *n == element).count();

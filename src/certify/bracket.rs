@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! certified_b   = the certificate's margin lower bounds are all > 0 over the threat set
-//! broken_b      = the falsifier's candidate lies in the threat set and is misclassified
+//! broken_b      = a falsifier's candidate at some b′ ≤ b lies in the threat set (b′'s set is
+//!                 inside b's) and is misclassified
 //! verified %    = 100·#{certified} / n   ≤   true robust %   ≤   100·#{clean correct, not broken} / n
 //! contradiction = certified and (broken or misclassified clean): a wrong bound or attack
 //! ```
@@ -124,7 +125,8 @@ pub struct ImageOutcome {
     pub min_margin: f64,
     /// Certified robust.
     pub certified: bool,
-    /// Broken by the falsifier (a valid, misclassified candidate).
+    /// Broken by the falsifier: a valid, misclassified candidate at this budget or at a
+    /// smaller one of the run.
     pub broken: bool,
 }
 
@@ -236,7 +238,7 @@ pub fn bracket<T: Real>(
         &format!("{} bracket", method.name()),
         (budgets.len() * data.len()) as u64,
     );
-    let mut rows = Vec::with_capacity(budgets.len());
+    let mut measured = Vec::with_capacity(budgets.len());
     for &budget in budgets {
         let clock = Instant::now();
         let margins: Vec<f64> = (0..data.len())
@@ -256,13 +258,33 @@ pub fn bracket<T: Real>(
         };
         let broken = attack_all(&run, falsifier, batch, progress)?;
         let attack_seconds = clock.elapsed().as_secs_f64();
-        rows.push(row(
-            &run,
-            &margins,
-            &broken,
-            [certify_seconds, attack_seconds],
-        ));
+        measured.push(Measured {
+            budget,
+            margins,
+            broken,
+            seconds: [certify_seconds, attack_seconds],
+        });
     }
+    let rows = measured
+        .iter()
+        .map(|m| {
+            let run = Run {
+                model,
+                images: images.view(),
+                labels,
+                indices,
+                clean: &clean,
+                method,
+                budget: m.budget,
+            };
+            row(
+                &run,
+                &m.margins,
+                &broken_within(&measured, m.budget),
+                m.seconds,
+            )
+        })
+        .collect();
     progress.finish(&format!(
         "{} bracket: {} images at {} budget(s)",
         method.name(),
@@ -274,6 +296,26 @@ pub fn bracket<T: Real>(
         attack: falsifier.describe(),
         rows,
     })
+}
+
+/// What one budget measured: margin lower bounds, the images its own attack broke, and the
+/// wall times `[certificates, attack]`.
+struct Measured {
+    budget: f64,
+    margins: Vec<f64>,
+    broken: Vec<bool>,
+    seconds: [f64; 2],
+}
+
+/// The images broken within `budget`: by the attack at `budget` or at any smaller budget,
+/// whose threat set (a smaller ball, fewer pixels) lies inside this one, so its candidates
+/// count here too. The upper bound then falls with the budget, as the true robust accuracy
+/// does.
+fn broken_within(measured: &[Measured], budget: f64) -> Vec<bool> {
+    let n = measured.first().map_or(0, |m| m.broken.len());
+    (0..n)
+        .map(|i| measured.iter().any(|m| m.budget <= budget && m.broken[i]))
+        .collect()
 }
 
 /// One budget's inputs.
@@ -372,5 +414,33 @@ fn row<T: Real>(
         certify_seconds,
         attack_seconds,
         images,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(budget: f64, broken: &[bool]) -> Measured {
+        Measured {
+            budget,
+            margins: vec![0.0; broken.len()],
+            broken: broken.to_vec(),
+            seconds: [0.0; 2],
+        }
+    }
+
+    #[test]
+    fn an_image_broken_at_a_smaller_budget_is_broken_at_every_larger_one() {
+        // Budgets in any order: 0.1 broke image 0, 0.05 broke image 1, 0.2 broke none.
+        let m = [
+            measured(0.1, &[true, false, false]),
+            measured(0.05, &[false, true, false]),
+            measured(0.2, &[false, false, false]),
+        ];
+        assert_eq!(broken_within(&m, 0.05), [false, true, false]);
+        assert_eq!(broken_within(&m, 0.1), [true, true, false]);
+        assert_eq!(broken_within(&m, 0.2), [true, true, false]);
+        assert!(broken_within(&[], 0.1).is_empty());
     }
 }

@@ -243,8 +243,8 @@ pub(crate) fn markdown(c: &Certification, cfg: &DemoConfig) -> String {
          **The robustness bracket** (`nrpm certify --method crown|ibp`): on the first \
          {bracket_n} test images, the share certified robust in the L∞ ball (lower bound) \
          beside the share left correct by the attack (upper bound; {attack}); the true robust \
-         accuracy lies between them. Each ε is attacked on its own, so the upper bound need not \
-         fall monotonically. CROWN is exact for the LPM MLP (it has no activation, so its margins \
+         accuracy lies between them (an image broken at a smaller ε counts as broken at every \
+         larger one). CROWN is exact for the LPM MLP (it has no activation, so its margins \
          are affine in the image); through the NRPM layers the bounds are intervals of the IRLS \
          steps, sound but loose, so Paradigm 2's lower bound says little. No image was \
          certified and broken (the run stops with an error if one is).\n\n{bracket_table}\n\
