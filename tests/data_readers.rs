@@ -460,3 +460,35 @@ fn count_mismatch_names_both_files() {
         "{msg}"
     );
 }
+
+/// Inputs on which a fuzz target (fuzz/, docs/VERIFICATION.md) once crashed a reader, by
+/// target: each must now give an `Error::Format` naming the file, never a panic.
+const FUZZ_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fuzz");
+
+#[test]
+fn fuzz_crashes_are_format_errors_now() {
+    let mut seen = 0;
+    for (target, readers) in [
+        ("idx_raw", &["images", "labels"][..]),
+        ("idx_gzip", &["images", "labels"][..]),
+        ("cifar", &["cifar"][..]),
+    ] {
+        let Ok(entries) = std::fs::read_dir(Path::new(FUZZ_DIR).join(target)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            for reader in readers {
+                let err = read_fixture(reader, &path).expect_err(&path.display().to_string());
+                assert!(matches!(err, Error::Format { .. }), "{}: {err:?}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 2, "the regression inputs are missing");
+    // The first one: 0 images of (2³²−1)×(2³²−1) pixels, whose size overflows although the
+    // product with 0 is 0.
+    let path = Path::new(FUZZ_DIR).join("idx_raw/zero-images-of-overflowing-size");
+    let err = idx::read_images(&path).unwrap_err().to_string();
+    assert!(err.contains("the size overflows"), "{err}");
+}

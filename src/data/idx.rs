@@ -259,7 +259,17 @@ fn parse<'a>(
     } else {
         format!("{} labels", dims[0])
     };
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    // An array needs the product of its non-zero axes to fit isize even when another axis is 0
+    // (0 images of 2³²−1 × 2³²−1 pixels: found by fuzz/idx_raw).
+    let fits = dims
+        .iter()
+        .filter(|&&d| d > 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .is_some_and(|p| isize::try_from(p).is_ok());
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|_| fits);
     match expected {
         Some(e) if e == body.len() => Ok((dims, body)),
         Some(e) => {
