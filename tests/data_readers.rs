@@ -480,7 +480,11 @@ fn fuzz_crashes_are_format_errors_now() {
             let path = entry.unwrap().path();
             for reader in readers {
                 let err = read_fixture(reader, &path).expect_err(&path.display().to_string());
-                assert!(matches!(err, Error::Format { .. }), "{}: {err:?}", path.display());
+                assert!(
+                    matches!(err, Error::Format { .. }),
+                    "{}: {err:?}",
+                    path.display()
+                );
                 seen += 1;
             }
         }

@@ -238,6 +238,15 @@ pub fn bracket<T: Real>(
         &format!("{} bracket", method.name()),
         (budgets.len() * data.len()) as u64,
     );
+    let run_at = |budget| Run {
+        model,
+        images: images.view(),
+        labels,
+        indices,
+        clean: &clean,
+        method,
+        budget,
+    };
     let mut measured = Vec::with_capacity(budgets.len());
     for &budget in budgets {
         let clock = Instant::now();
@@ -247,16 +256,7 @@ pub fn bracket<T: Real>(
             .collect::<Result<_>>()?;
         let certify_seconds = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let run = Run {
-            model,
-            images: images.view(),
-            labels,
-            indices,
-            clean: &clean,
-            method,
-            budget,
-        };
-        let broken = attack_all(&run, falsifier, batch, progress)?;
+        let broken = attack_all(&run_at(budget), falsifier, batch, progress)?;
         let attack_seconds = clock.elapsed().as_secs_f64();
         measured.push(Measured {
             budget,
@@ -268,17 +268,8 @@ pub fn bracket<T: Real>(
     let rows = measured
         .iter()
         .map(|m| {
-            let run = Run {
-                model,
-                images: images.view(),
-                labels,
-                indices,
-                clean: &clean,
-                method,
-                budget: m.budget,
-            };
             row(
-                &run,
+                &run_at(m.budget),
                 &m.margins,
                 &broken_within(&measured, m.budget),
                 m.seconds,
