@@ -40,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::models::Classifier;
 use crate::progress::Progress;
 use crate::real::Real;
+use crate::report::stats::Proportion;
 use crate::seeds::{derive, stream};
 
 /// The settings of randomized smoothing. Deserialising checks them as
@@ -411,6 +412,18 @@ pub fn certified_accuracy(records: &[SmoothedRecord], radii: &[f64]) -> Vec<Radi
                 certified_accuracy: 100.0 * certified as f64 / n,
             }
         })
+        .collect()
+}
+
+/// [`certified_accuracy`] as proportions of the records, each with its 95 % Clopper–Pearson
+/// interval.
+///
+/// # Errors
+/// [`Error::Config`] when there are no records.
+pub fn certified_proportions(records: &[SmoothedRecord], radii: &[f64]) -> Result<Vec<Proportion>> {
+    certified_accuracy(records, radii)
+        .iter()
+        .map(|r| Proportion::new(r.certified, records.len()))
         .collect()
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::demo::DemoConfig;
 use nrpm::certify::bracket::{self, BracketRow, Method};
 use nrpm::certify::falsify::{Falsifier, PgdRestarts};
-use nrpm::certify::smoothing::{certified_accuracy, certify_dataset};
+use nrpm::certify::smoothing::{certified_proportions, certify_dataset};
 use nrpm::data::Dataset;
 use nrpm::error::Result;
 use nrpm::models::Model;
@@ -124,15 +124,12 @@ fn smoothing_curve(
     let clock = std::time::Instant::now();
     let images: Vec<usize> = (0..cfg.smoothing_n).collect();
     let records = certify_dataset(model, test, &images, &cfg.smoothing, progress)?;
-    let points = certified_accuracy(&records, &cfg.smoothing_radii)
-        .into_iter()
-        .map(|r| {
-            Ok(RadiusPoint {
-                radius: r.budget,
-                accuracy: Proportion::new(r.certified, images.len())?,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let points = cfg
+        .smoothing_radii
+        .iter()
+        .zip(certified_proportions(&records, &cfg.smoothing_radii)?)
+        .map(|(&radius, accuracy)| RadiusPoint { radius, accuracy })
+        .collect();
     let seconds = clock.elapsed().as_secs_f64();
     let samples = images.len() * (cfg.smoothing.n0 + cfg.smoothing.n);
     Ok(SmoothingCurve {

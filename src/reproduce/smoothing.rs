@@ -19,11 +19,10 @@ use crate::reproduce::mnist::P1_REFERENCE_LAMBDA;
 use crate::reproduce::setup::{Checkpoint, Context, ModelSetup};
 use crate::reproduce::table::{plain_budget, ResultTable, Row};
 use crate::reproduce::{training, Body, Experiment};
-use nrpm::certify::smoothing::{certified_accuracy, certify_dataset, SmoothingConfig};
+use nrpm::certify::smoothing::{certified_proportions, certify_dataset, SmoothingConfig};
 use nrpm::error::Result;
 use nrpm::models::Model;
 use nrpm::progress::Progress;
-use nrpm::report::stats::Proportion;
 
 /// The noise levels (Cohen's two smallest).
 pub const SIGMAS: [f64; 2] = [0.25, 0.5];
@@ -49,14 +48,11 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<Body> {
     let mut tables = Vec::new();
     for sigma in SIGMAS {
         let cfg = config(ctx, sigma);
-        let mut table = empty_table(sigma, images.len());
+        let mut table = empty_table(&cfg, images.len());
         for (label, setup, model) in &subjects {
             let clock = std::time::Instant::now();
             let records = certify_dataset(model, &test, &images, &cfg, progress)?;
-            let accuracy = certified_accuracy(&records, &RADII)
-                .iter()
-                .map(|r| Proportion::new(r.certified, images.len()))
-                .collect::<Result<Vec<_>>>()?;
+            let accuracy = certified_proportions(&records, &RADII)?;
             let mut row = Row::new(label.clone(), setup.to_json(), &RADII, accuracy);
             row.lambdas = model.lambdas();
             row.seconds = clock.elapsed().as_secs_f64();
@@ -132,13 +128,20 @@ fn subjects(ctx: &mut Context, progress: &mut dyn Progress) -> Result<Vec<Subjec
     Ok(out)
 }
 
-/// The table of σ, rows to come.
-fn empty_table(sigma: f64, images: usize) -> ResultTable {
+/// The table of `cfg`'s σ, rows to come.
+fn empty_table(cfg: &SmoothingConfig, images: usize) -> ResultTable {
+    let SmoothingConfig {
+        sigma,
+        n0,
+        n,
+        alpha,
+        ..
+    } = *cfg;
     ResultTable {
         title: format!("Certified accuracy at L2 radius r, σ = {sigma}"),
         attack: format!(
-            "randomized smoothing, CERTIFY (Cohen et al. 2019): σ = {sigma}, n0 = 100, \
-             n = {SAMPLES}, α = 0.001, noise not clipped, on the first {images} test images; a \
+            "randomized smoothing, CERTIFY (Cohen et al. 2019): σ = {sigma}, n0 = {n0}, \
+             n = {n}, α = {alpha}, noise not clipped, on the first {images} test images; a \
              cell counts images predicted correctly, not abstained, with certified radius ≥ r"
         ),
         budget_label: "r".into(),
@@ -167,8 +170,18 @@ mod tests {
     fn radius_zero_is_not_called_clean() {
         assert_eq!(radius_name(0.0), "0");
         assert_eq!(radius_name(0.25), "0.25");
-        let t = empty_table(0.5, 7);
+        let cfg = SmoothingConfig {
+            sigma: 0.5,
+            n: SAMPLES,
+            ..SmoothingConfig::default()
+        };
+        let t = empty_table(&cfg, 7);
         assert_eq!(t.budget_names, ["0", "0.25", "0.5", "0.75", "1", "1.5"]);
         assert!(t.attack.contains("first 7 test images"), "{}", t.attack);
+        assert!(
+            t.attack.contains("σ = 0.5, n0 = 100, n = 10000, α = 0.001"),
+            "{}",
+            t.attack
+        );
     }
 }
