@@ -56,6 +56,19 @@ pub trait Real:
         kernels::irls_sums(x, a, zd, wf)
     }
 
+    /// [`Real::irls_sums`] of four outputs sharing the input row `x`: weight rows `a[j]`,
+    /// scaled iterates `zd[j]`.
+    #[doc(hidden)]
+    #[inline]
+    fn irls_sums4(
+        x: &[Self],
+        a: [&[Self]; 4],
+        zd: [Self; 4],
+        wf: &WeightFn<Self>,
+    ) -> [(Self, Self); 4] {
+        std::array::from_fn(|j| Self::irls_sums(x, a[j], zd[j], wf))
+    }
+
     /// Adjoint sweeps of all K IRLS steps, from the scaled iterates `zds[k] = zᵏ/D`
     /// (`k = 0..=K`): with `w_dᵏ` the weight and `g_dᵏ = w'(r_dᵏ)·sign(t_d − zds[k])`, writes
     /// `e_dᵏ = w_dᵏ + (t_d − zds[k+1])·g_dᵏ` to `e_out[k·D + d]` and
@@ -116,6 +129,10 @@ impl Real for f32 {
     #[inline]
     fn irls_sums(x: &[f32], a: &[f32], zd: f32, wf: &WeightFn<f32>) -> (f32, f32) {
         crate::nrpm::simd::irls_sums_f32(x, a, zd, wf)
+    }
+    #[inline]
+    fn irls_sums4(x: &[f32], a: [&[f32]; 4], zd: [f32; 4], wf: &WeightFn<f32>) -> [(f32, f32); 4] {
+        crate::nrpm::simd::irls_sums4_f32(x, a, zd, wf)
     }
     #[inline]
     fn irls_adjoint_sums(

@@ -23,7 +23,8 @@
 //! image with dataset index i takes its C·H·W standard normals from a generator seeded with
 //! `derive(seed, [stream::SMOOTHING, i, p, s])`. Figures therefore depend neither on the batch
 //! size, nor on the thread count, nor on how the images are split between runs. Noisy copies
-//! go through the model in batches (the fused operator, or CUDA for a model on a GPU).
+//! go through the model in batches (the fused operator, or CUDA for a model on a GPU), several
+//! batches at a time, one per free core ([`sample_counts`]).
 
 use std::time::Instant;
 
@@ -217,9 +218,15 @@ fn radius(sigma: f64, p_lower: f64) -> f64 {
 /// Class counts of `f(x + δ)` over `num` noisy copies of image `x [C, H, W]` (dataset index
 /// `image`, draws of `phase`), in batches of `cfg.batch`.
 ///
+/// The batches are independent (each copy's noise is named by its index), so they run in
+/// parallel, each on whichever core is free, and their counts are added: the result does not
+/// depend on the order. Within a batch the forward pass is parallel too (rayon steals its
+/// tasks when a core has no batch of its own), so one batch per core keeps both busy through
+/// the sequential parts of a forward pass (input checks, the λ mix, allocation).
+///
 /// # Errors
 /// Model errors; [`Error::Config`] when the model predicts a class ≥ its number of classes.
-pub fn sample_counts<T: Real, C: Classifier<T> + ?Sized>(
+pub fn sample_counts<T: Real, C: Classifier<T> + Sync + ?Sized>(
     model: &C,
     x: ArrayView3<T>,
     image: usize,
@@ -228,41 +235,58 @@ pub fn sample_counts<T: Real, C: Classifier<T> + ?Sized>(
     cfg: &SmoothingConfig,
 ) -> Result<Vec<usize>> {
     let classes = model.classes();
-    let mut counts = vec![0; classes];
-    let (c, h, w) = x.dim();
-    let per = c * h * w;
     let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    let sigma = cfg.sigma;
-    let mut done = 0;
-    while done < num {
-        let size = cfg.batch.min(num - done);
-        let mut batch = Array4::<T>::zeros((size, c, h, w));
-        batch
-            .as_slice_mut()
-            .expect("fresh array")
-            .par_chunks_mut(per.max(1))
-            .enumerate()
-            .for_each(|(i, copy)| {
-                let s = (done + i) as u64;
-                let seed = derive(
-                    cfg.seed,
-                    &[stream::SMOOTHING, image as u64, phase as u64, s],
-                );
-                let mut rng = StdRng::seed_from_u64(seed);
-                for (v, &x) in copy.iter_mut().zip(xs) {
-                    let e: f64 = StandardNormal.sample(&mut rng);
-                    *v = x + T::of(sigma * e);
-                }
-            });
-        for p in model.predict(batch.view())? {
-            *counts
-                .get_mut(p)
-                .ok_or_else(|| Error::config("prediction", p, "is not a class of the model"))? += 1;
-        }
-        done += size;
+    let x = x.view();
+    let per_batch: Vec<Vec<usize>> = (0..num.div_ceil(cfg.batch))
+        .into_par_iter()
+        .map(|k| {
+            let start = k * cfg.batch;
+            let size = cfg.batch.min(num - start);
+            let batch = noisy_copies(x, image, phase, start, size, cfg);
+            model.predict(batch.view())
+        })
+        .collect::<Result<_>>()?;
+    let mut counts = vec![0; classes];
+    for p in per_batch.into_iter().flatten() {
+        *counts
+            .get_mut(p)
+            .ok_or_else(|| Error::config("prediction", p, "is not a class of the model"))? += 1;
     }
     Ok(counts)
+}
+
+/// Noisy copies `start..start + size` of image `x [C, H, W]` (standard layout), `[size, C, H,
+/// W]`: copy s is `x + σ·δ_s`, δ_s the C·H·W standard normals of the generator seeded with
+/// `derive(seed, [SMOOTHING, image, phase, s])`.
+fn noisy_copies<T: Real>(
+    x: ArrayView3<T>,
+    image: usize,
+    phase: Phase,
+    start: usize,
+    size: usize,
+    cfg: &SmoothingConfig,
+) -> Array4<T> {
+    let (c, h, w) = x.dim();
+    let xs = x.to_slice().expect("standard layout");
+    let mut batch = Array4::<T>::zeros((size, c, h, w));
+    batch
+        .as_slice_mut()
+        .expect("fresh array")
+        .par_chunks_mut((c * h * w).max(1))
+        .enumerate()
+        .for_each(|(i, copy)| {
+            let s = (start + i) as u64;
+            let seed = derive(
+                cfg.seed,
+                &[stream::SMOOTHING, image as u64, phase as u64, s],
+            );
+            let mut rng = StdRng::seed_from_u64(seed);
+            for (v, &x) in copy.iter_mut().zip(xs) {
+                let e: f64 = StandardNormal.sample(&mut rng);
+                *v = x + T::of(cfg.sigma * e);
+            }
+        });
+    batch
 }
 
 /// The first maximum of `counts`.
@@ -276,7 +300,7 @@ fn top(counts: &[usize]) -> usize {
 ///
 /// # Errors
 /// [`Error::Config`] for invalid settings; model errors.
-pub fn certify<T: Real, C: Classifier<T> + ?Sized>(
+pub fn certify<T: Real, C: Classifier<T> + Sync + ?Sized>(
     model: &C,
     x: ArrayView3<T>,
     image: usize,
@@ -298,7 +322,7 @@ pub fn certify<T: Real, C: Classifier<T> + ?Sized>(
 ///
 /// # Errors
 /// [`Error::Config`] for invalid settings; model errors.
-pub fn predict<T: Real, C: Classifier<T> + ?Sized>(
+pub fn predict<T: Real, C: Classifier<T> + Sync + ?Sized>(
     model: &C,
     x: ArrayView3<T>,
     image: usize,
@@ -333,7 +357,7 @@ pub struct SmoothedRecord {
 ///
 /// # Errors
 /// [`Error::Config`] for invalid settings or an index out of range; model errors.
-pub fn certify_dataset<T: Real, C: Classifier<T> + ?Sized>(
+pub fn certify_dataset<T: Real, C: Classifier<T> + Sync + ?Sized>(
     model: &C,
     data: &Dataset,
     indices: &[usize],

@@ -4,7 +4,9 @@
 //! over cores.
 //!
 //! Forward: `z⁰ = x·Wᵀ` by one GEMM per group (`matmul.rs`), then K passes over the terms per
-//! output, each accumulating `(Σ w_d, Σ w_d·t_d)`.
+//! output, each accumulating `(Σ w_d, Σ w_d·t_d)`; four outputs of one input row share each
+//! pass (`Real::irls_sums4`), which loads `x_d` once for the four and reduces their sums
+//! together (the per-output reductions cost as much as a quarter of the loop at D = 256).
 //!
 //! Backward (maths in `reference.rs`), per output and group, from the saved iterates alone:
 //! 1. one sweep over d (all steps at once) computes the weight `w_dᵏ` and its slope
@@ -65,35 +67,107 @@ pub fn forward<T: Real>(
     let mut z = Array4::zeros((dims.b, dims.o, dims.n, steps + 1));
     let per_output = dims.n * (steps + 1);
     let wf = cfg.norm().weight_fn::<T>(cfg.eps());
-    let dgt = T::of(dims.dg as f64);
     let x_std = x.as_standard_layout();
     let w_std = weight.as_standard_layout();
     let (xs, ws) = (
         x_std.as_slice().expect("standard"),
         w_std.as_slice().expect("standard"),
     );
-    let (d, dg) = (dims.d, dims.dg);
+    let pass = Pass {
+        xs,
+        ws,
+        z0: &z0,
+        dims,
+        steps,
+        wf: &wf,
+    };
     z.as_slice_mut()
         .expect("fresh array is contiguous")
         .par_chunks_mut(OUTPUTS_PER_TASK * per_output)
         .enumerate()
-        .for_each(|(task, chunk)| {
-            for (i, out) in chunk.chunks_exact_mut(per_output).enumerate() {
-                let flat = task * OUTPUTS_PER_TASK + i;
-                let (b, o) = (flat / dims.o, flat % dims.o);
-                for (g, zs) in out.chunks_exact_mut(steps + 1).enumerate() {
-                    let (xg, wg) = (&xs[b * d + g * dg..][..dg], &ws[o * d + g * dg..][..dg]);
-                    zs[0] = z0[[g, b, o]];
-                    for k in 0..steps {
-                        let (s0, s1) = T::irls_sums(xg, wg, zs[k] / dgt, &wf);
-                        zs[k + 1] = dgt * s1 / s0;
-                    }
-                }
-            }
-        });
+        .for_each(|(task, chunk)| pass.outputs(task * OUTPUTS_PER_TASK, chunk));
     let iterates = Iterates::new(z, *cfg, &x, &weight);
     let y = mix_output(op, &iterates, bias)?;
     Ok((y, iterates))
+}
+
+/// What the forward IRLS passes read: `x [B, D]` and `W [O, D]` row-major, the plain sums
+/// `z⁰ [N, B, O]`.
+struct Pass<'a, T: Real> {
+    xs: &'a [T],
+    ws: &'a [T],
+    z0: &'a Array3<T>,
+    dims: Dims,
+    steps: usize,
+    wf: &'a WeightFn<T>,
+}
+
+impl<T: Real> Pass<'_, T> {
+    /// The iterates of the outputs `first, first + 1, …` (flat index b·O + o), `[N, K + 1]`
+    /// each, into `chunk`. Runs of four outputs of one input row go through the four-output
+    /// sums (each x_d loaded once for the four); the rest one at a time.
+    fn outputs(&self, first: usize, chunk: &mut [T]) {
+        let per_output = self.dims.n * (self.steps + 1);
+        let count = chunk.len() / per_output;
+        let mut i = 0;
+        while i < count {
+            let (b, o) = ((first + i) / self.dims.o, (first + i) % self.dims.o);
+            let lanes = if i + 4 <= count && o + 4 <= self.dims.o {
+                4
+            } else {
+                1
+            };
+            let outs = &mut chunk[i * per_output..(i + lanes) * per_output];
+            for g in 0..self.dims.n {
+                match lanes {
+                    4 => self.group4(b, o, g, outs),
+                    _ => self.group1(b, o, g, &mut outs[g * (self.steps + 1)..][..self.steps + 1]),
+                }
+            }
+            i += lanes;
+        }
+    }
+
+    /// Row `b`'s group-`g` columns, and output `o`'s.
+    #[inline]
+    fn rows(&self, b: usize, o: usize, g: usize) -> (&[T], &[T]) {
+        let Dims { d, dg, .. } = self.dims;
+        (
+            &self.xs[b * d + g * dg..][..dg],
+            &self.ws[o * d + g * dg..][..dg],
+        )
+    }
+
+    /// The iterates `zs [K + 1]` of output (b, o), group g.
+    fn group1(&self, b: usize, o: usize, g: usize, zs: &mut [T]) {
+        let dgt = T::of(self.dims.dg as f64);
+        let (xg, wg) = self.rows(b, o, g);
+        zs[0] = self.z0[[g, b, o]];
+        for k in 0..self.steps {
+            let (s0, s1) = T::irls_sums(xg, wg, zs[k] / dgt, self.wf);
+            zs[k + 1] = dgt * s1 / s0;
+        }
+    }
+
+    /// [`Pass::group1`] for outputs (b, o … o + 3), whose iterates lie in `outs` at
+    /// `j·N·(K + 1) + g·(K + 1)`.
+    fn group4(&self, b: usize, o: usize, g: usize, outs: &mut [T]) {
+        let dgt = T::of(self.dims.dg as f64);
+        let per_output = self.dims.n * (self.steps + 1);
+        let at = |j: usize, k: usize| j * per_output + g * (self.steps + 1) + k;
+        let xg = self.rows(b, o, g).0;
+        let w = |j: usize| self.rows(b, o + j, g).1;
+        let wg = [w(0), w(1), w(2), w(3)];
+        for j in 0..4 {
+            outs[at(j, 0)] = self.z0[[g, b, o + j]];
+        }
+        for k in 0..self.steps {
+            let zd = [0, 1, 2, 3].map(|j| outs[at(j, k)] / dgt);
+            for (j, (s0, s1)) in T::irls_sums4(xg, wg, zd, self.wf).into_iter().enumerate() {
+                outs[at(j, k + 1)] = dgt * s1 / s0;
+            }
+        }
+    }
 }
 
 /// Backward pass. Same contract as [`crate::nrpm::backward`].

@@ -6,16 +6,24 @@
 //! docs/PERFORMANCE.md). The choice is made at run time (`is_x86_feature_detected!`), never by
 //! `target-cpu=native`; CPUs without AVX-512 (and non-x86 targets) use the portable loops.
 //!
-//! Each function computes exactly the formula of its portable twin; only the summation order
-//! differs (16 lanes × 2 accumulators, then a fixed tree reduction), and in the forward sums
-//! `1/(r + ε)` is a reciprocal estimate refined by one Newton step (within one ulp of the IEEE
-//! quotient; the forward pass runs about 1.1× faster than with `vdivps`), so results agree to
-//! f32 rounding (checked in the tests below) and do not depend on the number of threads.
+//! Each function computes exactly the formula of its portable twin; only the rounding differs:
+//! the summation order (16 lanes × 2 accumulators, then a fixed tree reduction) and, in the
+//! forward sums, two rewrites that save vector instructions in a loop bound by them:
+//! - `1/(r + ε)` is a reciprocal estimate refined by one Newton step (within one ulp of the
+//!   IEEE quotient; the forward pass runs about 1.1× faster than with `vdivps`);
+//! - the residual `u_d = x_d·a_d − z/D` is one fused multiply-subtract (one rounding instead of
+//!   two), and `Σ w_d·t_d` is accumulated as `Σ w_d·u_d + (z/D)·Σ w_d` (the same sum, since
+//!   `t_d = u_d + z/D`), so `t_d` is never formed: 8 instructions per 16 terms instead of 9
+//!   (about 1.07× faster single-threaded, docs/PERFORMANCE.md).
+//!
+//! Results agree with the portable loops to f32 rounding (checked in the tests below) and do
+//! not depend on the number of threads.
 
 use crate::nrpm::kernels;
 use crate::nrpm::norm::WeightFn;
 
 /// Whether the AVX-512 loops are used on this CPU.
+#[inline]
 pub fn avx512_active() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -36,6 +44,24 @@ pub(crate) fn irls_sums_f32(x: &[f32], a: &[f32], zd: f32, wf: &WeightFn<f32>) -
         return unsafe { x86::irls_sums(x, a, zd, wf) };
     }
     kernels::irls_sums(x, a, zd, wf)
+}
+
+/// f32 `irls_sums` of four outputs that share the input row `x` (weight rows `a[j]`, scaled
+/// iterates `zd[j]`): one pass over d loads each `x_d` once for the four, and their eight sums
+/// are reduced together. AVX-512 when available, else four portable calls.
+#[inline]
+pub(crate) fn irls_sums4_f32(
+    x: &[f32],
+    a: [&[f32]; 4],
+    zd: [f32; 4],
+    wf: &WeightFn<f32>,
+) -> [(f32, f32); 4] {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_active() {
+        // SAFETY: AVX-512F checked; slice lengths asserted inside.
+        return unsafe { x86::irls_sums4(x, a, zd, wf) };
+    }
+    std::array::from_fn(|j| kernels::irls_sums(x, a[j], zd[j], wf))
 }
 
 /// f32 `irls_adjoint_sums`: AVX-512 when available, else portable.
@@ -255,29 +281,134 @@ mod x86 {
         let (mut s0a, mut s0b, mut s1a, mut s1b) = (zero, zero, zero, zero);
         let mut i = 0;
         while i + 32 <= n {
-            let t0 = _mm512_mul_ps(load(x, i, 16), load(a, i, 16));
-            let t1 = _mm512_mul_ps(load(x, i + 16, 16), load(a, i + 16, 16));
-            let w0 = weight::<KIND>(_mm512_abs_ps(_mm512_sub_ps(t0, vz)), c);
-            let w1 = weight::<KIND>(_mm512_abs_ps(_mm512_sub_ps(t1, vz)), c);
+            let u0 = _mm512_fmsub_ps(load(x, i, 16), load(a, i, 16), vz);
+            let u1 = _mm512_fmsub_ps(load(x, i + 16, 16), load(a, i + 16, 16), vz);
+            let w0 = weight::<KIND>(_mm512_abs_ps(u0), c);
+            let w1 = weight::<KIND>(_mm512_abs_ps(u1), c);
             s0a = _mm512_add_ps(s0a, w0);
             s0b = _mm512_add_ps(s0b, w1);
-            s1a = _mm512_fmadd_ps(w0, t0, s1a);
-            s1b = _mm512_fmadd_ps(w1, t1, s1b);
+            s1a = _mm512_fmadd_ps(w0, u0, s1a);
+            s1b = _mm512_fmadd_ps(w1, u1, s1b);
             i += 32;
         }
         while i < n {
             let m = (n - i).min(16);
-            let t = _mm512_mul_ps(load(x, i, m), load(a, i, m));
-            let w = weight::<KIND>(_mm512_abs_ps(_mm512_sub_ps(t, vz)), c);
+            let u = _mm512_fmsub_ps(load(x, i, m), load(a, i, m), vz);
+            let w = weight::<KIND>(_mm512_abs_ps(u), c);
             let w = _mm512_maskz_mov_ps(if m == 16 { !0 } else { tail_mask(m) }, w);
             s0a = _mm512_add_ps(s0a, w);
-            s1a = _mm512_fmadd_ps(w, t, s1a);
+            s1a = _mm512_fmadd_ps(w, u, s1a);
             i += m;
         }
-        (
-            _mm512_reduce_add_ps(_mm512_add_ps(s0a, s0b)),
-            _mm512_reduce_add_ps(_mm512_add_ps(s1a, s1b)),
+        let s0 = _mm512_reduce_add_ps(_mm512_add_ps(s0a, s0b));
+        let s1 = _mm512_reduce_add_ps(_mm512_add_ps(s1a, s1b));
+        // Σ w·t = Σ w·(u + z/D) = Σ w·u + (z/D)·Σ w.
+        (s0, zd.mul_add(s0, s1))
+    }
+
+    /// # Safety
+    /// AVX-512F must be available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn irls_sums4(
+        x: &[f32],
+        a: [&[f32]; 4],
+        zd: [f32; 4],
+        wf: &WeightFn<f32>,
+    ) -> [(f32, f32); 4] {
+        match kind_code(wf.kind) {
+            L1 => sums4::<L1>(x, a, zd, wf),
+            HUBER => sums4::<HUBER>(x, a, zd, wf),
+            MCP => sums4::<MCP>(x, a, zd, wf),
+            HM => sums4::<HM>(x, a, zd, wf),
+            _ => sums4::<0>(x, a, zd, wf),
+        }
+    }
+
+    /// [`sums`] for four weight rows at once: one accumulator pair per output (the four
+    /// outputs are the independent chains that the unrolling gives the single version).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sums4<const KIND: u8>(
+        x: &[f32],
+        a: [&[f32]; 4],
+        zd: [f32; 4],
+        wf: &WeightFn<f32>,
+    ) -> [(f32, f32); 4] {
+        let n = x.len();
+        assert!(a.iter().all(|a| a.len() == n));
+        let c = consts(wf);
+        // No closures here: they would not inherit the target feature and be called, not
+        // inlined.
+        let vz = [
+            _mm512_set1_ps(zd[0]),
+            _mm512_set1_ps(zd[1]),
+            _mm512_set1_ps(zd[2]),
+            _mm512_set1_ps(zd[3]),
+        ];
+        let zero = _mm512_setzero_ps();
+        let (mut s0, mut s1) = ([zero; 4], [zero; 4]);
+        let mut i = 0;
+        while i < n {
+            let m = (n - i).min(16);
+            let mask = if m == 16 { !0 } else { tail_mask(m) };
+            let xv = load(x, i, m);
+            for j in 0..4 {
+                let u = _mm512_fmsub_ps(xv, load(a[j], i, m), vz[j]);
+                let w = _mm512_maskz_mov_ps(mask, weight::<KIND>(_mm512_abs_ps(u), c));
+                s0[j] = _mm512_add_ps(s0[j], w);
+                s1[j] = _mm512_fmadd_ps(w, u, s1[j]);
+            }
+            i += m;
+        }
+        let r = reduce8([s0[0], s1[0], s0[1], s1[1], s0[2], s1[2], s0[3], s1[3]]);
+        // Σ w·t = Σ w·u + (z/D)·Σ w, as in `sums`.
+        let out = |j: usize| (r[2 * j], zd[j].mul_add(r[2 * j], r[2 * j + 1]));
+        [out(0), out(1), out(2), out(3)]
+    }
+
+    /// Quarters `[a0 + a2, a1 + a3, b0 + b2, b1 + b3]` (128-bit quarters) of vectors a, b.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn pair(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(a, b),
+            _mm512_shuffle_f32x4::<0xEE>(a, b),
         )
+    }
+
+    /// From two [`pair`] results: quarter k is the 4-lane partial sum of the k-th of the four
+    /// vectors behind them.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn quad(p: __m512, q: __m512) -> __m512 {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(p, q),
+            _mm512_shuffle_f32x4::<0xDD>(p, q),
+        )
+    }
+
+    /// Every lane of each quarter: the sum of the quarter's four lanes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn quarter_sums(r: __m512) -> __m512 {
+        let r = _mm512_add_ps(r, _mm512_permute_ps::<0x4E>(r));
+        _mm512_add_ps(r, _mm512_permute_ps::<0xB1>(r))
+    }
+
+    /// The lane sums of eight vectors, by a transposing tree: 128-bit quarters are paired
+    /// across vectors first (two shuffles and one add per pair), so the eight sums cost 26
+    /// vector instructions instead of about 70 for eight separate reductions.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn reduce8(v: [__m512; 8]) -> [f32; 8] {
+        let lo = quarter_sums(quad(pair(v[0], v[1]), pair(v[2], v[3])));
+        let hi = quarter_sums(quad(pair(v[4], v[5]), pair(v[6], v[7])));
+        let (mut l, mut h) = ([0f32; 16], [0f32; 16]);
+        // SAFETY: 16 floats each, unaligned stores.
+        unsafe {
+            _mm512_storeu_ps(l.as_mut_ptr(), lo);
+            _mm512_storeu_ps(h.as_mut_ptr(), hi);
+        }
+        [l[0], l[4], l[8], l[12], h[0], h[4], h[8], h[12]]
     }
 
     /// Steps handled per pass over d (their accumulators stay in registers).
@@ -420,7 +551,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nrpm::norm::Norm;
+    use crate::nrpm::norm::{Norm, WeightKind};
 
     fn data(n: usize, seed: u32) -> (Vec<f32>, Vec<f32>) {
         let mut s = seed;
@@ -446,8 +577,50 @@ mod tests {
         ]
     }
 
-    /// The AVX-512 loops equal the portable ones up to f32 summation-order rounding:
-    /// |Δ| ≤ 4·n·u·Σ|summand| with u = 2⁻²⁴ (a loose form of the standard summation bound).
+    /// Bounds on `|AVX-512 − portable|` of the forward sums `(Σ w, Σ w·t)`, from f32 rounding
+    /// (u = 2⁻²⁴): the summation order, 4·n·u·Σ|summand|; the residual `u_d` formed with one
+    /// rounding where the portable loop rounds twice, `|Δu_d| ≤ u·(3|t_d| + 2|zd|)`, moved
+    /// through the weight's Lipschitz constant `c/(r + ε)²` (c = max(1, |p|): L1 and MCP
+    /// 1/(r + ε)², Huber and HM p/(r + ε)²); and the rounding of `(z/D)·Σ w`. Evaluated in
+    /// f64; the factor 2 covers the second-order terms (`|Δu| ≪ ε` here).
+    fn sums_bounds(x: &[f32], a: &[f32], zd: f32, wf: &WeightFn<f32>) -> (f32, f32) {
+        let u = f64::from(f32::EPSILON) / 2.0;
+        let n = x.len() as f64;
+        let lip = match wf.kind {
+            WeightKind::Lpm => 0.0,
+            _ => f64::from(wf.p.abs()).max(1.0),
+        };
+        let z = f64::from(zd);
+        let (mut w_sum, mut wt_sum, mut sens0, mut sens1) = (0.0, 0.0, 0.0, 0.0);
+        for (&xd, &ad) in x.iter().zip(a) {
+            let t = f64::from(xd) * f64::from(ad);
+            let w = f64::from(wf.weight((xd * ad - zd).abs()));
+            let du = u * (3.0 * t.abs() + 2.0 * z.abs());
+            let dw = lip / ((t - z).abs() + f64::from(wf.eps)).powi(2) * du;
+            w_sum += w;
+            wt_sum += w * (t.abs() + z.abs());
+            sens0 += dw;
+            sens1 += dw * t.abs() + w * du;
+        }
+        let b0 = 4.0 * n * u * w_sum + 2.0 * sens0;
+        let b1 = 4.0 * n * u * (wt_sum + z.abs() * w_sum) + 2.0 * sens1;
+        (b0 as f32 + 1e-30, b1 as f32 + 1e-30)
+    }
+
+    /// Asserts that the AVX-512 forward sums of `(x, a, zd)` are within [`sums_bounds`] of the
+    /// portable loop's.
+    fn assert_sums_close(got: (f32, f32), x: &[f32], a: &[f32], zd: f32, wf: &WeightFn<f32>) {
+        let want = kernels::irls_sums(x, a, zd, wf);
+        let (b0, b1) = sums_bounds(x, a, zd, wf);
+        let what = format!("{:?} n={} zd={zd}: {got:?} vs {want:?}", wf.kind, x.len());
+        assert!((got.0 - want.0).abs() <= b0, "Σw {what}, bound {b0}");
+        assert!((got.1 - want.1).abs() <= b1, "Σw·t {what}, bound {b1}");
+    }
+
+    /// The AVX-512 loops equal the portable ones up to f32 rounding: the forward sums within
+    /// [`sums_bounds`] (one and four outputs at a time), the adjoint sums within the summation
+    /// bound 4·n·u·Σ|summand| with u = 2⁻²⁴ (a loose form of the standard bound), `e_d`
+    /// exactly.
     #[test]
     fn simd_matches_portable_loops() {
         if !avx512_active() {
@@ -460,17 +633,15 @@ mod tests {
             for norm in norms() {
                 let wf = norm.weight_fn::<f32>(1e-2);
                 let zd = 0.013;
-                let (s0, s1) = irls_sums_f32(&x, &a, zd, &wf);
-                let (p0, p1) = kernels::irls_sums(&x, &a, zd, &wf);
-                assert!(
-                    (s0 - p0).abs() <= bound(p0.abs()),
-                    "{norm:?} n={n}: {s0} vs {p0}"
-                );
-                let abs1: f32 = x.iter().zip(&a).map(|(x, a)| (x * a).abs()).sum::<f32>() * s0;
-                assert!(
-                    (s1 - p1).abs() <= bound(abs1),
-                    "{norm:?} n={n}: {s1} vs {p1}"
-                );
+                assert_sums_close(irls_sums_f32(&x, &a, zd, &wf), &x, &a, zd, &wf);
+
+                // Four outputs sharing x: each equals its single portable call.
+                let rows: Vec<Vec<f32>> = (0..4).map(|j| data(n, 7 * n as u32 + j).1).collect();
+                let zds = [zd, -0.02, 0.0, 0.3];
+                let four = irls_sums4_f32(&x, std::array::from_fn(|j| &rows[j][..]), zds, &wf);
+                for (j, &got) in four.iter().enumerate() {
+                    assert_sums_close(got, &x, &rows[j], zds[j], &wf);
+                }
 
                 for steps in [1usize, 3, 6] {
                     let zds: Vec<f32> = (0..=steps).map(|k| zd + 0.004 * k as f32).collect();
