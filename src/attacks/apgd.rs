@@ -31,8 +31,8 @@ use ndarray::ArrayView4;
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::losses::{self, Loss};
-use super::{image_batch, image_rows, Ball, Outcome};
+use super::losses::Loss;
+use super::{image_batch, image_rows, targeted_schedule, Ball, Outcome};
 use crate::error::Result;
 use crate::models::Classifier;
 use crate::real::Real;
@@ -128,22 +128,10 @@ impl Apgd {
         rngs: &mut ImageRngs,
         at: &[usize],
     ) -> Result<Outcome<T>> {
-        let logits = model.logits(x)?;
-        let mut outcome = Outcome::unbroken(x);
-        for rank in 2..=targets + 1 {
-            let target = losses::ranked_class(logits.view(), rank);
-            for _ in 0..self.restarts {
-                let members = outcome.robust();
-                if members.is_empty() {
-                    return Ok(outcome);
-                }
-                let objective = Objective::DlrTargeted(&target);
-                for (b, adv) in self.single_run(model, x, labels, objective, &members, rngs, at)? {
-                    outcome.set(b, adv, true);
-                }
-            }
-        }
-        Ok(outcome)
+        targeted_schedule(model, x, targets, self.restarts, |target, _, members| {
+            let objective = Objective::DlrTargeted(target);
+            self.single_run(model, x, labels, objective, members, rngs, at)
+        })
     }
 
     /// One run on the images `members` of `x`; returns the broken ones with their adversarial

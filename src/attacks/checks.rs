@@ -231,6 +231,29 @@ pub fn apgd_ce_of(attack: &Attack) -> Result<Attack> {
     })
 }
 
+/// The one rule for an attack whose gradients come from `surrogate` instead of `model`
+/// (`nrpm eval --gradients-from lpm`): calls `f` with the classifier to attack.
+/// - No surrogate: `model` itself (white box).
+/// - A strong attack (APGD, FAB, Square, AutoAttack; [`Attack::is_strong`]): [`Bpda`], which
+///   differentiates the surrogate but returns the model's logits, because these attacks steer
+///   by the logits (loss, step-size control, early stop on success) and must steer by the
+///   model's.
+/// - PGD, FGSM and the single steps: the surrogate itself (a transfer attack); they use no
+///   logits beyond the gradient, and their adversarial images are judged on the model by
+///   [`evaluate_images`](super::evaluate_images).
+pub fn with_gradients_from<T: Real, M: Classifier<T>, S: Classifier<T>, R>(
+    attack: &Attack,
+    model: &M,
+    surrogate: Option<&S>,
+    f: impl FnOnce(&dyn Classifier<T>) -> R,
+) -> R {
+    match surrogate {
+        None => f(model),
+        Some(surrogate) if Attack::is_strong(attack.name()) => f(&Bpda { model, surrogate }),
+        Some(surrogate) => f(surrogate),
+    }
+}
+
 /// A classifier that classifies with `model` and differentiates with `surrogate` (BPDA,
 /// Athalye et al. 2018): the logit weights `v` a loss asks for are computed from the model's
 /// logits, and the gradient is `J_surrogateᵀ·v`.

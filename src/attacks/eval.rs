@@ -265,10 +265,19 @@ pub fn evaluate_images<T: Real, M: Classifier<T> + ?Sized, S: Classifier<T> + ?S
     if options.batch_size == 0 {
         return Err(Error::config("batch size", 0, "must be at least 1"));
     }
-    let subset = data.select(images)?;
+    // Evaluating the whole dataset in order (as `evaluate_transfer` does) needs no copy.
+    let identity = images.len() == data.len() && images.iter().enumerate().all(|(i, &j)| i == j);
+    let selected;
+    let subset = match identity {
+        true => data,
+        false => {
+            selected = data.select(images)?;
+            &selected
+        }
+    };
     let targets = match options.targeted {
         true => Some(random_targets(
-            &subset,
+            subset,
             images,
             model.classes(),
             options.seed,

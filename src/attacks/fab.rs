@@ -28,8 +28,7 @@ use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
-use super::losses;
-use super::{image_batch, image_rows, Ball, Outcome};
+use super::{image_batch, image_rows, targeted_schedule, Ball, Outcome};
 use crate::error::Result;
 use crate::models::Classifier;
 use crate::real::Real;
@@ -81,27 +80,21 @@ impl Fab {
         rngs: &mut ImageRngs,
         at: &[usize],
     ) -> Result<Outcome<T>> {
-        let logits = model.logits(x)?;
-        let mut outcome = Outcome::unbroken(x);
-        for rank in 2..=targets + 1 {
-            let target = losses::ranked_class(logits.view(), rank);
-            for restart in 0..self.restarts {
-                let members = outcome.robust();
-                if members.is_empty() {
-                    return Ok(outcome);
-                }
+        targeted_schedule(
+            model,
+            x,
+            targets,
+            self.restarts,
+            |target, restart, members| {
                 let run = Run {
                     fab: self,
                     labels,
-                    target: &target,
+                    target,
                     random_start: restart > 0,
                 };
-                for (b, adv) in run.single(model, x, &members, rngs, at)? {
-                    outcome.set(b, adv, true);
-                }
-            }
-        }
-        Ok(outcome)
+                run.single(model, x, members, rngs, at)
+            },
+        )
     }
 }
 

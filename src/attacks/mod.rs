@@ -62,7 +62,7 @@ pub use eval::{
     correct_by_budget, evaluate, evaluate_attacks, evaluate_images, evaluate_transfer,
     results_from_outcomes, EvalOptions, EvalResult, ImageOutcome,
 };
-use strong::{image_batch, image_rows, Outcome};
+use strong::{image_batch, image_rows, targeted_schedule, Outcome};
 pub use strong::{ApgdLoss, Ball, StrongSettings, SQUARE_P_INIT, STRONG_NAMES};
 pub use worst_case::{worst_case, ImageWorstCase};
 

@@ -4,8 +4,9 @@
 use ndarray::{Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
 
-use super::Lp;
+use super::{losses, Lp};
 use crate::error::{Error, Result};
+use crate::models::Classifier;
 use crate::real::Real;
 
 /// The strong attacks' names ([`Attack::strong`](super::Attack::strong)).
@@ -151,4 +152,37 @@ impl<T: Real> Outcome<T> {
         image.iter_mut().zip(adv).for_each(|(slot, v)| *slot = v);
         self.broken[b] = broken;
     }
+}
+
+/// The schedule of the targeted attacks (APGD-T, FAB-T): for each target rank 2 … targets + 1
+/// (the class that many places down the clean logits of each image of `x`), `restarts` runs,
+/// each only on the images that are still robust; it stops as soon as none is left.
+/// `run(target, restart, members)` attacks the images at positions `members` towards
+/// `target[b]` (one class per image of `x`) and returns those it broke with their adversarial
+/// images (C·H·W entries each).
+///
+/// # Errors
+/// Model errors, and those of `run`.
+pub(super) fn targeted_schedule<T: Real, C: Classifier<T> + ?Sized>(
+    model: &C,
+    x: ArrayView4<T>,
+    targets: usize,
+    restarts: usize,
+    mut run: impl FnMut(&[usize], usize, &[usize]) -> Result<Vec<(usize, Vec<T>)>>,
+) -> Result<Outcome<T>> {
+    let logits = model.logits(x)?;
+    let mut outcome = Outcome::unbroken(x);
+    for rank in 2..=targets + 1 {
+        let target = losses::ranked_class(logits.view(), rank);
+        for restart in 0..restarts {
+            let members = outcome.robust();
+            if members.is_empty() {
+                return Ok(outcome);
+            }
+            for (b, adv) in run(&target, restart, &members)? {
+                outcome.set(b, adv, true);
+            }
+        }
+    }
+    Ok(outcome)
 }

@@ -15,11 +15,11 @@ use crate::cli::model_args::{describe, Built, ModelArgs};
 use crate::cli::sharded::{parse_records, ShardArgs, ShardRun};
 use crate::cli::strong::{self, StrongArgs};
 use crate::cli::write_json;
-use nrpm::attacks::checks::Bpda;
+use nrpm::attacks::checks;
 use nrpm::attacks::{self, Attack, EvalOptions, EvalResult, ImageOutcome, PgdSettings, StepSize};
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
-use nrpm::models::{Classifier, Model};
+use nrpm::models::Model;
 use nrpm::report::markdown::Table;
 use nrpm::report::write_file;
 
@@ -228,15 +228,6 @@ fn run_records(
         });
     }
     let model = &built.model;
-    // As without --out: a strong attack differentiates the surrogate but sees the model's
-    // logits (its loss, step control and early stop use them); the others attack the
-    // surrogate and are judged on the model (evaluate_transfer).
-    let bpda = source.map(|surrogate| Bpda { model, surrogate });
-    let attacker: &dyn Classifier<f32> = match (&bpda, source) {
-        (Some(b), _) if Attack::is_strong(&args.attack) => b,
-        (_, Some(surrogate)) => surrogate,
-        _ => model,
-    };
     let mut append = |batch: &[ImageOutcome]| {
         let lines: Vec<Value> = batch
             .iter()
@@ -244,16 +235,19 @@ fn run_records(
             .collect();
         run.file.append(&lines)
     };
-    attacks::evaluate_images(
-        model,
-        attacker,
-        data,
-        &run.todo,
-        attacks,
-        options,
-        &mut Bar::default(),
-        &mut append,
-    )?;
+    // As without --out (one rule for both: `checks::with_gradients_from`).
+    checks::with_gradients_from(&attacks[0], model, source, |attacker| {
+        attacks::evaluate_images(
+            model,
+            attacker,
+            data,
+            &run.todo,
+            attacks,
+            options,
+            &mut Bar::default(),
+            &mut append,
+        )
+    })?;
     let Some(records) = run.finish()? else {
         return Ok(());
     };

@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::cli::bar::Bar;
 use crate::cli::common::{check_output_file, prepare_output_dir};
+use crate::cli::sharded::ShardFlags;
 use crate::cli::write_json;
 use crate::reproduce::{self, render, Experiment, Options, Report, Status};
 use nrpm::data::cifar::is_cifar10_folder;
@@ -75,19 +76,10 @@ pub struct ReproduceArgs {
     /// (a finished run is then only evaluated).
     #[arg(long)]
     pub reuse_checkpoints: bool,
-    /// Run shard I of N of the experiments (experiment e, in the order they run, belongs to
-    /// shard e mod N); each shard records its finished experiments in
-    /// OUT/records-I-of-N.jsonl and `nrpm merge OUT` writes the report. Without it, Slurm's
-    /// SLURM_ARRAY_TASK_* or Kubernetes' JOB_COMPLETION_INDEX (with --shards) are used when
-    /// set.
-    #[arg(long)]
-    pub shard: Option<String>,
-    /// The number of shards of a Kubernetes Indexed Job (its completions).
-    #[arg(long)]
-    pub shards: Option<usize>,
-    /// Continue a sharded run: experiments already recorded in OUT are not run again.
-    #[arg(long)]
-    pub resume: bool,
+    /// Which shard of the experiments (records in OUT/records-I-of-N.jsonl), and whether to
+    /// continue its records.
+    #[command(flatten)]
+    pub sharding: ShardFlags,
 }
 
 /// Runs `nrpm reproduce`.
@@ -103,13 +95,11 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     }
     prepare_output_dir("--out", &args.out)?;
     let options = options(&args)?;
-    let (shard, source) = Shard::resolve(args.shard.as_deref(), args.shards, |k| {
-        std::env::var(k).ok()
-    })?;
+    let (shard, source) = args.sharding.resolve()?;
     if source != ShardSource::Whole {
         return run_shard(&args, &options, shard, &source);
     }
-    if args.resume {
+    if args.sharding.resume {
         return Err(Error::Flag {
             flag: "--resume".into(),
             problem: "has no effect without sharding (use --reuse-checkpoints to continue \
@@ -136,7 +126,7 @@ fn run_shard(
         options.experiments.len()
     );
     let header = records_header(options, shard)?;
-    let mut file = RecordFile::open(&options.out, &header, args.resume)?;
+    let mut file = RecordFile::open(&options.out, &header, args.sharding.resume)?;
     let owned = |e: usize| shard.owns(e) && !file.is_done(e);
     let todo: Vec<usize> = (0..options.experiments.len())
         .filter(|&e| owned(e))

@@ -1,6 +1,7 @@
 //! The flags and steps that the per-image subcommands (`eval`, `certify`) share to split their
 //! images over processes: `--out DIR` for per-image records, `--shard I/N` (or a Slurm array's
-//! or a Kubernetes Indexed Job's variables, with `--shards N`), `--resume`.
+//! or a Kubernetes Indexed Job's variables, with `--shards N`), `--resume`. `nrpm reproduce`
+//! splits its experiments with the same three flags ([`ShardFlags`]).
 //!
 //! ```text
 //! image i (its index among the evaluated images) belongs to shard i mod N      (interleaved)
@@ -19,6 +20,43 @@ use nrpm::data::Dataset;
 use nrpm::error::{Error, Result};
 use nrpm::records::{self, file_sha256, Header, RecordFile, Shard, ShardSource};
 
+/// The flags that pick one shard of a run's work items (the images of `eval` and `certify`,
+/// the experiments of `reproduce`) and continue its records. `nrpm reproduce` flattens them
+/// beside its own `--out`; [`ShardArgs`] beside the per-image one.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ShardFlags {
+    /// Run shard I of N (0-based) of the work items (the images of eval and certify, the
+    /// experiments of reproduce in the order they run): item i belongs to shard i mod N
+    /// (interleaved). Each shard records its finished items in OUT/records-I-of-N.jsonl, and
+    /// `nrpm merge OUT…` writes the report of all shards. Without it, a Slurm array's
+    /// SLURM_ARRAY_TASK_* or a Kubernetes Indexed Job's JOB_COMPLETION_INDEX (with --shards)
+    /// are used when set.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// The number of shards of a Kubernetes Indexed Job (its completions).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// Continue this shard's records in OUT: items already recorded are not run again, a last
+    /// line cut short by a killed process is dropped. Refused on records of other settings,
+    /// data, checkpoint or version.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl ShardFlags {
+    /// The shard to run and where it came from (the flags, Slurm's or Kubernetes' variables,
+    /// or the whole run).
+    ///
+    /// # Errors
+    /// [`Error::Flag`] for a malformed `--shard`, `--shards` without a job index, or
+    /// inconsistent variables.
+    pub fn resolve(&self) -> Result<(Shard, ShardSource)> {
+        Shard::resolve(self.shard.as_deref(), self.shards, |k| {
+            std::env::var(k).ok()
+        })
+    }
+}
+
 /// Per-image records and sharding.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ShardArgs {
@@ -27,20 +65,9 @@ pub struct ShardArgs {
     /// Needed by --shard, --shards and --resume.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Run shard I of N of the images (0-based): image i belongs to shard i mod N
-    /// (interleaved). Without it, with --out, a Slurm array's SLURM_ARRAY_TASK_* or a
-    /// Kubernetes Indexed Job's JOB_COMPLETION_INDEX (with --shards) are used when set.
-    /// `nrpm merge OUT…` writes the report of all shards.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
-    /// The number of shards of a Kubernetes Indexed Job (its completions).
-    #[arg(long, value_name = "N")]
-    pub shards: Option<usize>,
-    /// Continue this shard's records in OUT: images already recorded are not run again, a
-    /// last line cut short by a killed process is dropped. Refused on records of other
-    /// settings, data, checkpoint or version.
-    #[arg(long)]
-    pub resume: bool,
+    /// Which shard, and whether to continue its records.
+    #[command(flatten)]
+    pub flags: ShardFlags,
 }
 
 /// An open shard of a per-image run: which images it still has to do, and its records file.
@@ -67,9 +94,9 @@ impl ShardArgs {
             return prepare_output_dir("--out", out);
         }
         let given = [
-            ("--shard", self.shard.is_some()),
-            ("--shards", self.shards.is_some()),
-            ("--resume", self.resume),
+            ("--shard", self.flags.shard.is_some()),
+            ("--shards", self.flags.shards.is_some()),
+            ("--resume", self.flags.resume),
         ];
         match given.iter().find(|(_, g)| *g) {
             Some((flag, _)) => Err(Error::Flag {
@@ -98,9 +125,7 @@ impl ShardArgs {
         let Some(out) = &self.out else {
             return Ok(None);
         };
-        let (shard, source) = Shard::resolve(self.shard.as_deref(), self.shards, |k| {
-            std::env::var(k).ok()
-        })?;
+        let (shard, source) = self.flags.resolve()?;
         let checkpoint_sha256 = checkpoint.map(file_sha256).transpose()?;
         let header = Header::new(
             command,
@@ -110,13 +135,13 @@ impl ShardArgs {
             data.len(),
             shard,
         );
-        let file = RecordFile::open(out, &header, self.resume)?;
+        let file = RecordFile::open(out, &header, self.flags.resume)?;
         let todo: Vec<usize> = shard
             .images(data.len())
             .into_iter()
             .filter(|&i| !file.is_done(i))
             .collect();
-        if source != ShardSource::Whole || self.resume {
+        if source != ShardSource::Whole || self.flags.resume {
             eprintln!(
                 "shard {shard} (from {source}): {} image(s) to do, {} already recorded in {}",
                 todo.len(),

@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::cli::bar::Bar;
-use nrpm::attacks::checks::{self, Bpda, Check};
+use nrpm::attacks::checks::{self, Check};
 use nrpm::attacks::{
     evaluate_attacks, evaluate_autoattack, Attack, AutoAttackResult, Ball, EvalOptions, EvalResult,
     StrongSettings,
@@ -118,14 +118,20 @@ pub fn run(
     options: &EvalOptions,
     masking_checks: bool,
 ) -> Result<StrongRun> {
-    let bpda = surrogate.map(|s| Bpda {
-        model,
-        surrogate: s,
-    });
-    let attacked: &dyn Classifier<f32> = match &bpda {
-        Some(b) => b,
-        None => model,
-    };
+    checks::with_gradients_from(&attacks[0], model, surrogate, |attacked| {
+        run_on(attacked, model, data, attacks, options, masking_checks)
+    })
+}
+
+/// [`run`] with the classifier to attack already chosen.
+fn run_on(
+    attacked: &dyn Classifier<f32>,
+    model: &Model<f32>,
+    data: &Dataset,
+    attacks: &[Attack],
+    options: &EvalOptions,
+    masking_checks: bool,
+) -> Result<StrongRun> {
     if !matches!(attacks[0], Attack::AutoAttack { .. }) {
         let results = evaluate_attacks(attacked, data, attacks, options, &mut Bar::default())?;
         return Ok(StrongRun {
