@@ -586,6 +586,45 @@ mod tests {
     }
 
     #[test]
+    fn gradients_from_a_surrogate_follow_one_rule() {
+        let (model, x) = model_and_images();
+        let mut other = Model::<f32>::new(ModelSpec::from_name("mlp1", 1, 4).unwrap());
+        other.init(4);
+        let labels = [0, 1, 2];
+        let pgd = Attack::PgdLinf {
+            eps: 0.1,
+            alpha: 0.05,
+            steps: 2,
+            random_start: false,
+        };
+        let apgd = Attack::Apgd {
+            eps: 0.1,
+            ball: Ball::Linf,
+            loss: ApgdLoss::Ce,
+            steps: 2,
+            restarts: 1,
+        };
+        let seen = |attack: &Attack, surrogate: Option<&Model<f32>>| {
+            with_gradients_from(attack, &model, surrogate, |c| {
+                c.loss_input_grad(x.view(), &labels).unwrap()
+            })
+        };
+        let own = model.loss_input_grad(x.view(), &labels).unwrap();
+        let theirs = other.loss_input_grad(x.view(), &labels).unwrap();
+        // No surrogate: the model, for any attack.
+        assert_eq!(seen(&pgd, None).1, own.1);
+        assert_eq!(seen(&apgd, None).1, own.1);
+        // PGD: the surrogate itself (its logits and gradients: a transfer attack).
+        let (_, g, z) = seen(&pgd, Some(&other));
+        assert_eq!((g, z), (theirs.1.clone(), theirs.2));
+        // A strong attack: BPDA, the model's logits with the surrogate's pull-back.
+        let (_, g, z) = seen(&apgd, Some(&other));
+        assert_eq!(z, own.2);
+        assert_ne!(g, own.1);
+        assert_ne!(g, theirs.1);
+    }
+
+    #[test]
     fn sweep_reaches_the_whole_box() {
         assert_eq!(sweep_budgets(Ball::Linf, 784), [0.25, 0.5, 1.0]);
         assert_eq!(sweep_budgets(Ball::L2, 4)[2], 2.0);
