@@ -87,12 +87,12 @@ pub mod train;
 pub use crate::error::{Divergence, Error, Result};
 #[cfg(feature = "cuda")]
 pub use crate::nrpm::cuda;
+pub use crate::nrpm::{apply, conv, fused, lad, matmul, norm, reference, simd};
 pub use crate::nrpm::{
     backward, backward_with, check_finite, forward, forward_with, Device, Exec, Iterates,
     LinearGrads, Norm, NrpmConfig, NrpmConfigBuilder, DEFAULT_EPS, DEFAULT_K, FINGERPRINT_SAMPLES,
     MAX_K,
 };
-pub use crate::nrpm::{conv, fused, lad, matmul, norm, reference, simd};
 pub use crate::real::Real;
 pub use conv::{Conv2dGeometry, ConvGrads};
 /// The `ndarray` this crate's arrays come from (use it to avoid a version mismatch).

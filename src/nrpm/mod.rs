@@ -29,6 +29,7 @@
 //!
 //! Maths and proofs: `proofs/README.md`.
 
+pub mod apply;
 pub mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
