@@ -56,16 +56,16 @@ pub trait Real:
         kernels::irls_sums(x, a, zd, wf)
     }
 
-    /// [`Real::irls_sums`] of four outputs sharing the input row `x`: weight rows `a[j]`,
+    /// [`Real::irls_sums`] of M outputs sharing the input row `x`: weight rows `a[j]`,
     /// scaled iterates `zd[j]`.
     #[doc(hidden)]
     #[inline]
-    fn irls_sums4(
+    fn irls_sums_rows<const M: usize>(
         x: &[Self],
-        a: [&[Self]; 4],
-        zd: [Self; 4],
+        a: [&[Self]; M],
+        zd: [Self; M],
         wf: &WeightFn<Self>,
-    ) -> [(Self, Self); 4] {
+    ) -> [(Self, Self); M] {
         std::array::from_fn(|j| Self::irls_sums(x, a[j], zd[j], wf))
     }
 
@@ -131,8 +131,13 @@ impl Real for f32 {
         crate::nrpm::simd::irls_sums_f32(x, a, zd, wf)
     }
     #[inline]
-    fn irls_sums4(x: &[f32], a: [&[f32]; 4], zd: [f32; 4], wf: &WeightFn<f32>) -> [(f32, f32); 4] {
-        crate::nrpm::simd::irls_sums4_f32(x, a, zd, wf)
+    fn irls_sums_rows<const M: usize>(
+        x: &[f32],
+        a: [&[f32]; M],
+        zd: [f32; M],
+        wf: &WeightFn<f32>,
+    ) -> [(f32, f32); M] {
+        crate::nrpm::simd::irls_sums_rows_f32(x, a, zd, wf)
     }
     #[inline]
     fn irls_adjoint_sums(

@@ -28,6 +28,7 @@ pub mod crown;
 pub mod falsify;
 pub mod interval;
 pub mod l0;
+pub(crate) mod noise;
 pub mod nrpm_bounds;
 pub mod smoothing;
 

@@ -30,12 +30,13 @@ use std::time::Instant;
 
 use ndarray::{Array4, ArrayView3, Axis};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Beta, Binomial, ContinuousCDF, DiscreteCDF, Normal};
 
+use crate::certify::noise::ChaChaStream;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::models::Classifier;
@@ -280,13 +281,23 @@ fn noisy_copies<T: Real>(
                 cfg.seed,
                 &[stream::SMOOTHING, image as u64, phase as u64, s],
             );
-            let mut rng = StdRng::seed_from_u64(seed);
-            for (v, &x) in copy.iter_mut().zip(xs) {
-                let e: f64 = StandardNormal.sample(&mut rng);
-                *v = x + T::of(cfg.sigma * e);
+            if crate::nrpm::simd::avx512_active() {
+                add_noise(&mut ChaChaStream::seed_from_u64(seed), xs, cfg.sigma, copy);
+            } else {
+                add_noise(&mut StdRng::seed_from_u64(seed), xs, cfg.sigma, copy);
             }
         });
     batch
+}
+
+/// `copy = x + σ·δ`, δ the next standard normals of `rng`. [`ChaChaStream`] and `StdRng`
+/// give the same δ for one seed; the first is faster where AVX-512 runs.
+#[inline]
+fn add_noise<T: Real, R: Rng>(rng: &mut R, x: &[T], sigma: f64, copy: &mut [T]) {
+    for (v, &x) in copy.iter_mut().zip(x) {
+        let e: f64 = StandardNormal.sample(rng);
+        *v = x + T::of(sigma * e);
+    }
 }
 
 /// The first maximum of `counts`.

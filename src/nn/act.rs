@@ -86,12 +86,19 @@ pub(crate) fn flatten_forward<T: Real>(x: ArrayD<T>) -> Result<(ArrayD<T>, Cache
     let shape = x.shape().to_vec();
     let b = shape[0];
     let rest = x.len() / b.max(1);
-    let y = x
-        .as_standard_layout()
-        .into_owned()
+    let y = standard(x)
         .into_shape_with_order(IxDyn(&[b, rest]))
         .expect("contiguous");
     Ok((y, Cache::Shape(shape)))
+}
+
+/// `x` in standard layout: itself when it is already (no copy), else a standard copy.
+fn standard<T: Real>(x: ArrayD<T>) -> ArrayD<T> {
+    if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    }
 }
 
 /// Inverse reshape of [`flatten_forward`].
@@ -105,9 +112,7 @@ pub(crate) fn flatten_backward<T: Real>(shape: &[usize], dy: ArrayD<T>) -> Resul
             &[dy.len()],
         ));
     }
-    Ok(dy
-        .as_standard_layout()
-        .into_owned()
+    Ok(standard(dy)
         .into_shape_with_order(IxDyn(shape))
         .expect("same length"))
 }

@@ -5,7 +5,7 @@
 //!
 //! Forward: `z⁰ = x·Wᵀ` by one GEMM per group (`matmul.rs`), then K passes over the terms per
 //! output, each accumulating `(Σ w_d, Σ w_d·t_d)`; four outputs of one input row share each
-//! pass (`Real::irls_sums4`), which loads `x_d` once for the four and reduces their sums
+//! pass (`Real::irls_sums_rows`), which loads `x_d` once for the four and reduces their sums
 //! together (the per-output reductions cost as much as a quarter of the loop at D = 256).
 //!
 //! Backward (maths in `reference.rs`), per output and group, from the saved iterates alone:
@@ -29,18 +29,25 @@ use crate::error::Result;
 use crate::nrpm::matmul;
 use crate::nrpm::norm::WeightFn;
 use crate::nrpm::{
-    bias_and_lambda_grads, check_backward, check_forward, mix_output, Dims, Iterates, LinearGrads,
-    NrpmConfig,
+    bias_and_lambda_grads, check_backward, check_forward, check_overflow, Dims, Iterates,
+    LinearGrads, Mix, NrpmConfig,
 };
 use crate::real::Real;
 
 /// Outputs per parallel task in the forward pass.
 const OUTPUTS_PER_TASK: usize = 64;
+/// Outputs of one input row that share a pass over its terms. Their accumulators and
+/// iterates stay in registers at 4; at 8 they spill (32 vector registers), and the pass is
+/// no faster.
+const ROWS_PER_PASS: usize = 4;
 /// Upper bound on parallel tasks in the backward pass (each holds a partial gradient).
 const MAX_BACKWARD_TASKS: usize = 8;
 
 /// The LPM sums `z⁰_g = x_g·W_gᵀ` of every group, `[N, B, O]`.
 fn lpm_sums<T: Real>(x: &ArrayView2<T>, w: &ArrayView2<T>, dims: &Dims) -> Result<Array3<T>> {
+    if dims.n == 1 {
+        return Ok(matmul::product(x, &w.t())?.insert_axis(Axis(0)));
+    }
     let mut z0 = Array3::zeros((dims.n, dims.b, dims.o));
     for g in 0..dims.n {
         let cols = s![.., g * dims.dg..(g + 1) * dims.dg];
@@ -51,6 +58,11 @@ fn lpm_sums<T: Real>(x: &ArrayView2<T>, w: &ArrayView2<T>, dims: &Dims) -> Resul
 }
 
 /// Forward pass. Same contract as [`crate::nrpm::forward`].
+///
+/// Each parallel task computes the iterates of its outputs, then their mixed outputs `y`
+/// ([`Mix`], plus the bias) and whether all of them are finite, so no sequential pass over
+/// `[B, O]` follows. Only when a task saw a value that is not finite does [`check_overflow`]
+/// scan the arrays again, to name the first one as [`crate::nrpm::forward`] does.
 ///
 /// # Errors
 /// As [`crate::nrpm::forward`].
@@ -65,34 +77,47 @@ pub fn forward<T: Real>(
     let steps = cfg.steps();
     let z0 = lpm_sums(&x, &weight, &dims)?;
     let mut z = Array4::zeros((dims.b, dims.o, dims.n, steps + 1));
+    let mut y = Array2::zeros((dims.b, dims.o));
     let per_output = dims.n * (steps + 1);
     let wf = cfg.norm().weight_fn::<T>(cfg.eps());
     let x_std = x.as_standard_layout();
     let w_std = weight.as_standard_layout();
-    let (xs, ws) = (
-        x_std.as_slice().expect("standard"),
-        w_std.as_slice().expect("standard"),
-    );
+    let bias = bias.map(|b| b.to_vec());
     let pass = Pass {
-        xs,
-        ws,
+        xs: x_std.as_slice().expect("standard"),
+        ws: w_std.as_slice().expect("standard"),
         z0: &z0,
         dims,
         steps,
         wf: &wf,
+        mix: Mix::new(cfg),
+        bias: bias.as_deref(),
     };
-    z.as_slice_mut()
+    let finite = z
+        .as_slice_mut()
         .expect("fresh array is contiguous")
         .par_chunks_mut(OUTPUTS_PER_TASK * per_output)
+        .zip(
+            y.as_slice_mut()
+                .expect("fresh array is contiguous")
+                .par_chunks_mut(OUTPUTS_PER_TASK),
+        )
         .enumerate()
-        .for_each(|(task, chunk)| pass.outputs(task * OUTPUTS_PER_TASK, chunk));
-    let iterates = Iterates::new(z, *cfg, &x, &weight);
-    let y = mix_output(op, &iterates, bias)?;
-    Ok((y, iterates))
+        .map(|(task, (chunk, ys))| {
+            let first = task * OUTPUTS_PER_TASK;
+            pass.outputs(first, chunk);
+            pass.mix(first, chunk, ys)
+        })
+        .reduce(|| true, |a, b| a & b);
+    if !finite {
+        check_overflow(op, &y)?;
+        check_overflow(op, &z)?;
+    }
+    Ok((y, Iterates::new(z, *cfg, &x, &weight)))
 }
 
 /// What the forward IRLS passes read: `x [B, D]` and `W [O, D]` row-major, the plain sums
-/// `z⁰ [N, B, O]`.
+/// `z⁰ [N, B, O]`; and how they mix the iterates into the output.
 struct Pass<'a, T: Real> {
     xs: &'a [T],
     ws: &'a [T],
@@ -100,27 +125,48 @@ struct Pass<'a, T: Real> {
     dims: Dims,
     steps: usize,
     wf: &'a WeightFn<T>,
+    mix: Mix<T>,
+    bias: Option<&'a [T]>,
 }
 
 impl<T: Real> Pass<'_, T> {
+    /// The outputs `ys[i] = y[first + i]` (flat index b·O + o) from their iterates in `chunk`
+    /// (`[N, K + 1]` each): the group sums of z⁰ and zᴷ mixed, plus the bias. Returns whether
+    /// every output and iterate is finite.
+    fn mix(&self, first: usize, chunk: &[T], ys: &mut [T]) -> bool {
+        let (n, saved) = (self.dims.n, self.steps + 1);
+        let group_sum =
+            |zs: &[T], k: usize| (0..n).fold(T::zero(), |acc, g| acc + zs[g * saved + k]);
+        let mut finite = chunk.iter().fold(true, |ok, v| ok & v.is_finite());
+        for (i, (y, zs)) in ys.iter_mut().zip(chunk.chunks_exact(n * saved)).enumerate() {
+            let mut v = self.mix.of(group_sum(zs, 0), group_sum(zs, self.steps));
+            if let Some(bias) = self.bias {
+                v += bias[(first + i) % self.dims.o];
+            }
+            finite &= v.is_finite();
+            *y = v;
+        }
+        finite
+    }
+
     /// The iterates of the outputs `first, first + 1, …` (flat index b·O + o), `[N, K + 1]`
-    /// each, into `chunk`. Runs of four outputs of one input row go through the four-output
-    /// sums (each x_d loaded once for the four); the rest one at a time.
+    /// each, into `chunk`. Runs of [`ROWS_PER_PASS`] outputs of one input row go through the
+    /// multi-output sums (each x_d loaded once for them); the rest one at a time.
     fn outputs(&self, first: usize, chunk: &mut [T]) {
         let per_output = self.dims.n * (self.steps + 1);
         let count = chunk.len() / per_output;
         let mut i = 0;
         while i < count {
             let (b, o) = ((first + i) / self.dims.o, (first + i) % self.dims.o);
-            let lanes = if i + 4 <= count && o + 4 <= self.dims.o {
-                4
+            let lanes = if i + ROWS_PER_PASS <= count && o + ROWS_PER_PASS <= self.dims.o {
+                ROWS_PER_PASS
             } else {
                 1
             };
             let outs = &mut chunk[i * per_output..(i + lanes) * per_output];
             for g in 0..self.dims.n {
                 match lanes {
-                    4 => self.group4(b, o, g, outs),
+                    ROWS_PER_PASS => self.group_rows::<ROWS_PER_PASS>(b, o, g, outs),
                     _ => self.group1(b, o, g, &mut outs[g * (self.steps + 1)..][..self.steps + 1]),
                 }
             }
@@ -149,21 +195,23 @@ impl<T: Real> Pass<'_, T> {
         }
     }
 
-    /// [`Pass::group1`] for outputs (b, o … o + 3), whose iterates lie in `outs` at
+    /// [`Pass::group1`] for outputs (b, o … o + M − 1), whose iterates lie in `outs` at
     /// `j·N·(K + 1) + g·(K + 1)`.
-    fn group4(&self, b: usize, o: usize, g: usize, outs: &mut [T]) {
+    fn group_rows<const M: usize>(&self, b: usize, o: usize, g: usize, outs: &mut [T]) {
         let dgt = T::of(self.dims.dg as f64);
         let per_output = self.dims.n * (self.steps + 1);
         let at = |j: usize, k: usize| j * per_output + g * (self.steps + 1) + k;
         let xg = self.rows(b, o, g).0;
-        let w = |j: usize| self.rows(b, o + j, g).1;
-        let wg = [w(0), w(1), w(2), w(3)];
-        for j in 0..4 {
+        let wg: [&[T]; M] = std::array::from_fn(|j| self.rows(b, o + j, g).1);
+        for j in 0..M {
             outs[at(j, 0)] = self.z0[[g, b, o + j]];
         }
         for k in 0..self.steps {
-            let zd = [0, 1, 2, 3].map(|j| outs[at(j, k)] / dgt);
-            for (j, (s0, s1)) in T::irls_sums4(xg, wg, zd, self.wf).into_iter().enumerate() {
+            let zd: [T; M] = std::array::from_fn(|j| outs[at(j, k)] / dgt);
+            for (j, (s0, s1)) in T::irls_sums_rows(xg, wg, zd, self.wf)
+                .into_iter()
+                .enumerate()
+            {
                 outs[at(j, k + 1)] = dgt * s1 / s0;
             }
         }
@@ -348,5 +396,84 @@ impl<T: Real> Ctx<'_, T> {
         } else {
             (reduced, owned)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nrpm::{reference, Norm};
+    use crate::Error;
+    use ndarray::Array1;
+    use rand::{RngExt, SeedableRng};
+
+    fn config(norm: Norm, k: usize, lambda: f64, groups: usize) -> NrpmConfig {
+        NrpmConfig::builder()
+            .norm(norm)
+            .k(k)
+            .eps(1e-3)
+            .lambda(lambda)
+            .groups(groups)
+            .build()
+            .unwrap()
+    }
+
+    /// The outputs mixed inside the parallel tasks are, bit for bit, the shared mix of the
+    /// iterates plus the bias ([`mix_output`], which the reference uses), for runs of four
+    /// outputs and leftovers (O = 13), with and without bias, for every kind of output.
+    #[test]
+    fn outputs_mixed_in_the_tasks_equal_the_shared_mix() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (b, d, o) = (5, 12, 13);
+        let x = Array2::from_shape_fn((b, d), |_| rng.random_range(-1.0_f32..1.0));
+        let w = Array2::from_shape_fn((o, d), |_| rng.random_range(-1.0_f32..1.0));
+        let bias = Array1::from_shape_fn(o, |_| rng.random_range(-1.0_f32..1.0));
+        for cfg in [
+            config(Norm::L1, 1, 0.6, 1),
+            config(Norm::Huber { delta: 0.1 }, 3, 0.2, 2),
+            config(Norm::L1, 0, 0.5, 1),
+            NrpmConfig::lpm(),
+        ] {
+            for bias in [None, Some(bias.view())] {
+                let (y, iterates) = forward(x.view(), w.view(), bias, &cfg).unwrap();
+                let want = crate::nrpm::mix_output("test", &iterates, bias).unwrap();
+                assert_eq!(y, want, "{cfg:?}, bias {}", bias.is_some());
+            }
+        }
+    }
+
+    /// An overflow inside the tasks, in the iterates or only in the output, is reported at
+    /// the same first index as the reference reports it.
+    #[test]
+    fn overflow_is_named_at_the_first_output() {
+        let mut x = Array2::from_elem((3, 2), 0.5_f32);
+        x.row_mut(2).fill(1e30);
+        let w = Array2::from_elem((6, 2), 1e30_f32);
+        let cfg = config(Norm::L1, 1, 0.5, 1);
+        let index = |r: Result<(Array2<f32>, Iterates<f32>)>| match r {
+            Err(Error::Overflow { index, .. }) => index,
+            other => panic!("expected an overflow, got {:?}", other.map(|v| v.0)),
+        };
+        let fused = index(forward(x.view(), w.view(), None, &cfg));
+        assert_eq!(fused, vec![2, 0]);
+        assert_eq!(
+            fused,
+            index(reference::forward(x.view(), w.view(), None, &cfg))
+        );
+        // Finite iterates (2e38; ε = 1 keeps Σ w·t finite) whose output overflows only
+        // once the bias is added.
+        let cfg = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .k(1)
+            .eps(1.0)
+            .lambda(0.5)
+            .build()
+            .unwrap();
+        let (x, w) = (Array2::from_elem((1, 1), 2e38_f32), Array2::ones((2, 1)));
+        let bias = Array1::from_vec(vec![0.0, 2e38_f32]);
+        let fused = index(forward(x.view(), w.view(), Some(bias.view()), &cfg));
+        assert_eq!(fused, vec![0, 1]);
+        let reference = reference::forward(x.view(), w.view(), Some(bias.view()), &cfg);
+        assert_eq!(fused, index(reference));
     }
 }

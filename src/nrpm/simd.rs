@@ -46,20 +46,21 @@ pub(crate) fn irls_sums_f32(x: &[f32], a: &[f32], zd: f32, wf: &WeightFn<f32>) -
     kernels::irls_sums(x, a, zd, wf)
 }
 
-/// f32 `irls_sums` of four outputs that share the input row `x` (weight rows `a[j]`, scaled
-/// iterates `zd[j]`): one pass over d loads each `x_d` once for the four, and their eight sums
-/// are reduced together. AVX-512 when available, else four portable calls.
+/// f32 `irls_sums` of M outputs that share the input row `x` (weight rows `a[j]`, scaled
+/// iterates `zd[j]`): one pass over d loads each `x_d` once for the M, and their sums are
+/// reduced together, eight at a time. AVX-512 when available (M a multiple of 4), else M
+/// portable calls.
 #[inline]
-pub(crate) fn irls_sums4_f32(
+pub(crate) fn irls_sums_rows_f32<const M: usize>(
     x: &[f32],
-    a: [&[f32]; 4],
-    zd: [f32; 4],
+    a: [&[f32]; M],
+    zd: [f32; M],
     wf: &WeightFn<f32>,
-) -> [(f32, f32); 4] {
+) -> [(f32, f32); M] {
     #[cfg(target_arch = "x86_64")]
-    if avx512_active() {
+    if M.is_multiple_of(4) && avx512_active() {
         // SAFETY: AVX-512F checked; slice lengths asserted inside.
-        return unsafe { x86::irls_sums4(x, a, zd, wf) };
+        return unsafe { x86::irls_sums_rows(x, a, zd, wf) };
     }
     std::array::from_fn(|j| kernels::irls_sums(x, a[j], zd[j], wf))
 }
@@ -309,49 +310,48 @@ mod x86 {
     /// # Safety
     /// AVX-512F must be available.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn irls_sums4(
+    pub(super) unsafe fn irls_sums_rows<const M: usize>(
         x: &[f32],
-        a: [&[f32]; 4],
-        zd: [f32; 4],
+        a: [&[f32]; M],
+        zd: [f32; M],
         wf: &WeightFn<f32>,
-    ) -> [(f32, f32); 4] {
+    ) -> [(f32, f32); M] {
         match kind_code(wf.kind) {
-            L1 => sums4::<L1>(x, a, zd, wf),
-            HUBER => sums4::<HUBER>(x, a, zd, wf),
-            MCP => sums4::<MCP>(x, a, zd, wf),
-            HM => sums4::<HM>(x, a, zd, wf),
-            _ => sums4::<0>(x, a, zd, wf),
+            L1 => sums_rows::<L1, M>(x, a, zd, wf),
+            HUBER => sums_rows::<HUBER, M>(x, a, zd, wf),
+            MCP => sums_rows::<MCP, M>(x, a, zd, wf),
+            HM => sums_rows::<HM, M>(x, a, zd, wf),
+            _ => sums_rows::<0, M>(x, a, zd, wf),
         }
     }
 
-    /// [`sums`] for four weight rows at once: one accumulator pair per output (the four
-    /// outputs are the independent chains that the unrolling gives the single version).
+    /// [`sums`] for M weight rows at once (M a multiple of 4): one accumulator pair per
+    /// output (the M outputs are the independent chains that the unrolling gives the single
+    /// version), reduced by [`reduce8`] four outputs at a time.
     #[target_feature(enable = "avx512f")]
-    unsafe fn sums4<const KIND: u8>(
+    unsafe fn sums_rows<const KIND: u8, const M: usize>(
         x: &[f32],
-        a: [&[f32]; 4],
-        zd: [f32; 4],
+        a: [&[f32]; M],
+        zd: [f32; M],
         wf: &WeightFn<f32>,
-    ) -> [(f32, f32); 4] {
+    ) -> [(f32, f32); M] {
         let n = x.len();
-        assert!(a.iter().all(|a| a.len() == n));
+        assert!(M.is_multiple_of(4) && a.iter().all(|a| a.len() == n));
         let c = consts(wf);
         // No closures here: they would not inherit the target feature and be called, not
         // inlined.
-        let vz = [
-            _mm512_set1_ps(zd[0]),
-            _mm512_set1_ps(zd[1]),
-            _mm512_set1_ps(zd[2]),
-            _mm512_set1_ps(zd[3]),
-        ];
+        let mut vz = [_mm512_setzero_ps(); M];
+        for j in 0..M {
+            vz[j] = _mm512_set1_ps(zd[j]);
+        }
         let zero = _mm512_setzero_ps();
-        let (mut s0, mut s1) = ([zero; 4], [zero; 4]);
+        let (mut s0, mut s1) = ([zero; M], [zero; M]);
         let mut i = 0;
         while i < n {
             let m = (n - i).min(16);
             let mask = if m == 16 { !0 } else { tail_mask(m) };
             let xv = load(x, i, m);
-            for j in 0..4 {
+            for j in 0..M {
                 let u = _mm512_fmsub_ps(xv, load(a[j], i, m), vz[j]);
                 let w = _mm512_maskz_mov_ps(mask, weight::<KIND>(_mm512_abs_ps(u), c));
                 s0[j] = _mm512_add_ps(s0[j], w);
@@ -359,10 +359,25 @@ mod x86 {
             }
             i += m;
         }
-        let r = reduce8([s0[0], s1[0], s0[1], s1[1], s0[2], s1[2], s0[3], s1[3]]);
-        // Σ w·t = Σ w·u + (z/D)·Σ w, as in `sums`.
-        let out = |j: usize| (r[2 * j], zd[j].mul_add(r[2 * j], r[2 * j + 1]));
-        [out(0), out(1), out(2), out(3)]
+        let mut out = [(0.0, 0.0); M];
+        for q in 0..M / 4 {
+            let j = 4 * q;
+            let r = reduce8([
+                s0[j],
+                s1[j],
+                s0[j + 1],
+                s1[j + 1],
+                s0[j + 2],
+                s1[j + 2],
+                s0[j + 3],
+                s1[j + 3],
+            ]);
+            // Σ w·t = Σ w·u + (z/D)·Σ w, as in `sums`.
+            for l in 0..4 {
+                out[j + l] = (r[2 * l], zd[j + l].mul_add(r[2 * l], r[2 * l + 1]));
+            }
+        }
+        out
     }
 
     /// Quarters `[a0 + a2, a1 + a3, b0 + b2, b1 + b3]` (128-bit quarters) of vectors a, b.
@@ -638,7 +653,7 @@ mod tests {
                 // Four outputs sharing x: each equals its single portable call.
                 let rows: Vec<Vec<f32>> = (0..4).map(|j| data(n, 7 * n as u32 + j).1).collect();
                 let zds = [zd, -0.02, 0.0, 0.3];
-                let four = irls_sums4_f32(&x, std::array::from_fn(|j| &rows[j][..]), zds, &wf);
+                let four = irls_sums_rows_f32(&x, std::array::from_fn(|j| &rows[j][..]), zds, &wf);
                 for (j, &got) in four.iter().enumerate() {
                     assert_sums_close(got, &x, &rows[j], zds[j], &wf);
                 }
