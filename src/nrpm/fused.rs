@@ -60,8 +60,8 @@ fn lpm_sums<T: Real>(x: &ArrayView2<T>, w: &ArrayView2<T>, dims: &Dims) -> Resul
 /// Forward pass. Same contract as [`crate::nrpm::forward`].
 ///
 /// Each parallel task computes the iterates of its outputs, then their mixed outputs `y`
-/// ([`Mix`], plus the bias) and whether all of them are finite, so no sequential pass over
-/// `[B, O]` follows. Only when a task saw a value that is not finite does [`check_overflow`]
+/// (`Mix`, plus the bias) and whether all of them are finite, so no sequential pass over
+/// `[B, O]` follows. Only when a task saw a value that is not finite does `check_overflow`
 /// scan the arrays again, to name the first one as [`crate::nrpm::forward`] does.
 ///
 /// # Errors
