@@ -85,15 +85,7 @@ impl ChaChaStream {
     #[cold]
     #[inline(never)]
     fn refill(&mut self) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::nrpm::simd::avx512_active() {
-            // SAFETY: the CPU supports AVX-512F (checked above).
-            unsafe { blocks_avx512(&self.key, self.counter, &mut self.words) };
-            self.counter = self.counter.wrapping_add(LANES as u64);
-            self.pos = 0;
-            return;
-        }
-        blocks(&self.key, self.counter, &mut self.words);
+        keystream(&initial_state(&self.key, self.counter), &mut self.words);
         self.counter = self.counter.wrapping_add(LANES as u64);
         self.pos = 0;
     }
@@ -145,6 +137,18 @@ impl TryRng for ChaChaStream {
     }
 }
 
+/// The blocks whose initial states are `init` into `out`, block after block: AVX-512 where
+/// the CPU has it, else portable.
+fn keystream(init: &[Lanes; BLOCK_WORDS], out: &mut [u32; BUFFER]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nrpm::simd::avx512_active() {
+        // SAFETY: the CPU supports AVX-512F (checked above).
+        unsafe { blocks_avx512(init, out) };
+        return;
+    }
+    blocks(init, out)
+}
+
 /// [`blocks`] on AVX-512F: each state word of the sixteen blocks is one 512-bit register, so
 /// the state stays in 16 of the 32 registers and every step of a quarter round is one
 /// instruction (rotations included).
@@ -153,18 +157,13 @@ impl TryRng for ChaChaStream {
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn blocks_avx512(key: &[u32; 8], counter: u64, out: &mut [u32; BUFFER]) {
+unsafe fn blocks_avx512(state: &[Lanes; BLOCK_WORDS], out: &mut [u32; BUFFER]) {
     use std::arch::x86_64::*;
     let mut init = [_mm512_setzero_si512(); BLOCK_WORDS];
-    for (word, &c) in init.iter_mut().zip(&CONSTANTS) {
-        *word = _mm512_set1_epi32(c as i32);
+    for (word, row) in init.iter_mut().zip(state) {
+        // SAFETY: each row is 16 u32s, one 512-bit load.
+        *word = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
     }
-    for (word, &k) in init[4..12].iter_mut().zip(key) {
-        *word = _mm512_set1_epi32(k as i32);
-    }
-    let (lo, hi): (Lanes, Lanes) = counters(counter);
-    init[12] = _mm512_loadu_si512(lo.as_ptr().cast());
-    init[13] = _mm512_loadu_si512(hi.as_ptr().cast());
     let mut x = init;
     // No closure: it would not inherit the target feature.
     macro_rules! quarter {
@@ -230,27 +229,28 @@ unsafe fn blocks_avx512(key: &[u32; 8], counter: u64, out: &mut [u32; BUFFER]) {
     }
 }
 
-/// The block counters `counter + lane` of the sixteen lanes, split into low and high words.
-fn counters(counter: u64) -> (Lanes, Lanes) {
-    let n = |lane: usize| counter.wrapping_add(lane as u64);
-    (
-        std::array::from_fn(|lane| n(lane) as u32),
-        std::array::from_fn(|lane| (n(lane) >> 32) as u32),
-    )
-}
-
-/// Blocks `counter … counter + 15` of the keystream, block after block, into `out`. The
-/// portable version of [`blocks_avx512`].
-fn blocks(key: &[u32; 8], counter: u64, out: &mut [u32; BUFFER]) {
-    let mut init = [[0u32; LANES]; BLOCK_WORDS];
-    for (word, &c) in init.iter_mut().zip(&CONSTANTS) {
+/// The initial states S of blocks `counter … counter + 15`, word i of block `counter + lane`
+/// at `[i][lane]`: constants, key, the 64-bit block counter (low, high), a zero nonce.
+fn initial_state(key: &[u32; 8], counter: u64) -> [Lanes; BLOCK_WORDS] {
+    let mut state = [[0u32; LANES]; BLOCK_WORDS];
+    for (word, &c) in state.iter_mut().zip(&CONSTANTS) {
         *word = [c; LANES];
     }
-    for (word, &k) in init[4..12].iter_mut().zip(key) {
+    for (word, &k) in state[4..12].iter_mut().zip(key) {
         *word = [k; LANES];
     }
-    (init[12], init[13]) = counters(counter);
-    let mut x = init;
+    for lane in 0..LANES {
+        let n = counter.wrapping_add(lane as u64);
+        state[12][lane] = n as u32;
+        state[13][lane] = (n >> 32) as u32;
+    }
+    state
+}
+
+/// The blocks whose initial states are `init` ([`initial_state`]), block after block, into
+/// `out`. The portable version of [`blocks_avx512`].
+fn blocks(init: &[Lanes; BLOCK_WORDS], out: &mut [u32; BUFFER]) {
+    let mut x = *init;
     for _ in 0..DOUBLE_ROUNDS {
         quarter(&mut x, 0, 4, 8, 12);
         quarter(&mut x, 1, 5, 9, 13);
@@ -261,7 +261,7 @@ fn blocks(key: &[u32; 8], counter: u64, out: &mut [u32; BUFFER]) {
         quarter(&mut x, 2, 7, 8, 13);
         quarter(&mut x, 3, 4, 9, 14);
     }
-    for (i, (word, start)) in x.iter().zip(&init).enumerate() {
+    for (i, (word, start)) in x.iter().zip(init).enumerate() {
         for lane in 0..LANES {
             out[lane * BLOCK_WORDS + i] = word[lane].wrapping_add(start[lane]);
         }
@@ -316,12 +316,13 @@ mod tests {
         let mut portable = [0; BUFFER];
         // A counter that carries into its high word inside the sixteen blocks.
         let counter = u64::from(u32::MAX) - 3;
-        blocks(&key, counter, &mut portable);
+        let init = initial_state(&key, counter);
+        blocks(&init, &mut portable);
         #[cfg(target_arch = "x86_64")]
         if crate::nrpm::simd::avx512_active() {
             let mut wide = [0; BUFFER];
             // SAFETY: AVX-512F checked.
-            unsafe { blocks_avx512(&key, counter, &mut wide) };
+            unsafe { blocks_avx512(&init, &mut wide) };
             assert_eq!(portable, wide);
         }
         // The first block alone, by the scalar definition in the module docs.

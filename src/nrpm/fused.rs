@@ -29,8 +29,8 @@ use crate::error::Result;
 use crate::nrpm::matmul;
 use crate::nrpm::norm::WeightFn;
 use crate::nrpm::{
-    bias_and_lambda_grads, check_backward, check_forward, check_overflow, Dims, Iterates,
-    LinearGrads, Mix, NrpmConfig,
+    bias_and_lambda_grads, check_backward, check_forward, check_overflow, group_sum, Dims,
+    Iterates, LinearGrads, Mix, NrpmConfig,
 };
 use crate::real::Real;
 
@@ -82,7 +82,6 @@ pub fn forward<T: Real>(
     let wf = cfg.norm().weight_fn::<T>(cfg.eps());
     let x_std = x.as_standard_layout();
     let w_std = weight.as_standard_layout();
-    let bias = bias.map(|b| b.to_vec());
     let pass = Pass {
         xs: x_std.as_slice().expect("standard"),
         ws: w_std.as_slice().expect("standard"),
@@ -91,7 +90,7 @@ pub fn forward<T: Real>(
         steps,
         wf: &wf,
         mix: Mix::new(cfg),
-        bias: bias.as_deref(),
+        bias,
     };
     let finite = z
         .as_slice_mut()
@@ -126,7 +125,7 @@ struct Pass<'a, T: Real> {
     steps: usize,
     wf: &'a WeightFn<T>,
     mix: Mix<T>,
-    bias: Option<&'a [T]>,
+    bias: Option<ArrayView1<'a, T>>,
 }
 
 impl<T: Real> Pass<'_, T> {
@@ -134,13 +133,17 @@ impl<T: Real> Pass<'_, T> {
     /// (`[N, K + 1]` each): the group sums of z⁰ and zᴷ mixed, plus the bias. Returns whether
     /// every output and iterate is finite.
     fn mix(&self, first: usize, chunk: &[T], ys: &mut [T]) -> bool {
-        let (n, saved) = (self.dims.n, self.steps + 1);
-        let group_sum =
-            |zs: &[T], k: usize| (0..n).fold(T::zero(), |acc, g| acc + zs[g * saved + k]);
+        let n = self.dims.n;
         let mut finite = chunk.iter().fold(true, |ok, v| ok & v.is_finite());
-        for (i, (y, zs)) in ys.iter_mut().zip(chunk.chunks_exact(n * saved)).enumerate() {
-            let mut v = self.mix.of(group_sum(zs, 0), group_sum(zs, self.steps));
-            if let Some(bias) = self.bias {
+        for (i, (y, zs)) in ys
+            .iter_mut()
+            .zip(chunk.chunks_exact(n * (self.steps + 1)))
+            .enumerate()
+        {
+            let mut v = self
+                .mix
+                .of(group_sum(zs, n, 0), group_sum(zs, n, self.steps));
+            if let Some(bias) = &self.bias {
                 v += bias[(first + i) % self.dims.o];
             }
             finite &= v.is_finite();

@@ -670,10 +670,19 @@ impl<T: Real> Iterates<T> {
         let out: Vec<T> = zs
             .chunks_exact((n * steps).max(1))
             .take(b * o)
-            .map(|per_output| (0..n).fold(T::zero(), |acc, g| acc + per_output[g * steps + k]))
+            .map(|per_output| group_sum(per_output, n, k))
             .collect();
         Array2::from_shape_vec((b, o), out).expect("B·O values")
     }
+}
+
+/// `Σ_g zᵏ_g` of one output from its iterates `per_output [N, S]` (S saved steps, row-major),
+/// the groups added in order from 0: the one summation behind [`Iterates::lpm`],
+/// [`Iterates::last`] and the fused forward's mix, so that both give the same bits.
+#[inline]
+pub(crate) fn group_sum<T: Real>(per_output: &[T], groups: usize, k: usize) -> T {
+    let saved = per_output.len() / groups.max(1);
+    (0..groups).fold(T::zero(), |acc, g| acc + per_output[g * saved + k])
 }
 
 /// [`Error::Stale`] unless `a` has the fingerprint `seen`.
