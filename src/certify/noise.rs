@@ -239,11 +239,9 @@ fn initial_state(key: &[u32; 8], counter: u64) -> [Lanes; BLOCK_WORDS] {
     for (word, &k) in state[4..12].iter_mut().zip(key) {
         *word = [k; LANES];
     }
-    for lane in 0..LANES {
-        let n = counter.wrapping_add(lane as u64);
-        state[12][lane] = n as u32;
-        state[13][lane] = (n >> 32) as u32;
-    }
+    let block = |lane: usize| counter.wrapping_add(lane as u64);
+    state[12] = std::array::from_fn(|lane| block(lane) as u32);
+    state[13] = std::array::from_fn(|lane| (block(lane) >> 32) as u32);
     state
 }
 
