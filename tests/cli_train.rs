@@ -161,6 +161,15 @@ fn bad_input_gives_one_line_errors() {
             "nonexistent-nrpm",
         ),
         (
+            vec![
+                "--paradigm",
+                "scratch",
+                "--trace",
+                "/nonexistent-nrpm/t.jsonl",
+            ],
+            "--trace",
+        ),
+        (
             vec!["--paradigm", "2", "--weights", w],
             "needs at least one layer",
         ),
@@ -188,5 +197,47 @@ fn bad_input_gives_one_line_errors() {
             "{args:?}: {err}"
         );
     }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn trace_writes_a_line_per_step_up_to_the_divergence() {
+    let dir = temp_dir("trace");
+    let trace = dir.join("steps.jsonl");
+    let t = trace.to_str().unwrap();
+    ok(&with(&["--epochs", "2", "--trace", t]));
+    let lines: Vec<Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 256 images in batches of 32: 8 steps per epoch.
+    assert_eq!(lines.len(), 16);
+    assert_eq!(
+        (&lines[8]["epoch"], &lines[8]["step"]),
+        (&2.into(), &1.into())
+    );
+    for line in &lines {
+        assert!(line["loss"].as_f64().unwrap().is_finite(), "{line}");
+        assert!(
+            line["grad_norm"]["fc1.weight"].as_f64().unwrap() > 0.0,
+            "{line}"
+        );
+        assert_eq!(line["images"].as_array().unwrap().len(), 32);
+    }
+    // A learning rate that blows up: the trace ends with the failing step and its error.
+    let mut args = with(&["--epochs", "1", "--trace", t]);
+    let lr = args.iter().position(|a| *a == "--lr").unwrap();
+    args[lr + 1] = "1e38";
+    let out = nrpm(&args);
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("step {}/8", last["step"])),
+        "{err} / {last}"
+    );
+    assert!(last["error"].as_str().is_some(), "{last}");
     std::fs::remove_dir_all(dir).ok();
 }

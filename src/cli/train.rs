@@ -21,8 +21,8 @@ use nrpm::attacks::{Attack, PgdSettings, StepSize, AUTHORS_ALPHA_RATIO};
 use nrpm::data::{Dataset, Split};
 use nrpm::error::{Error, Result};
 use nrpm::train::{
-    self, checkpoint, Adversary, Checkpoints, Paradigm, Recipe, SgdConfig, Snapshot, TrainConfig,
-    TrainReport,
+    self, checkpoint, Adversary, Checkpoints, NoObserver, Paradigm, Recipe, SgdConfig, Snapshot,
+    StepObserver, StepTrace, TrainConfig, TrainReport,
 };
 
 /// Reprogram a trained model and learn λ (and weights), or train a model from scratch.
@@ -115,6 +115,11 @@ pub struct TrainArgs {
     /// folder must exist; checked before training; also written when training diverges).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write one JSON line per SGD step to this file: the loss, and per parameter tensor
+    /// max |θ| before the update, ‖g‖₂ and max |g| of its gradient (the step that diverges
+    /// gets its error instead); for diagnosing divergence.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 }
 
 /// Runs `nrpm train`.
@@ -145,7 +150,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         notices: Vec::new(),
         from_record: built.from_record,
     });
-    let result = train::train(&mut model, &data, &eval, &cfg, &dirs, &mut Bar::default());
+    let mut trace = args.trace.as_deref().map(StepTrace::create).transpose()?;
+    let observer: &mut dyn StepObserver<f32> = match &mut trace {
+        Some(t) => t,
+        None => &mut NoObserver,
+    };
+    let bar = &mut Bar::default();
+    let result = train::train_observed(&mut model, &data, &eval, &cfg, &dirs, bar, observer);
     let report = match result {
         Ok(report) => report,
         Err(Error::Diverged(d)) => {
@@ -199,6 +210,9 @@ fn check_weights(args: &TrainArgs, paradigm: Paradigm) -> Result<()> {
 fn check_outputs(args: &TrainArgs) -> Result<()> {
     if let Some(path) = &args.json {
         check_output_file("--json", path)?;
+    }
+    if let Some(path) = &args.trace {
+        check_output_file("--trace", path)?;
     }
     if let Some(dir) = &args.out {
         prepare_output_dir("--out", dir)?;

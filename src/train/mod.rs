@@ -9,7 +9,9 @@
 //! - [`TrainConfig`], [`Adversary`], [`AdvLoss`], [`Recipe`] (config.rs): the settings, and the
 //!   authors' defaults per dataset;
 //! - [`batch_gradient`] (step.rs): one batch's gradient of the mean loss;
-//! - [`train`] (trainer.rs): the epoch loop; [`checkpoint`]: the checkpoint folder.
+//! - [`train`] (trainer.rs): the epoch loop; [`checkpoint`]: the checkpoint folder;
+//! - [`train_observed`], [`StepObserver`], [`StepTrace`] (trace.rs): the loop with a look at
+//!   every step (e.g. per-step gradient and parameter magnitudes as JSON lines).
 //!
 //! One step on a batch (x, y) of B images, with the parameters θ the paradigm selects:
 //!
@@ -77,6 +79,7 @@ mod paradigm;
 mod schedule;
 mod sgd;
 mod step;
+mod trace;
 mod trainer;
 
 pub use config::{AdvLoss, Adversary, Recipe, TrainConfig};
@@ -84,6 +87,8 @@ pub use paradigm::Paradigm;
 pub use schedule::StepSchedule;
 pub use sgd::{Sgd, SgdConfig, MOMENTUM_PREFIX};
 pub use step::{batch_gradient, BatchGradient};
+pub use trace::{NoObserver, StepObserver, StepTrace, StepView};
 pub use trainer::{
-    clean_accuracy, train, Checkpoints, DataRecords, EpochReport, Snapshot, TrainReport,
+    clean_accuracy, train, train_observed, Checkpoints, DataRecords, EpochReport, Snapshot,
+    TrainReport,
 };

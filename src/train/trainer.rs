@@ -15,7 +15,8 @@ use crate::progress::Progress;
 use crate::real::Real;
 use crate::seeds::{stream, ImageRngs};
 use crate::train::checkpoint::{self, seed_for, Stream, TrainState};
-use crate::train::{batch_gradient, Paradigm, Sgd, TrainConfig};
+use crate::train::trace::{NoObserver, StepObserver, StepView};
+use crate::train::{batch_gradient, BatchGradient, Paradigm, Sgd, TrainConfig};
 
 /// Where checkpoints go and where a run resumes from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -125,6 +126,24 @@ pub fn train<T: Real>(
     dirs: &Checkpoints,
     progress: &mut dyn Progress,
 ) -> Result<TrainReport> {
+    train_observed(model, data, eval, cfg, dirs, progress, &mut NoObserver)
+}
+
+/// [`train`], calling `observer` before every SGD update with the step's batch, the model and
+/// the gradient (or, on the step that diverged, the error); e.g. [`StepTrace`](crate::train::StepTrace) writes each
+/// step's gradient and parameter magnitudes.
+///
+/// # Errors
+/// As [`train`]; and the observer's own errors, which stop training.
+pub fn train_observed<T: Real>(
+    model: &mut Model<T>,
+    data: &Dataset,
+    eval: &Dataset,
+    cfg: &TrainConfig,
+    dirs: &Checkpoints,
+    progress: &mut dyn Progress,
+    observer: &mut dyn StepObserver<T>,
+) -> Result<TrainReport> {
     let started = Instant::now();
     let mut sgd = Sgd::new(cfg.sgd)?;
     let records = DataRecords {
@@ -140,8 +159,16 @@ pub fn train<T: Real>(
     };
     let first = state.epochs_done;
     for epoch in first..last {
-        let report = run_epoch(model, &mut sgd, data, eval, cfg, epoch, progress)
-            .map_err(|e| with_history(e, &state, dirs))?;
+        let report = run_epoch(
+            model,
+            &mut sgd,
+            (data, eval),
+            cfg,
+            epoch,
+            progress,
+            observer,
+        )
+        .map_err(|e| with_history(e, &state, dirs))?;
         progress.finish(&report.line(cfg.epochs));
         state.history.push(report);
         state.epochs_done = epoch + 1;
@@ -214,19 +241,19 @@ fn initial_state<T: Real>(
     }
 }
 
-/// One epoch: the SGD steps, then the clean evaluation.
+/// One epoch: the SGD steps on `data`, then the clean evaluation on `eval`.
 fn run_epoch<T: Real>(
     model: &mut Model<T>,
     sgd: &mut Sgd<T>,
-    data: &Dataset,
-    eval: &Dataset,
+    (data, eval): (&Dataset, &Dataset),
     cfg: &TrainConfig,
     epoch: usize,
     progress: &mut dyn Progress,
+    observer: &mut dyn StepObserver<T>,
 ) -> Result<EpochReport> {
     let started = Instant::now();
     let lr = cfg.schedule()?.lr(epoch);
-    let (loss_sum, correct) = sgd_steps(model, sgd, data, cfg, lr, epoch, progress)?;
+    let (loss_sum, correct) = sgd_steps(model, sgd, data, cfg, (lr, epoch), progress, observer)?;
     let n = data.len().max(1) as f64;
     Ok(EpochReport {
         epoch: epoch + 1,
@@ -240,18 +267,19 @@ fn run_epoch<T: Real>(
 }
 
 /// One SGD step per shuffled batch of epoch `epoch`; returns the summed training loss and the
-/// correct count over the epoch.
+/// correct count over the epoch. `observer` sees every step before its update.
 fn sgd_steps<T: Real>(
     model: &mut Model<T>,
     sgd: &mut Sgd<T>,
     data: &Dataset,
     cfg: &TrainConfig,
-    lr: f64,
-    epoch: usize,
+    (lr, epoch): (f64, usize),
     progress: &mut dyn Progress,
+    observer: &mut dyn StepObserver<T>,
 ) -> Result<(f64, usize)> {
     let order_seed = seed_for(cfg.seed, Stream::Shuffle, epoch, 0);
     let batches = data.shuffled_batches(cfg.batch_size, order_seed)?;
+    let order = crate::data::permutation(data.len(), order_seed); // the batches' images
     let stage = format!("epoch {}/{}", epoch + 1, cfg.epochs);
     progress.start(&stage, batches.len() as u64);
     let (mut loss_sum, mut correct) = (0.0, 0);
@@ -269,25 +297,43 @@ fn sgd_steps<T: Real>(
         let mut rngs = ImageRngs::for_images(attack_seed, stream::ATTACK, 0..labels.len());
         let adversary = cfg.adversary.as_ref();
         let at = (epoch, i, steps);
-        let g = match batch_gradient(model, x.view(), &labels, adversary, &mut ctx, &mut rngs) {
+        let g = batch_gradient(model, x.view(), &labels, adversary, &mut ctx, &mut rngs)
+            .and_then(finite_loss);
+        let view = StepView {
+            epoch: epoch + 1,
+            step: i + 1,
+            steps,
+            lr,
+            x: x.view(),
+            indices: &order[i * cfg.batch_size..(i * cfg.batch_size + labels.len())],
+            labels: &labels,
+            model,
+            gradient: g.as_ref(),
+        };
+        observer.observe(&view)?;
+        let g = match g {
             Ok(g) => g,
             Err(e) if e.is_numeric_blowup() => return Err(diverged(model, cfg, lr, at, e)),
             Err(e) => return Err(e),
         };
-        if !g.loss_sum.is_finite() {
-            let e = Error::NonFinite {
-                what: "the training loss of the batch",
-                index: vec![],
-                value: g.loss_sum.to_string(),
-            };
-            return Err(diverged(model, cfg, lr, at, e));
-        }
         sgd.step(model, &g.grads, lr, cfg.paradigm)?;
         loss_sum += g.loss_sum;
         correct += g.correct;
         progress.advance(1);
     }
     Ok((loss_sum, correct))
+}
+
+/// The batch's gradient, or [`Error::NonFinite`] when its loss is not finite.
+fn finite_loss<T>(g: BatchGradient<T>) -> Result<BatchGradient<T>> {
+    if g.loss_sum.is_finite() {
+        return Ok(g);
+    }
+    Err(Error::NonFinite {
+        what: "the training loss of the batch",
+        index: vec![],
+        value: g.loss_sum.to_string(),
+    })
 }
 
 /// `x ← x + σ·n`, n ~ N(0, I) drawn in row-major order from a generator seeded with `seed`
