@@ -64,6 +64,9 @@ parser.add_argument("--replay", type=str, default=None,
 parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                     help="the precision of the parameters and images (the authors': float32)")
 parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+parser.add_argument("--follow", action="store_true",
+                    help="with --replay: wait for new lines while nrpm is still writing the trace "
+                         "(stops after a line with an error, or 300 s without a new line)")
 parser.add_argument("--out", type=str, required=True)
 args = parser.parse_args()
 
@@ -264,13 +267,33 @@ def batches(train_loader, images, labels):
             for batch_idx, (data, target) in enumerate(train_loader):
                 yield epoch, batch_idx, data, target, None
         return
-    for raw in open(args.replay):
+    for raw in replay_lines(args.replay):
         line = json.loads(raw)
         if "images" not in line:
             continue
         idx = torch.tensor(line["images"], dtype=torch.int64)
         theirs = {k: line.get(k) for k in ("loss", "grad_max", "grad_norm", "param_max", "error")}
         yield line["epoch"] - 1, line["step"] - 1, images[idx].unsqueeze(1).clone(), labels[idx], theirs
+
+
+def replay_lines(path):
+    """The lines of the trace; with --follow, also those written later."""
+    with open(path) as f:
+        idle = 0.0
+        while True:
+            pos = f.tell()
+            raw = f.readline()
+            if raw.endswith("\n"):
+                idle = 0.0
+                yield raw
+                if '"error"' in raw:
+                    return
+                continue
+            if not args.follow or idle > 300:
+                return
+            f.seek(pos)
+            time.sleep(1.0)
+            idle += 1.0
 
 
 def test_accuracy(model, test_x, test_y, epochs_done, out):

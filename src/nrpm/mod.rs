@@ -1053,6 +1053,25 @@ mod tests {
     use super::*;
     use ndarray::Array3;
 
+    /// Records keep `exact_lad`: `true` round-trips, `false` is left out, so records written
+    /// before the field existed read back unchanged.
+    #[test]
+    fn serde_keeps_exact_lad_and_leaves_out_false() {
+        let lad = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .lambda(0.5)
+            .exact_lad(true)
+            .build()
+            .unwrap();
+        let text = serde_json::to_string(&lad).unwrap();
+        assert!(text.contains("\"exact_lad\":true"), "{text}");
+        assert_eq!(serde_json::from_str::<NrpmConfig>(&text).unwrap(), lad);
+        let plain = NrpmConfig::builder().norm(Norm::L1).lambda(0.5).build().unwrap();
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("exact_lad"), "{text}");
+        assert_eq!(serde_json::from_str::<NrpmConfig>(&text).unwrap(), plain);
+    }
+
     /// The blocked scan finds the first value that is not finite wherever it lies (first,
     /// last, at and across block edges, several of them), in contiguous and in transposed
     /// views, exactly where a value-by-value scan does.
