@@ -574,6 +574,37 @@ mod tests {
         ]
     }
 
+    /// Names with parameters parse to those parameters and print back to the same text;
+    /// a parameter the norm does not have, or a malformed list, is an error.
+    #[test]
+    fn names_with_parameters_round_trip() {
+        let cases = [
+            ("mcp(gamma=2.5)", Norm::Mcp { gamma: 2.5 }),
+            ("Huber(delta=0.5)", Norm::Huber { delta: 0.5 }),
+            (
+                "hm(gamma=4, delta=1.5)",
+                Norm::Hm {
+                    gamma: 4.0,
+                    delta: 1.5,
+                },
+            ),
+            ("l1", Norm::L1),
+        ];
+        for (text, norm) in cases {
+            assert_eq!(text.parse::<Norm>().unwrap(), norm, "{text}");
+            assert_eq!(norm.to_string().parse::<Norm>().unwrap(), norm, "{norm}");
+        }
+        for bad in [
+            "huber(gamma=2)",
+            "mcp(gamma=2",
+            "mcp(gamma)",
+            "mcp(gamma=x)",
+            "mcp(rho=1)",
+        ] {
+            assert!(bad.parse::<Norm>().is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn rho_derivative_is_psi() {
         let eps = 1e-2;
