@@ -28,16 +28,30 @@ fn setup(lr: f64) -> (Model<f32>, Dataset, Dataset, TrainConfig) {
         batch_size: 32,
         sgd: SgdConfig {
             lr,
-            momentum: 0.9,
-            weight_decay: 0.0,
+            ..SgdConfig::default()
         },
-        lr_steps: vec![],
-        adversary: None,
         seed: 11,
-        frozen_batchnorm: false,
-        noise_sd: 0.0,
+        ..TrainConfig::default()
     };
     (model, data, eval, cfg)
+}
+
+/// `train_observed` without checkpoints or progress.
+fn observed(
+    model: &mut Model<f32>,
+    (data, eval): (&Dataset, &Dataset),
+    cfg: &TrainConfig,
+    observer: &mut dyn StepObserver<f32>,
+) -> nrpm::Result<nrpm::train::TrainReport> {
+    train_observed(
+        model,
+        data,
+        eval,
+        cfg,
+        &Checkpoints::default(),
+        &mut Silent,
+        observer,
+    )
 }
 
 /// Every parameter's bits, in visiting order.
@@ -55,6 +69,18 @@ struct Checker<'a> {
     replay: Option<(Model<f32>, Sgd<f32>)>,
     lines: Vec<serde_json::Value>,
     failed: Option<String>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(data: &'a Dataset, replay: Option<(Model<f32>, Sgd<f32>)>) -> Self {
+        Self {
+            data,
+            seen: Vec::new(),
+            replay,
+            lines: Vec::new(),
+            failed: None,
+        }
+    }
 }
 
 impl StepObserver<f32> for Checker<'_> {
@@ -101,24 +127,8 @@ fn observer_sees_every_step_once_and_does_not_change_training() {
     )
     .unwrap();
     let mut watched = model.clone();
-    let mut checker = Checker {
-        data: &data,
-        seen: Vec::new(),
-        replay: Some((model.clone(), Sgd::new(cfg.sgd).unwrap())),
-        lines: Vec::new(),
-        failed: None,
-    };
-    let dirs = Checkpoints::default();
-    let report = train_observed(
-        &mut watched,
-        &data,
-        &eval,
-        &cfg,
-        &dirs,
-        &mut Silent,
-        &mut checker,
-    )
-    .unwrap();
+    let mut checker = Checker::new(&data, Some((model.clone(), Sgd::new(cfg.sgd).unwrap())));
+    let report = observed(&mut watched, (&data, &eval), &cfg, &mut checker).unwrap();
     assert_eq!(report.history.len(), 2);
     assert_eq!(
         bits(&watched),
@@ -158,17 +168,10 @@ fn observer_sees_every_step_once_and_does_not_change_training() {
 #[test]
 fn trace_lines_hold_the_steps_numbers() {
     let (model, data, eval, cfg) = setup(0.05);
-    let mut checker = Checker {
-        data: &data,
-        seen: Vec::new(),
-        replay: None,
-        lines: Vec::new(),
-        failed: None,
-    };
+    let mut checker = Checker::new(&data, None);
     // The numbers of one line, against the model and gradient of its step.
     let mut m = model.clone();
-    let dirs = Checkpoints::default();
-    train_observed(&mut m, &data, &eval, &cfg, &dirs, &mut Silent, &mut checker).unwrap();
+    observed(&mut m, (&data, &eval), &cfg, &mut checker).unwrap();
     let first = &checker.lines[0];
     let fresh = model.clone();
     let ids = &checker.seen[0].2;
@@ -226,7 +229,7 @@ fn trace_lines_hold_the_steps_numbers() {
     let path = std::env::temp_dir().join(format!("nrpm-trace-{}.jsonl", std::process::id()));
     let mut trace = StepTrace::create(&path).unwrap();
     let mut m = model.clone();
-    train_observed(&mut m, &data, &eval, &cfg, &dirs, &mut Silent, &mut trace).unwrap();
+    observed(&mut m, (&data, &eval), &cfg, &mut trace).unwrap();
     drop(trace);
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<serde_json::Value> = text
@@ -240,24 +243,8 @@ fn trace_lines_hold_the_steps_numbers() {
 #[test]
 fn the_step_that_diverges_reaches_the_observer_with_its_error() {
     let (mut model, data, eval, cfg) = setup(1e30);
-    let mut checker = Checker {
-        data: &data,
-        seen: Vec::new(),
-        replay: None,
-        lines: Vec::new(),
-        failed: None,
-    };
-    let dirs = Checkpoints::default();
-    let err = train_observed(
-        &mut model,
-        &data,
-        &eval,
-        &cfg,
-        &dirs,
-        &mut Silent,
-        &mut checker,
-    )
-    .unwrap_err();
+    let mut checker = Checker::new(&data, None);
+    let err = observed(&mut model, (&data, &eval), &cfg, &mut checker).unwrap_err();
     let Error::Diverged(d) = err else {
         panic!("expected a divergence, got {err}")
     };
