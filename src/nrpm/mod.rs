@@ -1066,7 +1066,11 @@ mod tests {
         let text = serde_json::to_string(&lad).unwrap();
         assert!(text.contains("\"exact_lad\":true"), "{text}");
         assert_eq!(serde_json::from_str::<NrpmConfig>(&text).unwrap(), lad);
-        let plain = NrpmConfig::builder().norm(Norm::L1).lambda(0.5).build().unwrap();
+        let plain = NrpmConfig::builder()
+            .norm(Norm::L1)
+            .lambda(0.5)
+            .build()
+            .unwrap();
         let text = serde_json::to_string(&plain).unwrap();
         assert!(!text.contains("exact_lad"), "{text}");
         assert_eq!(serde_json::from_str::<NrpmConfig>(&text).unwrap(), plain);
