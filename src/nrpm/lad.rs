@@ -318,6 +318,15 @@ mod tests {
             1.0
         );
         assert_eq!(weighted_median(&[1.0, 3.0], &[1.0, 1.0]).unwrap(), 2.0);
+        // The flat stretch ends at the next value of positive weight: |m − 1| + |m − 3|.
+        assert_eq!(
+            weighted_median(&[1.0, 2.0, 3.0], &[1.0, 0.0, 1.0]).unwrap(),
+            2.0
+        );
+        assert_eq!(
+            weighted_median(&[1.0, 1.5, 4.0], &[1.0, 0.0, 1.0]).unwrap(),
+            2.5
+        );
         assert!(weighted_median(&[1.0], &[0.0]).is_err());
         assert!(weighted_median(&[1.0], &[1.0, 2.0]).is_err());
     }
