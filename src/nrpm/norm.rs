@@ -574,6 +574,28 @@ mod tests {
         ]
     }
 
+    /// Exactly on a floor (w = ε before clamping) the weight is not clamped, so it keeps its
+    /// derivative, as autograd through the authors' `w[w < eps] = eps` does (the mask is
+    /// strict). Chosen so that every value is exact in binary.
+    #[test]
+    fn a_weight_exactly_on_its_floor_keeps_its_derivative() {
+        // MCP, γ = 4, ε = 0.25, r = 1.75: 1/(r + ε) − 1/γ = 0.5 − 0.25 = ε; dw/dr = −1/4.
+        let mcp = Norm::Mcp { gamma: 4.0 }.weight_fn::<f64>(0.25);
+        assert_eq!(mcp.weight_and_derivative(1.75), (0.25, -0.25));
+        assert_eq!(mcp.weight(1.75), 0.25);
+        // HM, γ = 6, δ = 3 (c = 1), ε = 0.5, r = 3.5: 6/4 − 1 = ε; dw/dr = −6/16.
+        let hm = Norm::Hm {
+            gamma: 6.0,
+            delta: 3.0,
+        }
+        .weight_fn::<f64>(0.5);
+        assert_eq!(hm.weight_and_derivative(3.5), (0.5, -0.375));
+        assert_eq!(hm.weight(3.5), 0.5);
+        // Just below the floor the clamp is on and the derivative is 0.
+        assert_eq!(mcp.weight_and_derivative(1.8), (0.25, 0.0));
+        assert_eq!(hm.weight_and_derivative(3.6), (0.5, 0.0));
+    }
+
     /// Names with parameters parse to those parameters and print back to the same text;
     /// a parameter the norm does not have, or a malformed list, is an error.
     #[test]
