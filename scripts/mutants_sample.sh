@@ -11,7 +11,10 @@
 #
 # It mutates the files of this checkout in place (cargo mutants --in-place) and restores
 # each one after its mutant; run it in a clean clone, not in a tree with work in progress.
-# Record the summary in docs/VERIFICATION.md.
+# Record the summary in docs/VERIFICATION.md, and the shards' lists in docs/mutants/. Check
+# every "unviable" mutant's log for a real type error (error[E...]): the incremental build can
+# fail at the link (rust-lld "undefined hidden symbol"), which cargo-mutants also reports as
+# unviable; `cargo clean --profile mutants` clears that state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-40}
