@@ -38,6 +38,9 @@ pub struct Batch<'a> {
     pub images: CowArray<'a, f32, Ix4>,
     /// `[B]`.
     pub labels: Cow<'a, [usize]>,
+    /// `[B]`: where each image is in the dataset (`images[k]` is the dataset's image
+    /// `indices[k]`).
+    pub indices: Vec<usize>,
 }
 
 /// Iterator over the batches of a [`Dataset`]; see [`Dataset::batches`] and
@@ -88,12 +91,14 @@ impl<'a> Iterator for Batches<'a> {
                     .slice_move(s![start..end, .., .., ..])
                     .into(),
                 labels: Cow::Borrowed(&self.data.labels()[start..end]),
+                indices: (start..end).collect(),
             },
             Some(order) => {
                 let (images, labels) = self.data.select_unchecked(&order[start..end]).into_parts();
                 Batch {
                     images: images.into(),
                     labels: Cow::Owned(labels),
+                    indices: order[start..end].to_vec(),
                 }
             }
         })
@@ -161,6 +166,8 @@ mod tests {
             .all(|b| b.images.is_view() && matches!(b.labels, Cow::Borrowed(_))));
         let pixels: Vec<f32> = all.iter().flat_map(|b| b.images.iter().copied()).collect();
         assert_eq!(pixels, ds.images().iter().copied().collect::<Vec<_>>());
+        let indices: Vec<usize> = all.iter().flat_map(|b| b.indices.clone()).collect();
+        assert_eq!(indices, (0..23).collect::<Vec<_>>());
         assert_eq!(ds.batches(23).unwrap().count(), 1);
         assert_eq!(ds.batches(100).unwrap().count(), 1);
         assert!(matches!(ds.batches(0), Err(Error::Config { .. })));
@@ -175,6 +182,7 @@ mod tests {
         assert_eq!(it.len(), 6);
         let first = it.next().unwrap();
         assert_eq!(it.len(), 5);
+        assert_eq!(first.indices, order[..4]);
         for (k, &i) in order[..4].iter().enumerate() {
             assert_eq!(first.images[[k, 0, 0, 0]], ds.images()[[i, 0, 0, 0]]);
             assert_eq!(first.labels[k], ds.labels()[i]);
@@ -185,5 +193,7 @@ mod tests {
             .flat_map(|b| b.labels.into_owned())
             .collect();
         assert_eq!(labels, ds.shuffled(9).labels());
+        let indices: Vec<usize> = it.flat_map(|b| b.indices).collect();
+        assert_eq!(indices, order[4..]);
     }
 }

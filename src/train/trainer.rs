@@ -279,7 +279,6 @@ fn sgd_steps<T: Real>(
 ) -> Result<(f64, usize)> {
     let order_seed = seed_for(cfg.seed, Stream::Shuffle, epoch, 0);
     let batches = data.shuffled_batches(cfg.batch_size, order_seed)?;
-    let order = crate::data::permutation(data.len(), order_seed); // the batches' images
     let stage = format!("epoch {}/{}", epoch + 1, cfg.epochs);
     progress.start(&stage, batches.len() as u64);
     let (mut loss_sum, mut correct) = (0.0, 0);
@@ -305,7 +304,7 @@ fn sgd_steps<T: Real>(
             steps,
             lr,
             x: x.view(),
-            indices: &order[i * cfg.batch_size..(i * cfg.batch_size + labels.len())],
+            indices: &batch.indices,
             labels: &labels,
             model,
             gradient: g.as_ref(),
