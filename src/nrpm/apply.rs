@@ -110,3 +110,40 @@ fn apply<T: Real>(input: &TensorFile, cfg: &NrpmConfig, exec: Exec) -> Result<Te
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nrpm::Norm;
+    use ndarray::ArrayD;
+
+    fn file<T: Real>(x: ArrayD<T>, w: ArrayD<T>) -> TensorFile {
+        let mut f = TensorFile::new("input.safetensors");
+        f.insert("x", x);
+        f.insert("weight", w);
+        f
+    }
+
+    /// f32 files are computed and written in f32, f64 files in f64: the outputs keep the
+    /// input's type, and the values agree to f32 precision.
+    #[test]
+    fn outputs_keep_the_input_float_type() {
+        let cfg = NrpmConfig::builder().norm(Norm::L1).k(3).lambda(0.2);
+        let cfg = cfg.build().unwrap();
+        let x = ArrayD::from_shape_fn(vec![2, 5], |i| (i[0] * 5 + i[1]) as f64 * 0.3 - 1.0);
+        let w = ArrayD::from_shape_fn(vec![3, 5], |i| ((i[0] * 5 + i[1]) as f64).sin());
+        let (out64, is64) = apply_file(&file(x.clone(), w.clone()), &cfg, Exec::Fused).unwrap();
+        let narrow = |a: &ArrayD<f64>| a.mapv(|v| v as f32);
+        let (out32, is32) = apply_file(&file(narrow(&x), narrow(&w)), &cfg, Exec::Fused).unwrap();
+        assert!(is64 && !is32);
+        let (z64, z32) = (&out64.tensors["z"], &out32.tensors["z"]);
+        assert_eq!((z64.dtype_name(), z32.dtype_name()), ("F64", "F32"));
+        let (z64, z32) = (
+            out64.array::<f64>("z", None).unwrap(),
+            out32.array::<f64>("z", None),
+        );
+        for (a, b) in z64.iter().zip(z32.unwrap().iter()) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+    }
+}

@@ -428,6 +428,29 @@ fn rows_to_nchw<T: Real>(y: Array2<T>, b: usize, o: usize, ho: usize, wo: usize)
 mod tests {
     use super::*;
 
+    /// A weight with other channels than x is refused by name on both passes, before the
+    /// patches are unfolded.
+    #[test]
+    fn mismatched_channels_are_a_shape_error_of_the_weight() {
+        let cfg = NrpmConfig::builder().k(2).lambda(0.5).build().unwrap();
+        let geom = Conv2dGeometry::new(1, 0);
+        let x = Array4::from_shape_fn((1, 2, 4, 4), |(_, c, i, j)| (c + i * j) as f64 * 0.1);
+        let w = Array4::from_elem((3, 2, 2, 2), 0.25);
+        let (y, saved) = forward(x.view(), w.view(), None, &geom, &cfg).unwrap();
+        let other = Array4::from_elem((3, 1, 2, 2), 0.25);
+        let channels = |r: Result<()>, want: &str| match r {
+            Err(Error::Shape { op, arg, got, .. }) => {
+                assert_eq!((op, got), (want, vec![3, 1, 2, 2]));
+                assert!(arg.contains("channels"), "{arg}");
+            }
+            other => panic!("{other:?}"),
+        };
+        let fwd = forward(x.view(), other.view(), None, &geom, &cfg).map(|_| ());
+        channels(fwd, "nrpm::conv::forward");
+        let bwd = backward(x.view(), other.view(), &saved, y.view(), &geom).map(|_| ());
+        channels(bwd, "nrpm::conv::backward");
+    }
+
     #[test]
     fn output_size_follows_pytorch() {
         let g = Conv2dGeometry::new(1, 0);

@@ -47,7 +47,7 @@ fn median_finite<T: Real>(values: &mut [T]) -> T {
         mid
     } else {
         let below = lower.iter().copied().fold(T::neg_infinity(), T::max);
-        (below + mid) / T::of(2.0)
+        midpoint(below, mid)
     }
 }
 
@@ -87,7 +87,16 @@ pub fn weighted_median(values: &[f64], weights: &[f64]) -> Result<f64> {
     if weights.iter().any(|&c| c < 0.0) {
         return Err(Error::config("weights", "negative", "must be ≥ 0"));
     }
-    let total: f64 = weights.iter().sum();
+    let rescaled: Vec<f64>;
+    let mut weights = weights;
+    let mut total: f64 = weights.iter().sum();
+    if total.is_infinite() {
+        // The sum overflowed: the same weights times 2⁻⁶⁴ (exact for all that matter) have the
+        // same median, and no order of summing them overflows.
+        rescaled = weights.iter().map(|&c| c * 2f64.powi(-64)).collect();
+        weights = &rescaled;
+        total = weights.iter().sum();
+    }
     if values.is_empty() || total <= 0.0 {
         return Err(Error::config(
             "weights",
@@ -109,10 +118,21 @@ pub fn weighted_median(values: &[f64], weights: &[f64]) -> Result<f64> {
                 .iter()
                 .find(|&&j| weights[j] > 0.0)
                 .map_or(values[i], |&j| values[j]);
-            return Ok((values[i] + next) / 2.0);
+            return Ok(midpoint(values[i], next));
         }
     }
     Ok(values[order[order.len() - 1]])
+}
+
+/// `(a + b)/2` of finite values, correctly rounded, also where `a + b` overflows.
+fn midpoint<T: Real>(a: T, b: T) -> T {
+    let two = T::of(2.0);
+    let m = (a + b) / two;
+    if m.is_finite() {
+        m
+    } else {
+        a / two + b / two
+    }
 }
 
 /// The exact LAD layer: `y = λ·Σ_g z⁰_g + (1 − λ)·Σ_g Dg·median_{d∈g}(t_d) + bias`, with the
@@ -294,6 +314,12 @@ mod tests {
         assert_eq!(median(&mut [7.0f32]).unwrap(), 7.0);
         assert!(median::<f64>(&mut []).is_err());
         assert!(median(&mut [1.0, f64::NAN]).is_err());
+        // The midpoint of two huge middle values does not overflow.
+        assert_eq!(
+            median(&mut [f32::MAX, 0.0, f32::MAX, f32::MAX]).unwrap(),
+            f32::MAX
+        );
+        assert_eq!(median(&mut [f64::MAX, -f64::MAX]).unwrap(), 0.0);
     }
 
     #[test]
@@ -327,6 +353,22 @@ mod tests {
             weighted_median(&[1.0, 1.5, 4.0], &[1.0, 0.0, 1.0]).unwrap(),
             2.5
         );
+        // Weights whose sum overflows f64 have the median of the same weights scaled down:
+        // summed in the input's order, 2⁹⁶⁹ + 2⁹⁶⁹ + MAX overflows, while MAX + 2⁹⁶⁹ + 2⁹⁶⁹
+        // (sorted by value) does not.
+        let (big, small) = (f64::MAX, 2f64.powi(969));
+        assert_eq!(
+            weighted_median(&[3.0, 2.0, 1.0], &[small, small, big]).unwrap(),
+            1.0
+        );
+        assert_eq!(weighted_median(&[1.0, 3.0], &[big, big]).unwrap(), 2.0);
+        assert_eq!(
+            weighted_median(&[1.0, 3.0, 5.0], &[big, big, big]).unwrap(),
+            3.0
+        );
+        // The midpoint of two huge values does not overflow.
+        assert_eq!(weighted_median(&[big, big], &[1.0, 1.0]).unwrap(), big);
+        assert_eq!(weighted_median(&[-big, big], &[1.0, 1.0]).unwrap(), 0.0);
         assert!(weighted_median(&[1.0], &[0.0]).is_err());
         assert!(weighted_median(&[1.0], &[1.0, 2.0]).is_err());
     }

@@ -1076,6 +1076,42 @@ mod tests {
         assert_eq!(serde_json::from_str::<NrpmConfig>(&text).unwrap(), plain);
     }
 
+    /// `is_lpm` holds exactly when no IRLS step runs: norm `Lpm` (whatever K), or K = 0
+    /// without the exact LAD limit. Then the output is the LPM sum bit for bit whatever λ, no
+    /// robust iterate is saved, and ∂λ is exactly 0.
+    #[test]
+    fn lpm_configurations_run_no_irls_and_ignore_lambda() {
+        let cfg = |norm, k, exact_lad| {
+            let b = NrpmConfig::builder().norm(norm).k(k).lambda(0.3);
+            b.exact_lad(exact_lad).build().unwrap()
+        };
+        let x = Array2::from_shape_fn((3, 7), |(i, j)| ((i * 7 + j) as f64 * 0.37).sin());
+        let w = Array2::from_shape_fn((2, 7), |(o, j)| ((o * 7 + j) as f64 * 1.3).cos());
+        let g = Array2::from_elem((3, 2), 1.0);
+        for (cfg, is_lpm) in [
+            (cfg(Norm::Lpm, 3, false), true),
+            (cfg(Norm::L1, 0, false), true),
+            (cfg(Norm::L1, 0, true), false),
+            (cfg(Norm::L1, 3, false), false),
+        ] {
+            assert_eq!(cfg.is_lpm(), is_lpm, "{cfg}");
+            assert_eq!(cfg.steps(), if is_lpm { 0 } else { cfg.k() }, "{cfg}");
+            for exec in [Exec::Reference, Exec::Fused] {
+                let (y, saved) = forward_with(exec, x.view(), w.view(), None, &cfg).unwrap();
+                assert_eq!(saved.config(), &cfg);
+                let grads = backward_with(exec, x.view(), w.view(), &saved, g.view()).unwrap();
+                let (lpm, _) =
+                    forward_with(exec, x.view(), w.view(), None, &NrpmConfig::lpm()).unwrap();
+                if is_lpm {
+                    assert_eq!(y, lpm, "{cfg} {exec:?}");
+                    assert_eq!(grads.lambda, 0.0, "{cfg} {exec:?}");
+                } else {
+                    assert_ne!(y, lpm, "{cfg} {exec:?}");
+                }
+            }
+        }
+    }
+
     /// The blocked scan finds the first value that is not finite wherever it lies (first,
     /// last, at and across block edges, several of them), in contiguous and in transposed
     /// views, exactly where a value-by-value scan does.

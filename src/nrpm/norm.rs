@@ -596,6 +596,26 @@ mod tests {
         assert_eq!(hm.weight_and_derivative(3.6), (0.5, 0.0));
     }
 
+    /// Exactly on the ceiling (w = 1 before clamping) the weight is not clamped either, as in
+    /// the authors' `w[w > 1] = 1`: Huber and HM keep their derivative there. Values exact in
+    /// binary.
+    #[test]
+    fn a_weight_exactly_on_its_ceiling_keeps_its_derivative() {
+        // Huber, δ = 2, ε = 0.5, r = 1.5: δ/(r + ε) = 1; dw/dr = −δ/(r + ε)² = −0.5.
+        let huber = Norm::Huber { delta: 2.0 }.weight_fn::<f64>(0.5);
+        assert_eq!(huber.weight_and_derivative(1.5), (1.0, -0.5));
+        // HM, γ = 8, δ = 4 (c = 1), ε = 0.5, r = 3.5: 8/4 − 1 = 1; dw/dr = −8/16 = −0.5.
+        let hm = Norm::Hm {
+            gamma: 8.0,
+            delta: 4.0,
+        }
+        .weight_fn::<f64>(0.5);
+        assert_eq!(hm.weight_and_derivative(3.5), (1.0, -0.5));
+        // Just inside the ceiling the clamp is on and the derivative is 0.
+        assert_eq!(huber.weight_and_derivative(1.0), (1.0, 0.0));
+        assert_eq!(hm.weight_and_derivative(3.0), (1.0, 0.0));
+    }
+
     /// Names with parameters parse to those parameters and print back to the same text;
     /// a parameter the norm does not have, or a malformed list, is an error.
     #[test]
@@ -624,6 +644,33 @@ mod tests {
             "mcp(rho=1)",
         ] {
             assert!(bad.parse::<Norm>().is_err(), "{bad}");
+        }
+    }
+
+    /// Every norm round-trips through its serialised form (`{"kind": "huber", "delta": 0.5}`),
+    /// and a record whose parameters fail [`Norm::validate`] is refused on the way in.
+    #[test]
+    fn serde_round_trips_every_norm_and_checks_parameters() {
+        for norm in [
+            Norm::Lpm,
+            Norm::L1,
+            Norm::Huber { delta: 0.5 },
+            Norm::Mcp { gamma: 2.5 },
+            Norm::Hm {
+                gamma: 4.0,
+                delta: 1.5,
+            },
+        ] {
+            let text = serde_json::to_string(&norm).unwrap();
+            assert_eq!(serde_json::from_str::<Norm>(&text).unwrap(), norm, "{text}");
+        }
+        for bad in [
+            r#"{"kind":"huber","delta":-1.0}"#,
+            r#"{"kind":"mcp","gamma":0.0}"#,
+            r#"{"kind":"hm","gamma":1.0,"delta":2.0}"#,
+            r#"{"kind":"cauchy"}"#,
+        ] {
+            assert!(serde_json::from_str::<Norm>(bad).is_err(), "{bad}");
         }
     }
 
@@ -700,6 +747,9 @@ mod tests {
         assert!(matches!(Norm::hm(3.0, 3.0), Err(Error::Config { .. })));
         assert!(matches!(Norm::hm(3.0, 4.0), Err(Error::Config { .. }))); // swapped
         assert!(matches!(Norm::huber(f64::NAN), Err(Error::Config { .. })));
+        assert!(matches!(Norm::mcp(0.0), Err(Error::Config { .. })));
+        assert_eq!(Norm::mcp(2.5).unwrap(), Norm::Mcp { gamma: 2.5 });
+        assert_eq!(Norm::huber(0.5).unwrap(), Norm::Huber { delta: 0.5 });
         assert!(matches!(
             Norm::L1.with_gamma(2.0),
             Err(Error::Config { .. })

@@ -266,6 +266,15 @@ mod tests {
             .m
     }
 
+    /// `M_0 = 10·(1 + max_d |t_d|)`, ratio 10¹⁰, 11 magnitudes.
+    #[test]
+    fn default_escalation_scales_with_the_largest_term() {
+        let esc = Escalation::for_terms(&[0.5, -2.0, 1.0]);
+        assert_eq!((esc.start, esc.ratio, esc.count), (30.0, 1e10, 11));
+        assert_eq!(Escalation::for_terms(&[]).start, 10.0);
+        assert_eq!(Escalation::for_terms(&[0.0, -0.0]).start, 10.0);
+    }
+
     #[test]
     fn lpm_breaks_at_one_term() {
         for d in [1, 2, 7, 64] {
@@ -330,6 +339,10 @@ mod tests {
         // c_1 = 1/(1 + 15²), c_2 = c_1/(c_1 + 15·(1 − c_1)); NRPM/LPM bias = D·c_2 ≈ 4.7e−3.
         let c = asymptotic_outlier_share(16, 1, 2).unwrap();
         assert!(asymptotic_outlier_share(16, 17, 2).is_err());
+        assert!(asymptotic_outlier_share(16, 0, 2).is_err());
+        // m = D: every term is an outlier, so the output is all theirs at every K.
+        assert_eq!(asymptotic_outlier_share(16, 16, 0).unwrap(), 1.0);
+        assert_eq!(asymptotic_outlier_share(16, 16, 3).unwrap(), 1.0);
         assert!((c - 1.0 / 226.0 / (1.0 / 226.0 + 15.0 * 225.0 / 226.0)).abs() < 1e-18);
         let damping = nrpm.rows[0].bias[last] / lpm.rows[0].bias[last];
         assert!(
