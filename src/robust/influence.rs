@@ -153,6 +153,16 @@ mod tests {
         }
     }
 
+    /// γ* is the largest |SC| of the curve: for LPM on a grid around t_j, the farthest point.
+    #[test]
+    fn gross_error_sensitivity_is_the_largest_absolute_sensitivity() {
+        let t = synthetic_terms(16, 4).unwrap();
+        let curve = sensitivity_curve(&Estimator::Lpm, &t, 5, &far_grid()).unwrap();
+        let want = (1e3 + t[5]).max(1e3 - t[5]);
+        assert!((gross_error_sensitivity(&curve) - want).abs() < 1e-9);
+        assert_eq!(gross_error_sensitivity(&[]), 0.0);
+    }
+
     #[test]
     fn lad_curve_is_bounded_by_the_data_spread() {
         let t = synthetic_terms(15, 5).unwrap();
