@@ -451,6 +451,28 @@ mod tests {
         channels(bwd, "nrpm::conv::backward");
     }
 
+    /// A geometry round-trips through its record, and one with a zero stride or dilation is
+    /// refused on the way in.
+    #[test]
+    fn serde_round_trips_and_checks_the_geometry() {
+        let g = Conv2dGeometry {
+            stride: [2, 1],
+            padding: [1, 2],
+            dilation: [2, 1],
+        };
+        let text = serde_json::to_string(&g).unwrap();
+        assert_eq!(serde_json::from_str::<Conv2dGeometry>(&text).unwrap(), g);
+        for bad in [
+            r#"{"stride":[0,1],"padding":[0,0],"dilation":[1,1]}"#,
+            r#"{"stride":[1,1],"padding":[0,0],"dilation":[1,0]}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Conv2dGeometry>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn output_size_follows_pytorch() {
         let g = Conv2dGeometry::new(1, 0);

@@ -1112,6 +1112,33 @@ mod tests {
         }
     }
 
+    /// The text form names every field that is not implied (groups only above 1, exact_lad
+    /// only when set) and parses back to the same configuration.
+    #[test]
+    fn display_prints_what_from_str_reads_back() {
+        let base = NrpmConfig::builder()
+            .norm(Norm::Huber { delta: 0.5 })
+            .k(3)
+            .eps(0.01)
+            .lambda(0.7);
+        let one = base.build().unwrap();
+        let grouped = base.groups(2).build().unwrap();
+        let lad = NrpmConfig::builder().exact_lad(true).build().unwrap();
+        let cases = [
+            (&one, "huber(delta=0.5), k=3, eps=0.01, lambda=0.7"),
+            (
+                &grouped,
+                "huber(delta=0.5), k=3, eps=0.01, lambda=0.7, groups=2",
+            ),
+        ];
+        for (cfg, text) in cases {
+            assert_eq!(cfg.to_string(), text);
+            assert_eq!(text.parse::<NrpmConfig>().unwrap(), *cfg);
+        }
+        assert!(lad.to_string().ends_with(", exact_lad"), "{lad}");
+        assert_eq!(lad.to_string().parse::<NrpmConfig>().unwrap(), lad);
+    }
+
     /// The blocked scan finds the first value that is not finite wherever it lies (first,
     /// last, at and across block edges, several of them), in contiguous and in transposed
     /// views, exactly where a value-by-value scan does.
