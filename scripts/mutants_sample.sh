@@ -46,3 +46,17 @@ echo "score (caught + timeout) / (caught + missed + timeout): " \
     "$(( 1000 * (caught + timeout) / (caught + missed + timeout) ))‰"
 echo "missed:"
 cat "${dirs[@]/%//missed.txt}" | sort
+# An "unviable" mutant must stop at a type error of its own; one that stops elsewhere (a link
+# fault of the incremental build) was not judged and has to be run again.
+python3 - "${dirs[@]}" <<'PY'
+import json, os, sys
+odd = 0
+for d in sys.argv[1:]:
+    for o in json.load(open(os.path.join(d, "outcomes.json")))["outcomes"]:
+        if o["summary"] == "Unviable":
+            log = open(os.path.join(d, o["log_path"]), errors="replace").read()
+            if "error[E" not in log:
+                odd += 1
+                print("unviable without a type error:", d, o["log_path"])
+print(f"unviable mutants without a type error in their log: {odd}")
+PY
