@@ -1124,12 +1124,20 @@ mod tests {
         let one = base.build().unwrap();
         let grouped = base.groups(2).build().unwrap();
         let lad = NrpmConfig::builder().exact_lad(true).build().unwrap();
+        let hm = Norm::Hm {
+            gamma: 8.0,
+            delta: 4.0,
+        };
+        let hm = NrpmConfig::builder().norm(hm).k(2).eps(0.5).lambda(0.0);
+        let hm = hm.build().unwrap();
         let cases = [
             (&one, "huber(delta=0.5), k=3, eps=0.01, lambda=0.7"),
             (
                 &grouped,
                 "huber(delta=0.5), k=3, eps=0.01, lambda=0.7, groups=2",
             ),
+            // The comma inside the norm's parentheses does not end the norm.
+            (&hm, "hm(gamma=8,delta=4), k=2, eps=0.5, lambda=0"),
         ];
         for (cfg, text) in cases {
             assert_eq!(cfg.to_string(), text);
