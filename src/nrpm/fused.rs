@@ -445,6 +445,28 @@ mod tests {
         }
     }
 
+    /// Runs of four outputs stay inside one input row: for O not a multiple of four the runs
+    /// that would cross into the next row are computed one output at a time, and every output
+    /// matches the reference.
+    #[test]
+    fn runs_of_four_outputs_never_cross_an_input_row() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for (b, o) in [(3, 5), (2, 6), (4, 7), (3, 9)] {
+            let d = 6;
+            let x = Array2::from_shape_fn((b, d), |_| rng.random_range(-1.0_f64..1.0));
+            let w = Array2::from_shape_fn((o, d), |_| rng.random_range(-1.0..1.0));
+            let cfg = config(Norm::L1, 2, 0.3, 1);
+            let (y, _) = forward(x.view(), w.view(), None, &cfg).unwrap();
+            let (want, _) = reference::forward(x.view(), w.view(), None, &cfg).unwrap();
+            for (got, want) in y.iter().zip(want.iter()) {
+                assert!(
+                    (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                    "B {b} O {o}"
+                );
+            }
+        }
+    }
+
     /// An overflow inside the tasks, in the iterates or only in the output, is reported at
     /// the same first index as the reference reports it.
     #[test]
