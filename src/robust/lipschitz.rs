@@ -277,6 +277,24 @@ mod tests {
     use super::*;
     use ndarray::{array, Array2, ArrayD, IxDyn};
 
+    /// The stopping rule is relative (|σₖ − σₖ₋₁| ≤ tol·σₖ): scaling W scales σ and leaves
+    /// the iterations unchanged, for tiny and huge scales alike.
+    #[test]
+    fn power_iteration_is_scale_equivariant() {
+        let w = array![[2.0, 0.5], [0.0, 1.0]];
+        let run = |scale: f64| spectral_norm_power((&w * scale).view(), 1e-10, 1000).unwrap();
+        let one = run(1.0);
+        for scale in [1e-6, 1e6] {
+            let s = run(scale);
+            assert_eq!(s.method, one.method, "scale {scale}");
+            assert!((s.value / scale - one.value).abs() <= 1e-12 * one.value);
+        }
+        assert!(matches!(
+            one.method,
+            SpectralMethod::PowerIteration { converged: true, iterations, .. } if iterations > 3
+        ));
+    }
+
     fn power(w: &Array2<f64>) -> f64 {
         let s = spectral_norm_power(w.view(), POWER_TOL, POWER_MAX_ITER).unwrap();
         assert!(matches!(
