@@ -295,6 +295,29 @@ mod tests {
         ));
     }
 
+    /// Stopped by the iteration cap, power iteration says it did not converge, except on the
+    /// zero matrix, whose norm 0 is exact at once.
+    #[test]
+    fn power_iteration_reports_the_cap() {
+        let w = array![[2.0, 0.5], [0.0, 1.0]];
+        let capped = spectral_norm_power(w.view(), 1e-10, 1).unwrap();
+        let want = SpectralMethod::PowerIteration {
+            tol: 1e-10,
+            iterations: 1,
+            converged: false,
+        };
+        assert_eq!(capped.method, want);
+        let zero = spectral_norm_power(Array2::zeros((2, 3)).view(), 1e-10, 1).unwrap();
+        assert_eq!(zero.value, 0.0);
+        assert!(matches!(
+            zero.method,
+            SpectralMethod::PowerIteration {
+                converged: true,
+                ..
+            }
+        ));
+    }
+
     fn power(w: &Array2<f64>) -> f64 {
         let s = spectral_norm_power(w.view(), POWER_TOL, POWER_MAX_ITER).unwrap();
         assert!(matches!(
