@@ -445,13 +445,14 @@ mod tests {
         }
     }
 
-    /// Runs of four outputs stay inside one input row: for O not a multiple of four the runs
-    /// that would cross into the next row are computed one output at a time, and every output
-    /// matches the reference.
+    /// Runs of four outputs stay inside one input row and inside one task's block of
+    /// [`OUTPUTS_PER_TASK`] outputs: for O not a multiple of four the runs that would cross a
+    /// row end, or (B = 10, O = 7: a row starts at output 63) a block end, are computed one
+    /// output at a time, and every output matches the reference.
     #[test]
-    fn runs_of_four_outputs_never_cross_an_input_row() {
+    fn runs_of_four_outputs_stay_in_one_row_and_one_task() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for (b, o) in [(3, 5), (2, 6), (4, 7), (3, 9)] {
+        for (b, o) in [(3, 5), (2, 6), (4, 7), (3, 9), (10, 7)] {
             let d = 6;
             let x = Array2::from_shape_fn((b, d), |_| rng.random_range(-1.0_f64..1.0));
             let w = Array2::from_shape_fn((o, d), |_| rng.random_range(-1.0..1.0));
