@@ -237,6 +237,10 @@ mod tests {
         assert!(linear_grid(f64::NAN, 0.0, 3).is_err());
         assert_eq!(linear_grid(2.0, 5.0, 1).unwrap(), vec![2.0]);
         assert_eq!(
+            linear_grid(-1.0, 1.0, 5).unwrap(),
+            vec![-1.0, -0.5, 0.0, 0.5, 1.0]
+        );
+        assert_eq!(
             linear_grid(0.0, 1.0, MAX_GRID_POINTS).unwrap().len(),
             MAX_GRID_POINTS
         );
