@@ -651,16 +651,7 @@ mod tests {
     /// and a record whose parameters fail [`Norm::validate`] is refused on the way in.
     #[test]
     fn serde_round_trips_every_norm_and_checks_parameters() {
-        for norm in [
-            Norm::Lpm,
-            Norm::L1,
-            Norm::Huber { delta: 0.5 },
-            Norm::Mcp { gamma: 2.5 },
-            Norm::Hm {
-                gamma: 4.0,
-                delta: 1.5,
-            },
-        ] {
+        for norm in all_norms() {
             let text = serde_json::to_string(&norm).unwrap();
             assert_eq!(serde_json::from_str::<Norm>(&text).unwrap(), norm, "{text}");
         }
