@@ -240,6 +240,8 @@ mod tests {
             linear_grid(-1.0, 1.0, 5).unwrap(),
             vec![-1.0, -0.5, 0.0, 0.5, 1.0]
         );
+        // 0.2 + 0.35·2 is 0.8999999999999999 in f64: the last point is set to hi, not computed.
+        assert_eq!(linear_grid(0.2, 0.9, 3).unwrap(), vec![0.2, 0.55, 0.9]);
         assert_eq!(
             linear_grid(0.0, 1.0, MAX_GRID_POINTS).unwrap().len(),
             MAX_GRID_POINTS
