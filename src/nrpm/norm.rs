@@ -694,11 +694,27 @@ mod tests {
         }
     }
 
+    /// The pieces start at 0, their starts strictly increase, and they give the weight. The
+    /// cases with ε ≥ δ (Huber, HM) or a floor above the whole curve (MCP at ε = 4) make pieces
+    /// that start together; only the last of them may remain.
     #[test]
     fn pieces_reproduce_weight() {
-        let eps = 1e-3;
-        for norm in all_norms() {
+        let overlapping = [
+            (Norm::Huber { delta: 3.0 }, 4.0, 1),
+            (Norm::Huber { delta: 0.1 }, 0.1, 1),
+            (Norm::Mcp { gamma: 4.0 }, 4.0, 1),
+            (Norm::hm(0.4, 0.1).unwrap(), 0.2, 2),
+        ];
+        let cases = all_norms().into_iter().zip([1, 1, 2, 2, 3]);
+        let cases = cases.map(|(norm, count)| (norm, 1e-3, count));
+        for (norm, eps, count) in cases.chain(overlapping) {
             let pieces = norm.pieces(eps);
+            assert_eq!(pieces.len(), count, "{norm:?} ε = {eps}");
+            assert_eq!(pieces[0].start, 0.0);
+            assert!(
+                pieces.windows(2).all(|p| p[0].start < p[1].start),
+                "{pieces:?}"
+            );
             for &s in &[0.0, 0.4, 1.0, 2.9, 3.1, 10.0, 1e4] {
                 let p = pieces.iter().rev().find(|p| p.start <= s).unwrap();
                 let w = p.alpha / (s + eps) + p.beta;
@@ -741,10 +757,26 @@ mod tests {
         assert!(matches!(Norm::mcp(0.0), Err(Error::Config { .. })));
         assert_eq!(Norm::mcp(2.5).unwrap(), Norm::Mcp { gamma: 2.5 });
         assert_eq!(Norm::huber(0.5).unwrap(), Norm::Huber { delta: 0.5 });
-        assert!(matches!(
-            Norm::L1.with_gamma(2.0),
-            Err(Error::Config { .. })
-        ));
+        for norm in [Norm::Lpm, Norm::L1, Norm::Huber { delta: 0.5 }] {
+            assert!(norm.with_gamma(2.0).is_err(), "{norm:?} has no γ");
+        }
+        for norm in [Norm::Lpm, Norm::L1, Norm::Mcp { gamma: 2.0 }] {
+            assert!(norm.with_delta(0.5).is_err(), "{norm:?} has no δ");
+        }
+        let hm = Norm::Hm {
+            gamma: 3.0,
+            delta: 2.0,
+        };
+        let params = [
+            (Norm::Lpm, None, None),
+            (Norm::L1, None, None),
+            (Norm::Huber { delta: 0.5 }, None, Some(0.5)),
+            (Norm::Mcp { gamma: 2.5 }, Some(2.5), None),
+            (hm, Some(3.0), Some(2.0)),
+        ];
+        for (norm, gamma, delta) in params {
+            assert_eq!((norm.gamma(), norm.delta()), (gamma, delta), "{norm:?}");
+        }
         assert_eq!(Norm::from_name("L2").unwrap(), Norm::Lpm);
         assert_eq!(
             Norm::from_name("hm").unwrap().with_delta(1.0).unwrap(),

@@ -378,10 +378,56 @@ mod tests {
         assert_eq!(a, breakdown_point(&Estimator::Lad, &t, &esc).unwrap());
     }
 
+    /// `b_m(M_j) = |T(t with its first m terms set to M_j) − T(t)|`, on terms whose clean
+    /// output is far from 0; below half the terms LAD's bias stays within `D·(max t − min t)`.
+    #[test]
+    fn bias_is_the_distance_from_the_clean_output() {
+        let t: Vec<f64> = synthetic_terms(6, 9)
+            .unwrap()
+            .iter()
+            .map(|v| v + 5.0)
+            .collect();
+        let spread =
+            t.iter().fold(f64::MIN, |m, &v| m.max(v)) - t.iter().fold(f64::MAX, |m, &v| m.min(v));
+        let esc = Escalation::for_terms(&t);
+        for est in [Estimator::Lpm, Estimator::Lad] {
+            let b = breakdown_point(&est, &t, &esc).unwrap();
+            assert_eq!(b.clean_output, est.estimate(&t).unwrap());
+            for row in &b.rows {
+                for (&big, &bias) in b.magnitudes.iter().zip(&row.bias) {
+                    let mut c = t.clone();
+                    c[..row.m].fill(big);
+                    let want = (est.estimate(&c).unwrap() - b.clean_output).abs();
+                    assert_eq!(bias, want, "{} m={} M={big}", est.label(), row.m);
+                }
+            }
+            if matches!(est, Estimator::Lad) {
+                for row in &b.rows[..2] {
+                    assert!(row.bias.iter().all(|&v| v <= 6.0 * spread), "{row:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn escalation_rejects_bad_settings() {
         let ok = Escalation::for_terms(&[1.0]);
         assert!(ok.magnitudes(4).is_ok());
+        // The limit is on D·M_last = D·start·ratio^(count − 1): M_last = 2e299 is allowed for
+        // D = 4, not for D = 6; 5e299·2 = 1e300 is exactly the limit, allowed for D = 1 only.
+        let near = Escalation {
+            start: 1e299,
+            ratio: 2.0,
+            count: 2,
+        };
+        assert_eq!(near.magnitudes(4).unwrap(), vec![1e299, 2e299]);
+        assert!(matches!(near.magnitudes(6), Err(Error::Config { .. })));
+        let at = Escalation {
+            start: 5e299,
+            ..near
+        };
+        assert_eq!(at.magnitudes(1).unwrap(), vec![5e299, 1e300]);
+        assert!(matches!(at.magnitudes(2), Err(Error::Config { .. })));
         for bad in [
             Escalation { start: 0.0, ..ok },
             Escalation {
