@@ -1112,6 +1112,15 @@ mod tests {
         }
     }
 
+    /// The CPU opens as `cpu`; without the `cuda` feature every CUDA device is refused with
+    /// [`Error::NoCuda`] (a build with it is tested in tests/cuda_linear.rs).
+    #[test]
+    fn device_open_names_the_cpu_and_refuses_cuda_without_the_feature() {
+        assert_eq!(Device::Cpu.open().unwrap(), "cpu");
+        #[cfg(not(feature = "cuda"))]
+        assert!(matches!(Device::Cuda(0).open(), Err(Error::NoCuda(_))));
+    }
+
     /// The text form names every field that is not implied (groups only above 1, exact_lad
     /// only when set) and parses back to the same configuration.
     #[test]
