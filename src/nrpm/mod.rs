@@ -1113,12 +1113,30 @@ mod tests {
     }
 
     /// The CPU opens as `cpu`; without the `cuda` feature every CUDA device is refused with
-    /// [`Error::NoCuda`] (a build with it is tested in tests/cuda_linear.rs).
+    /// [`Error::NoCuda`] (a build with it is tested in tests/cuda_linear.rs). Device names
+    /// parse case-insensitively and print back as they parse.
     #[test]
     fn device_open_names_the_cpu_and_refuses_cuda_without_the_feature() {
         assert_eq!(Device::Cpu.open().unwrap(), "cpu");
         #[cfg(not(feature = "cuda"))]
         assert!(matches!(Device::Cuda(0).open(), Err(Error::NoCuda(_))));
+        let names = [
+            ("cpu", Device::Cpu),
+            ("CUDA", Device::Cuda(0)),
+            ("cuda:3", Device::Cuda(3)),
+        ];
+        for (name, device) in names {
+            assert_eq!(name.parse::<Device>().unwrap(), device);
+            assert_eq!(device.to_string().parse::<Device>().unwrap(), device);
+        }
+        assert_eq!(Device::Cuda(3).to_string(), "cuda:3");
+        assert_eq!(Device::Cpu.to_string(), "cpu");
+        for bad in ["gpu", "cuda:", "cuda:x", ""] {
+            assert!(
+                matches!(bad.parse::<Device>(), Err(Error::UnknownName { .. })),
+                "{bad}"
+            );
+        }
     }
 
     /// The text form names every field that is not implied (groups only above 1, exact_lad
