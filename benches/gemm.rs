@@ -1,7 +1,9 @@
 //! The LPM matrix products (GEMM) side by side, in one run: ndarray's `dot` (matrixmultiply,
-//! with `matrixmultiply-threading`; what the fused path used before), `nrpm::matmul::product`
-//! (the `gemm` crate; what it uses now) on rayon's pool and on a one-thread pool, and, with
-//! the cargo feature `blas`, OpenBLAS through CBLAS (system package `libopenblas-dev`).
+//! with `matrixmultiply-threading`), `nrpm::matmul::product` (the `gemm` crate; the fused path's
+//! `W̄ = ȳᵀ·x`) on rayon's pool and on a one-thread pool, `nrpm::matmul::rowwise_product`
+//! (matrixmultiply on rayon's tasks of 64 rows, batch-invariant; the fused path's `z⁰ = x·Wᵀ`
+//! and `x̄ = ȳ·W`) and, with the cargo feature `blas`, OpenBLAS through CBLAS (system package
+//! `libopenblas-dev`).
 //!
 //! Products (f32 and f64, every backend allocates its output, as the fused path does):
 //! - `z0_b{B}_{D}x{O}`: the forward `z⁰ = x·Wᵀ`, `x [B, D]`, `W [O, D]`, at the MLP's layers
@@ -151,7 +153,7 @@ fn blas_product<T: Real>(a: &ndarray::ArrayView2<T>, b: &ndarray::ArrayView2<T>)
 
 /// The backends of one run, in table order.
 fn backends() -> Vec<&'static str> {
-    let mut names = vec!["ndarray", "gemm", "gemm_1thread"];
+    let mut names = vec!["ndarray", "gemm", "gemm_1thread", "rowwise"];
     if cfg!(feature = "blas") {
         names.push("openblas");
     }
@@ -178,6 +180,9 @@ fn bench_product<T: Real>(c: &mut Criterion, p: &Product, cast: fn(f32) -> T) ->
         .expect("thread pool");
     g.bench_function("gemm_1thread", |bch| {
         bch.iter(|| one_thread.install(product))
+    });
+    g.bench_function("rowwise", |bch| {
+        bch.iter(|| nrpm::matmul::rowwise_product(&a.view(), &b).unwrap())
     });
     #[cfg(feature = "blas")]
     g.bench_function("openblas", |bch| bch.iter(|| blas_product(&a.view(), &b)));

@@ -4,6 +4,9 @@
 //! robust and PGD-20 is never weaker than FGSM (skipped with a printed reason when
 //! ../shared/models is absent); the same seed gives the same numbers.
 
+mod common;
+
+use common::shared_mlp3;
 use ndarray::{Array4, ArrayView4, Zip};
 use nrpm::attacks::{
     evaluate, evaluate_attacks, evaluate_transfer, perturb, Attack, EvalOptions, EvalResult,
@@ -325,38 +328,6 @@ fn perturb_rejects_bad_labels_and_parameters() {
 }
 
 // ---- the shipped MNIST subset, with the shared checkpoint ----
-
-/// mlp3 from ../shared/models, LPM, or NRPM (L1, K = 3, λ = 0.7) in every layer; `None`
-/// with a printed reason when the checkpoint is absent.
-fn shared_mlp3(nrpm: bool) -> Option<Model<f32>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/models/mlp3_mnist.safetensors"
-    );
-    if !std::path::Path::new(path).exists() {
-        nrpm::testing::skip("shared", "shared_mlp3", &format!("{path} not found"));
-        return None;
-    }
-    let mut model = Model::<f32>::new(ModelSpec::from_name("mlp3", 1, 28).unwrap());
-    if nrpm {
-        let cfg = NrpmConfig::builder()
-            .norm(Norm::L1)
-            .k(3)
-            .eps(1e-3)
-            .lambda(1.0)
-            .build()
-            .unwrap();
-        model
-            .reprogram(
-                &LayerSelection::Default,
-                cfg.with_lambda(0.7).unwrap(),
-                LambdaParam::Raw,
-            )
-            .unwrap();
-    }
-    model.load_file(path, false).unwrap();
-    Some(model)
-}
 
 fn mnist_test(n: usize) -> Dataset {
     Dataset::mnist_subset(Split::Test).unwrap().first(n)

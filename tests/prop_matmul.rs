@@ -1,5 +1,5 @@
-//! `nrpm::matmul::product` (the fused path's GEMM) against the f64 triple loop, in f32 and
-//! f64, for any shapes (0 and 1 included: empty batch, one row, one column, empty depth) and
+//! `nrpm::matmul::product` and `rowwise_product` (the fused path's GEMMs) against the f64
+//! triple loop, in f32 and f64, for any shapes (0 and 1 included: empty batch, one row, one column, empty depth) and
 //! any storage of either factor (standard, transposed, reversed, strided over NaN padding),
 //! the layouts the fused path and conv's unfold hand it.
 
@@ -77,7 +77,7 @@ fn factors() -> impl Strategy<Value = (Array2<f64>, Array2<f64>)> {
     })
 }
 
-/// Checks `product` in `T` (unit roundoff `u`) against the f64 triple loop over the values
+/// Checks `product` and `rowwise_product` in `T` (unit roundoff `u`) against the f64 triple loop over the values
 /// rounded to `T`. Bound: any order of a sum of K products, with or without FMA, errs by at
 /// most `K·u·Σ_k |a_ik·b_kj|` (to first order); the f64 loop adds `K·U64·Σ`; safety 1.01.
 fn check<T: Real>(
@@ -86,8 +86,28 @@ fn check<T: Real>(
     (la, lb): (Layout, Layout),
     u: f64,
 ) -> Result<(), TestCaseError> {
+    for (name, product) in [
+        ("product", nrpm::matmul::product::<T> as Product<T>),
+        ("rowwise_product", nrpm::matmul::rowwise_product::<T>),
+    ] {
+        check_one(name, product, a, b, (la, lb), u)?;
+    }
+    Ok(())
+}
+
+type Product<T> = fn(&ArrayView2<T>, &ArrayView2<T>) -> nrpm::Result<Array2<T>>;
+
+/// [`check`] for one of the two products.
+fn check_one<T: Real>(
+    name: &str,
+    product: Product<T>,
+    a: &Array2<f64>,
+    b: &Array2<f64>,
+    (la, lb): (Layout, Layout),
+    u: f64,
+) -> Result<(), TestCaseError> {
     let (sa, sb) = (store::<T>(a, la), store::<T>(b, lb));
-    let got = nrpm::matmul::product(&view(&sa, la), &view(&sb, lb)).expect("matching shapes");
+    let got = product(&view(&sa, la), &view(&sb, lb)).expect("matching shapes");
     prop_assert!(got.is_standard_layout());
     let (a, b) = (a.mapv(|v| T::of(v).f64()), b.mapv(|v| T::of(v).f64()));
     let k = a.ncols() as f64;
@@ -100,15 +120,15 @@ fn check<T: Real>(
         }
     }
     let tol = scale * (k * (u + U64) * 1.01);
-    let what = format!("{} {la:?}·{lb:?} {:?}", T::DTYPE, got.dim());
+    let what = format!("{name} {} {la:?}·{lb:?} {:?}", T::DTYPE, got.dim());
     assert_within(&what, &got.mapv(Real::f64), &want, &tol)
 }
 
 proptest! {
     #![proptest_config(common::config(256, "proptest-regressions/prop_matmul.txt"))]
 
-    /// `product(a, b)` equals the triple loop within the summation bound, f32 and f64, for
-    /// every shape and storage; with K = 0 it is exactly zeros.
+    /// `product(a, b)` and `rowwise_product(a, b)` equal the triple loop within the summation
+    /// bound, f32 and f64, for every shape and storage; with K = 0 they are exactly zeros.
     #[test]
     fn product_matches_triple_loop((a, b) in factors(), la in layout(), lb in layout()) {
         check::<f32>(&a, &b, (la, lb), U32)?;

@@ -5,9 +5,10 @@
 //! robust correct  R = { i ∈ C : f(attack(xᵢ)) = yᵢ }       (misclassified clean ⇒ not robust)
 //! accuracy        100·|C|/n  and  100·|R|/n                 (over all n images)
 //! ```
-//! Only the images in C are attacked (the others cannot count). The model's outputs for one
-//! image do not depend on the rest of its batch (eval mode), so the batch size changes timings,
-//! not figures.
+//! Only the images in C are attacked (the others cannot count). The model's outputs and input
+//! gradients for one image do not depend on the rest of its batch, bit for bit (eval mode, and
+//! the fused path's batch-invariant products and sums: `nrpm::fused`, `nrpm::matmul`), so the
+//! batch size changes timings, not figures.
 
 use std::time::Instant;
 

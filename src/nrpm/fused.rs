@@ -3,7 +3,7 @@
 //! contiguous memory, through SIMD loops (`simd.rs`, `kernels.rs`); rayon spreads the outputs
 //! over cores.
 //!
-//! Forward: `z⁰ = x·Wᵀ` by one GEMM per group (`matmul.rs`), then K passes over the terms per
+//! Forward: `z⁰ = x·Wᵀ` by one batch-invariant GEMM per group (`matmul.rs`), then K passes over the terms per
 //! output, each accumulating `(Σ w_d, Σ w_d·t_d)`; four outputs of one input row share each
 //! pass (`Real::irls_sums_rows`), which loads `x_d` once for the four and reduces their sums
 //! together (the per-output reductions cost as much as a quarter of the loop at D = 256).
@@ -18,9 +18,14 @@
 //!    `W̄[o, :] += t̄ ⊙ x[b, :]`.
 //!
 //! With K = 0 (or the Lpm norm) the backward is the two GEMMs `x̄ = ȳ·W`, `W̄ = ȳᵀ·x`. Work is
-//! split into chunks fixed by the shape
-//! (not by the thread count) and partial sums are reduced in a fixed order, so the result is
-//! the same bits on 1 or 64 threads.
+//! split into chunks fixed by the shape (not by the thread count) and partial sums are reduced
+//! in a fixed order, so the result is the same bits on 1 or 64 threads.
+//!
+//! Batch invariance: row b of `y` and of `x̄` has the same bits whether `x` holds that one row
+//! or many. The forward's runs of four outputs are placed by the output index alone
+//! (`forward_tasks`), and `x̄[b]` is summed over the same blocks of outputs whichever gradient
+//! the backward's tasks own (`irls_backward`). Attacks and sharded runs rely on it: an
+//! image's figures do not depend on the batch size or the shard (tests/batch_invariance.rs).
 
 use ndarray::{s, Array2, Array3, Array4, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -43,15 +48,16 @@ const ROWS_PER_PASS: usize = 4;
 /// Upper bound on parallel tasks in the backward pass (each holds a partial gradient).
 const MAX_BACKWARD_TASKS: usize = 8;
 
-/// The LPM sums `z⁰_g = x_g·W_gᵀ` of every group, `[N, B, O]`.
+/// The LPM sums `z⁰_g = x_g·W_gᵀ` of every group, `[N, B, O]`, each row by itself
+/// ([`matmul::rowwise_product`]: batch-invariant).
 fn lpm_sums<T: Real>(x: &ArrayView2<T>, w: &ArrayView2<T>, dims: &Dims) -> Result<Array3<T>> {
     if dims.n == 1 {
-        return Ok(matmul::product(x, &w.t())?.insert_axis(Axis(0)));
+        return Ok(matmul::rowwise_product(x, &w.t())?.insert_axis(Axis(0)));
     }
     let mut z0 = Array3::zeros((dims.n, dims.b, dims.o));
     for g in 0..dims.n {
         let cols = s![.., g * dims.dg..(g + 1) * dims.dg];
-        let prod = matmul::product(&x.slice(cols), &w.slice(cols).t())?;
+        let prod = matmul::rowwise_product(&x.slice(cols), &w.slice(cols).t())?;
         z0.index_axis_mut(Axis(0), g).assign(&prod);
     }
     Ok(z0)
@@ -92,18 +98,18 @@ pub fn forward<T: Real>(
         mix: Mix::new(cfg),
         bias,
     };
-    let finite = z
-        .as_slice_mut()
-        .expect("fresh array is contiguous")
-        .par_chunks_mut(OUTPUTS_PER_TASK * per_output)
-        .zip(
-            y.as_slice_mut()
-                .expect("fresh array is contiguous")
-                .par_chunks_mut(OUTPUTS_PER_TASK),
-        )
-        .enumerate()
-        .map(|(task, (chunk, ys))| {
-            let first = task * OUTPUTS_PER_TASK;
+    let mut z_rest = z.as_slice_mut().expect("fresh array is contiguous");
+    let mut y_rest = y.as_slice_mut().expect("fresh array is contiguous");
+    let mut tasks = Vec::new();
+    for range in forward_tasks(dims.b, dims.o) {
+        let (chunk, z_next) = std::mem::take(&mut z_rest).split_at_mut(range.len() * per_output);
+        let (ys, y_next) = std::mem::take(&mut y_rest).split_at_mut(range.len());
+        tasks.push((range.start, chunk, ys));
+        (z_rest, y_rest) = (z_next, y_next);
+    }
+    let finite = tasks
+        .into_par_iter()
+        .map(|(first, chunk, ys)| {
             pass.outputs(first, chunk);
             pass.mix(first, chunk, ys)
         })
@@ -113,6 +119,54 @@ pub fn forward<T: Real>(
         check_overflow(op, &z)?;
     }
     Ok((y, Iterates::new(z, *cfg, &x, &weight)))
+}
+
+/// The forward's parallel tasks: consecutive ranges of outputs (flat index b·O + o) that
+/// cover `0..B·O`, each starting where a row starts or, in a row of more than
+/// [`OUTPUTS_PER_TASK`] outputs, at a multiple of it. With O ≤ [`OUTPUTS_PER_TASK`] a task
+/// holds `⌊OUTPUTS_PER_TASK/O⌋` whole rows (the last one fewer); otherwise a row is split into
+/// blocks of [`OUTPUTS_PER_TASK`] outputs.
+///
+/// Tasks start at `o ≡ 0 (mod ROWS_PER_PASS)`, so [`Pass::outputs`] forms its runs of
+/// [`ROWS_PER_PASS`] outputs at the same `o` in every row, whatever B and wherever the row lies
+/// in the batch. The runs sum in another order than single outputs (on AVX-512), so an
+/// output's bits then depend on its row and `W` alone: a batch of one image gives the same
+/// bits as that image in any batch (tests/batch_invariance.rs).
+fn forward_tasks(b: usize, o: usize) -> Vec<std::ops::Range<usize>> {
+    let (rows_per_task, block) = if o <= OUTPUTS_PER_TASK {
+        ((OUTPUTS_PER_TASK / o.max(1)).max(1), o)
+    } else {
+        (1, OUTPUTS_PER_TASK)
+    };
+    let mut tasks = Vec::new();
+    for rows in (0..b).step_by(rows_per_task) {
+        let rows = rows..(rows + rows_per_task).min(b);
+        if o <= OUTPUTS_PER_TASK {
+            tasks.push(rows.start * o..rows.end * o);
+        } else {
+            let row = rows.start * o;
+            tasks.extend(
+                (0..o)
+                    .step_by(block)
+                    .map(|c| row + c..row + (c + block).min(o)),
+            );
+        }
+    }
+    tasks
+}
+
+/// How many outputs, from output `o` of a row of `outs`, [`Pass::outputs`] computes together
+/// when `left` outputs remain in its task: [`ROWS_PER_PASS`] from an `o` that is a multiple of
+/// it, when the run ends inside both the row and the task; else 1. In the tasks of
+/// [`forward_tasks`] the task never cuts a run, so an output is in a run exactly when
+/// `o < ROWS_PER_PASS·⌊O/ROWS_PER_PASS⌋`.
+fn run_length(o: usize, outs: usize, left: usize) -> usize {
+    let fits = o + ROWS_PER_PASS <= outs && ROWS_PER_PASS <= left;
+    if fits && o.is_multiple_of(ROWS_PER_PASS) {
+        ROWS_PER_PASS
+    } else {
+        1
+    }
 }
 
 /// What the forward IRLS passes read: `x [B, D]` and `W [O, D]` row-major, the plain sums
@@ -161,11 +215,7 @@ impl<T: Real> Pass<'_, T> {
         let mut i = 0;
         while i < count {
             let (b, o) = ((first + i) / self.dims.o, (first + i) % self.dims.o);
-            let lanes = if i + ROWS_PER_PASS <= count && o + ROWS_PER_PASS <= self.dims.o {
-                ROWS_PER_PASS
-            } else {
-                1
-            };
+            let lanes = run_length(o, self.dims.o, count - i);
             let outs = &mut chunk[i * per_output..(i + lanes) * per_output];
             for g in 0..self.dims.n {
                 match lanes {
@@ -272,13 +322,17 @@ pub(crate) fn backward_unchecked<T: Real>(
     })
 }
 
-/// The backward of the plain sums `z⁰_g = x_g·W_gᵀ`: `x̄ = ȳ·W`, `W̄ = ȳᵀ·x` (two GEMMs).
+/// The backward of the plain sums `z⁰_g = x_g·W_gᵀ`: `x̄ = ȳ·W` (row by row, batch-invariant)
+/// and `W̄ = ȳᵀ·x` (a sum over the batch), two GEMMs.
 fn lpm_backward<T: Real>(
     x: &ArrayView2<T>,
     w: &ArrayView2<T>,
     gy: &ArrayView2<T>,
 ) -> Result<(Array2<T>, Array2<T>)> {
-    Ok((matmul::product(gy, w)?, matmul::product(&gy.t(), x)?))
+    Ok((
+        matmul::rowwise_product(gy, w)?,
+        matmul::product(&gy.t(), x)?,
+    ))
 }
 
 /// Everything one backward pass reads (row-major slices).
@@ -356,34 +410,65 @@ impl<T: Real> Ctx<'_, T> {
         T::irls_adjoint_scatter(xr, wr, z0_bar, &sc.coefs, &sc.e, x_bar, w_bar);
     }
 
+    /// Backward of output (b, o) in every group: [`Ctx::output`] on the group columns of
+    /// `x_bar` (row b of x̄, or a part of it) and `w_bar` (row o of W̄, or a part of it).
+    fn output_groups(
+        &self,
+        b: usize,
+        o: usize,
+        sc: &mut Scratch<T>,
+        x_bar: &mut [T],
+        w_bar: &mut [T],
+    ) {
+        let dg = self.dims.dg;
+        for g in 0..self.dims.n {
+            let cols = g * dg..(g + 1) * dg;
+            self.output(b, o, g, sc, &mut x_bar[cols.clone()], &mut w_bar[cols]);
+        }
+    }
+
     /// The backward for every output. Parallel tasks own a chunk of rows of one gradient (x̄
     /// when `by_rows`, else W̄) and accumulate a private partial of the other, reduced
     /// afterwards in task order. Returns `(x̄, W̄)`.
+    ///
+    /// Either way `x̄[b]` is the same bits: the sum, in order, of its partial sums over the
+    /// blocks of `⌈O/MAX_BACKWARD_TASKS⌉` outputs (the tasks' blocks when they own W̄, summed
+    /// block by block when they own x̄). Which gradient the tasks own depends on B (B ≥ O), so
+    /// without this an image's input gradient would change with the batch size.
     fn irls_backward(&self, by_rows: bool) -> (Array2<T>, Array2<T>) {
-        let Dims { b, d, o, n, dg } = self.dims;
+        let Dims { b, d, o, .. } = self.dims;
         let (owned_len, other_len) = if by_rows { (b, o) } else { (o, b) };
         // At least one row per task: with B = O = 0 a chunk size of 0 would panic.
         let per_task = owned_len.div_ceil(MAX_BACKWARD_TASKS).max(1);
+        let o_block = o.div_ceil(MAX_BACKWARD_TASKS).max(1);
         let mut owned = Array2::zeros((owned_len, d));
         let parts: Vec<Array2<T>> = owned
             .axis_chunks_iter_mut(Axis(0), per_task)
             .into_par_iter()
             .enumerate()
             .map(|(task, mut rows)| {
-                let mut sc = Scratch::new(self.steps, dg);
+                let mut sc = Scratch::new(self.steps, self.dims.dg);
                 let mut partial = Array2::zeros((other_len, d));
+                let mut block = vec![T::zero(); if by_rows { d } else { 0 }];
                 for (i, mut row) in rows.outer_iter_mut().enumerate() {
                     let mine = task * per_task + i;
                     let row = row.as_slice_mut().expect("fresh row");
-                    for j in 0..other_len {
-                        let (bi, oi) = if by_rows { (mine, j) } else { (j, mine) };
-                        let mut prow = partial.row_mut(j);
-                        let prow = prow.as_slice_mut().expect("fresh row");
-                        for g in 0..n {
-                            let cols = g * dg..(g + 1) * dg;
-                            let (own, other) = (&mut row[cols.clone()], &mut prow[cols]);
-                            let (x_bar, w_bar) = if by_rows { (own, other) } else { (other, own) };
-                            self.output(bi, oi, g, &mut sc, x_bar, w_bar);
+                    if !by_rows {
+                        for (j, mut prow) in partial.outer_iter_mut().enumerate() {
+                            let prow = prow.as_slice_mut().expect("fresh row");
+                            self.output_groups(j, mine, &mut sc, prow, row);
+                        }
+                        continue;
+                    }
+                    for first in (0..o).step_by(o_block) {
+                        block.fill(T::zero());
+                        for j in first..(first + o_block).min(o) {
+                            let mut prow = partial.row_mut(j);
+                            let prow = prow.as_slice_mut().expect("fresh row");
+                            self.output_groups(mine, j, &mut sc, &mut block, prow);
+                        }
+                        for (r, v) in row.iter_mut().zip(&block) {
+                            *r += *v;
                         }
                     }
                 }
@@ -445,10 +530,9 @@ mod tests {
         }
     }
 
-    /// Runs of four outputs stay inside one input row and inside one task's block of
-    /// [`OUTPUTS_PER_TASK`] outputs: for O not a multiple of four the runs that would cross a
-    /// row end, or (B = 10, O = 7: a row starts at output 63) a block end, are computed one
-    /// output at a time, and every output matches the reference.
+    /// Runs of four outputs stay inside one input row: for O not a multiple of four the last
+    /// O mod 4 outputs of each row are computed one at a time (B = 10, O = 7: tasks of nine
+    /// rows, 63 outputs), and every output matches the reference.
     #[test]
     fn runs_of_four_outputs_stay_in_one_row_and_one_task() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -466,6 +550,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The forward's tasks cover the outputs in order, and each output's run (which sets its
+    /// summation order) depends on its index `o` and O alone, not on B or on where its row
+    /// lies among the tasks: runs of four start at multiples of four and are cut by neither a
+    /// row end nor a task end.
+    #[test]
+    fn runs_depend_on_the_output_index_only() {
+        for o_total in (1..=20).chain([63, 64, 65, 100, 128, 130, 256]) {
+            let grouped = ROWS_PER_PASS * (o_total / ROWS_PER_PASS);
+            for b in [1, 2, 3, 7, 10, 17, 50, 65] {
+                let tasks = forward_tasks(b, o_total);
+                let mut next = 0;
+                for task in tasks {
+                    assert_eq!(task.start, next, "B {b} O {o_total}: tasks not consecutive");
+                    assert!(!task.is_empty(), "B {b} O {o_total}: empty task");
+                    let mut i = task.start;
+                    while i < task.end {
+                        let o = i % o_total;
+                        let lanes = run_length(o, o_total, task.end - i);
+                        let want = if o < grouped { ROWS_PER_PASS } else { 1 };
+                        assert_eq!(lanes, want, "B {b} O {o_total}: output {i}");
+                        i += lanes;
+                    }
+                    next = task.end;
+                }
+                assert_eq!(next, b * o_total, "B {b} O {o_total}: outputs left out");
+            }
+        }
+        assert!(forward_tasks(0, 5).is_empty() && forward_tasks(3, 0).iter().all(|t| t.is_empty()));
     }
 
     /// An overflow inside the tasks, in the iterates or only in the output, is reported at
