@@ -1,7 +1,7 @@
 //! `nrpm::matmul::product` and `rowwise_product` (the fused path's GEMMs) against the f64
-//! triple loop, in f32 and f64, for any shapes (0 and 1 included: empty batch, one row, one column, empty depth) and
-//! any storage of either factor (standard, transposed, reversed, strided over NaN padding),
-//! the layouts the fused path and conv's unfold hand it.
+//! triple loop, in f32 and f64, for any shapes (0 and 1 included: empty batch, one row, one
+//! column, empty depth) and any storage of either factor (standard, transposed, reversed,
+//! strided over NaN padding), the layouts the fused path and conv's unfold hand it.
 
 mod common;
 
