@@ -118,7 +118,7 @@ const ROWS_PER_TASK: usize = 64;
 /// matrixmultiply splits the depth K into blocks of a constant of its kernel, which it picks
 /// once per CPU; M and N are split into tiles whose edges run the same kernel into a buffer,
 /// so an entry's sum over k runs in the same order wherever its row lies. Blocks of
-/// [`ROWS_PER_TASK`] rows go to rayon's tasks.
+/// 64 rows go to rayon's tasks.
 ///
 /// # Errors
 /// [`Error::Shape`] if `b` has not `K = a.ncols()` rows.
