@@ -1,7 +1,7 @@
 //! The LPM matrix products (GEMM) side by side, in one run: ndarray's `dot` (matrixmultiply,
 //! with `matrixmultiply-threading`), `nrpm::matmul::product` (the `gemm` crate; the fused path's
 //! `W̄ = ȳᵀ·x`) on rayon's pool and on a one-thread pool, `nrpm::matmul::rowwise_product`
-//! (matrixmultiply on rayon's tasks of 64 rows, batch-invariant; the fused path's `z⁰ = x·Wᵀ`
+//! (matrixmultiply called directly, batch-invariant; the fused path's `z⁰ = x·Wᵀ`
 //! and `x̄ = ȳ·W`) and, with the cargo feature `blas`, OpenBLAS through CBLAS (system package
 //! `libopenblas-dev`).
 //!

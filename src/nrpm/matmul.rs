@@ -22,15 +22,14 @@
 //! M·N ≤ 256, matrix-vector loops for M = 1, cache blocking from M, N and K), so row i of
 //! `x·Wᵀ` can differ in its last bits between M = 1, 17 and 50 (tests/batch_invariance.rs saw
 //! it at the MNIST MLP's shapes). Where a row stands for one image, [`rowwise_product`] is used
-//! instead: matrixmultiply, whose blocking is fixed per CPU and never depends on the shape, on
-//! fixed blocks of rows. An image's logits and input gradient are then the same bits in a batch
+//! instead: matrixmultiply, whose blocking is fixed per CPU and never depends on the shape.
+//! An image's logits and input gradient are then the same bits in a batch
 //! of any size or shard. [`product`] stays where the batch is summed over (`W̄ = ȳᵀ·x`).
 
 use std::any::TypeId;
 
 use gemm::Parallelism;
-use ndarray::{s, Array2, ArrayView2, Axis};
-use rayon::prelude::*;
+use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::real::Real;
@@ -106,19 +105,17 @@ fn output<T: Real>(
     Ok((!empty).then(|| Array2::zeros((m, n))))
 }
 
-/// Rows of the result per parallel task of [`rowwise_product`].
-const ROWS_PER_TASK: usize = 64;
-
 /// The matrix product `a·b`, `a [M, K]`, `b [K, N]` → `[M, N]`, with each row of the result a
 /// function of the same row of `a` and of `b` alone, bit for bit: row i does not change with M
 /// or with what the other rows hold (batch invariance, module doc). Any strides; the same bits
-/// on any number of threads. About 1.2–4× slower than [`product`] at the MLP's shapes
-/// (benches/gemm.rs, docs/PERFORMANCE.md).
+/// on any number of threads. On a CPU without AVX-512 it is as fast as [`product`] within
+/// noise; with AVX-512, `gemm` was 1.2–4.4× faster than this code (benches/gemm.rs,
+/// docs/PERFORMANCE.md).
 ///
 /// matrixmultiply splits the depth K into blocks of a constant of its kernel, which it picks
 /// once per CPU; M and N are split into tiles whose edges run the same kernel into a buffer,
-/// so an entry's sum over k runs in the same order wherever its row lies. Blocks of
-/// 64 rows go to rayon's tasks.
+/// and its threads (ndarray's `matrixmultiply-threading`) share out tiles of M and N, never of
+/// K; so an entry's sum over k runs in the same order wherever its row lies.
 ///
 /// # Errors
 /// [`Error::Shape`] if `b` has not `K = a.ncols()` rows.
@@ -139,18 +136,10 @@ pub fn rowwise_product<T: Real>(a: &ArrayView2<T>, b: &ArrayView2<T>) -> Result<
         return Ok(Array2::zeros((a.nrows(), b.ncols())));
     };
     let n = b.ncols();
-    c.axis_chunks_iter_mut(Axis(0), ROWS_PER_TASK)
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(task, mut rows)| {
-            let first = task * ROWS_PER_TASK;
-            let a = a.slice(s![first..first + rows.nrows(), ..]);
-            // SAFETY: `rows` is a contiguous row-major block of `c` (row stride n, column
-            // stride 1) owned by this task; `a` and `b` are live views whose elements are in
-            // bounds at their own strides. With β = 0, matrixmultiply writes C = A·B without
-            // reading C.
-            unsafe { matrixmultiply_gemm(&a, b, rows.as_mut_ptr(), n as isize) };
-        });
+    // SAFETY: `c` is a fresh, contiguous row-major m×n array (row stride n, column stride 1)
+    // that nothing else aliases; `a` and `b` are live views whose elements are in bounds at
+    // their own strides. With β = 0, matrixmultiply writes C = A·B without reading C.
+    unsafe { matrixmultiply_gemm(a, b, c.as_mut_ptr(), n as isize) };
     Ok(c)
 }
 
@@ -298,8 +287,8 @@ mod tests {
     }
 
     /// Row i of `rowwise_product` has the same bits for every M and every position of the row
-    /// (in one task's block or across blocks of [`ROWS_PER_TASK`]), at the shapes where
-    /// `gemm` changes path with M (M·N ≤ 256, M = 1) and where it does not; f32 and f64.
+    /// (inside a tile of the kernel and across tiles), at the shapes where `gemm` changes path
+    /// with M (M·N ≤ 256, M = 1) and where it does not; f32 and f64.
     #[test]
     fn rowwise_product_rows_do_not_depend_on_the_other_rows() {
         for &(k, n) in &[(784, 256), (64, 10), (25, 6), (10, 64), (3, 1)] {
