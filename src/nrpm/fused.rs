@@ -3,8 +3,8 @@
 //! contiguous memory, through SIMD loops (`simd.rs`, `kernels.rs`); rayon spreads the outputs
 //! over cores.
 //!
-//! Forward: `z⁰ = x·Wᵀ` by one batch-invariant GEMM per group (`matmul.rs`), then K passes over the terms per
-//! output, each accumulating `(Σ w_d, Σ w_d·t_d)`; four outputs of one input row share each
+//! Forward: `z⁰ = x·Wᵀ` by one batch-invariant GEMM per group (`matmul.rs`), then K passes
+//! over the terms per output, each accumulating `(Σ w_d, Σ w_d·t_d)`; four outputs of one input row share each
 //! pass (`Real::irls_sums_rows`), which loads `x_d` once for the four and reduces their sums
 //! together (the per-output reductions cost as much as a quarter of the loop at D = 256).
 //!
@@ -133,26 +133,20 @@ pub fn forward<T: Real>(
 /// output's bits then depend on its row and `W` alone: a batch of one image gives the same
 /// bits as that image in any batch (tests/batch_invariance.rs).
 fn forward_tasks(b: usize, o: usize) -> Vec<std::ops::Range<usize>> {
-    let (rows_per_task, block) = if o <= OUTPUTS_PER_TASK {
-        ((OUTPUTS_PER_TASK / o.max(1)).max(1), o)
-    } else {
-        (1, OUTPUTS_PER_TASK)
-    };
-    let mut tasks = Vec::new();
-    for rows in (0..b).step_by(rows_per_task) {
-        let rows = rows..(rows + rows_per_task).min(b);
-        if o <= OUTPUTS_PER_TASK {
-            tasks.push(rows.start * o..rows.end * o);
-        } else {
-            let row = rows.start * o;
-            tasks.extend(
-                (0..o)
-                    .step_by(block)
-                    .map(|c| row + c..row + (c + block).min(o)),
-            );
-        }
+    if o <= OUTPUTS_PER_TASK {
+        let rows = (OUTPUTS_PER_TASK / o.max(1)).max(1);
+        return (0..b)
+            .step_by(rows)
+            .map(|r| r * o..(r + rows).min(b) * o)
+            .collect();
     }
-    tasks
+    (0..b)
+        .flat_map(|r| {
+            (0..o)
+                .step_by(OUTPUTS_PER_TASK)
+                .map(move |c| r * o + c..r * o + (c + OUTPUTS_PER_TASK).min(o))
+        })
+        .collect()
 }
 
 /// How many outputs, from output `o` of a row of `outs`, [`Pass::outputs`] computes together
